@@ -1,0 +1,101 @@
+//! Read side of the checkpoint contract, shared by the trainer, the exporter and tests.
+//!
+//! A run directory holds `checkpoints/step_NNNNNN/` directories and a `checkpoints/latest`
+//! file naming the newest one. A checkpoint directory holds `generator.safetensors`,
+//! `critic.safetensors`, `optimizer.safetensors` and `state.json`, whose header fields are
+//! [`CheckpointHeader`] (the trainer adds its own fields beside them).
+
+use crate::nets::{Critic, Generator};
+use crate::spec::{preset, Preset};
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Version of the checkpoint layout written by this build.
+pub const FORMAT_VERSION: u32 = 1;
+pub const GENERATOR_FILE: &str = "generator.safetensors";
+pub const CRITIC_FILE: &str = "critic.safetensors";
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+pub const STATE_FILE: &str = "state.json";
+pub const CHECKPOINTS_DIR: &str = "checkpoints";
+pub const LATEST_FILE: &str = "latest";
+
+/// The fields of `state.json` that every reader relies on.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CheckpointHeader {
+    pub format_version: u32,
+    /// Preset name (see [`crate::spec::PRESETS`]).
+    pub preset: String,
+    pub channels: usize,
+    /// Generator steps completed.
+    pub step: u64,
+    /// One-line description of the training data.
+    pub dataset: String,
+}
+
+impl CheckpointHeader {
+    /// The architecture this checkpoint was trained with.
+    pub fn preset(&self) -> Result<Preset> {
+        Ok(preset(&self.preset, self.channels)?)
+    }
+}
+
+/// Finds the checkpoint directory that `path` names: a checkpoint directory itself, or a run
+/// directory whose `checkpoints/latest` names one.
+pub fn resolve(path: &Path) -> Result<PathBuf> {
+    if !path.exists() {
+        bail!("{} does not exist", path.display());
+    }
+    if !path.is_dir() {
+        bail!("{} is not a directory (expected a checkpoint or run directory)", path.display());
+    }
+    if path.join(STATE_FILE).exists() {
+        return Ok(path.to_path_buf());
+    }
+    let latest = path.join(CHECKPOINTS_DIR).join(LATEST_FILE);
+    if latest.exists() {
+        let name = std::fs::read_to_string(&latest).with_context(|| format!("reading {}", latest.display()))?;
+        let dir = path.join(CHECKPOINTS_DIR).join(name.trim());
+        if !dir.join(STATE_FILE).exists() {
+            bail!("{} names {}, which is not a checkpoint", latest.display(), dir.display());
+        }
+        return Ok(dir);
+    }
+    bail!(
+        "{} is neither a checkpoint (no {STATE_FILE}) nor a run directory (no {CHECKPOINTS_DIR}/{LATEST_FILE})",
+        path.display()
+    )
+}
+
+/// Reads the header of `state.json` in checkpoint directory `dir`.
+pub fn read_header(dir: &Path) -> Result<CheckpointHeader> {
+    let path = dir.join(STATE_FILE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let header: CheckpointHeader =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a valid checkpoint state", path.display()))?;
+    if header.format_version != FORMAT_VERSION {
+        bail!(
+            "{} has checkpoint format {}, this build reads format {FORMAT_VERSION}",
+            path.display(),
+            header.format_version
+        );
+    }
+    Ok(header)
+}
+
+/// Loads the generator of a checkpoint or run directory, with its header.
+pub fn load_generator(path: &Path, dtype: DType, device: &Device) -> Result<(Generator, CheckpointHeader)> {
+    let dir = resolve(path)?;
+    let header = read_header(&dir)?;
+    let g = Generator::load(&header.preset()?, &dir.join(GENERATOR_FILE), dtype, device)?;
+    Ok((g, header))
+}
+
+/// Loads the critic of a checkpoint or run directory.
+pub fn load_critic(path: &Path, dtype: DType, device: &Device) -> Result<(Critic, CheckpointHeader)> {
+    let dir = resolve(path)?;
+    let header = read_header(&dir)?;
+    let c = Critic::load(&header.preset()?, &dir.join(CRITIC_FILE), dtype, device)?;
+    Ok((c, header))
+}

@@ -1,0 +1,298 @@
+//! Convolutions as matrix products, in channels-last (NHWC) layout.
+//!
+//! candle's CPU `conv_transpose2d` is a dot product per output element, and conv2d's input
+//! gradient (hence the gradient penalty's second-order pass) runs through it. Here both
+//! directions are one GEMM plus a pair of linear re-indexing ops, [`Im2Col`] and [`Col2Im`],
+//! that are each other's adjoint: the backward of one is the other. Every gradient, to any
+//! order, is therefore again GEMMs and these two gathers.
+//!
+//! - `conv2d(x, W)           = im2col(x) · Wᵀ`
+//! - `conv_transpose2d(x, W) = col2im(x · W)` (the adjoint of the conv with the same geometry)
+//!
+//! On devices other than the CPU the same functions fall back to candle's own convolutions
+//! (through NCHW views), so the layer code is device-neutral.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
+use rayon::prelude::*;
+
+/// Geometry of a square-kernel convolution from an `h × w` image with `c` channels to an
+/// `ho × wo` grid of patches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub n: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub ho: usize,
+    pub wo: usize,
+}
+
+impl Geometry {
+    fn image_shape(&self) -> Shape {
+        Shape::from((self.n, self.h, self.w, self.c))
+    }
+
+    fn cols_shape(&self) -> Shape {
+        Shape::from(vec![self.n, self.ho, self.wo, self.k, self.k, self.c])
+    }
+
+    /// Image coordinate read by patch position `o` at kernel tap `t`, if inside the image.
+    #[inline]
+    fn source(&self, o: usize, t: usize, size: usize) -> Option<usize> {
+        let i = (o * self.stride + t).checked_sub(self.pad)?;
+        (i < size).then_some(i)
+    }
+}
+
+/// `[N, H, W, C]` → `[N, Ho, Wo, k, k, C]`: every patch of the convolution, zero outside.
+#[derive(Clone, Copy, Debug)]
+pub struct Im2Col(pub Geometry);
+
+/// `[N, Ho, Wo, k, k, C]` → `[N, H, W, C]`: sums each patch entry back where it came from.
+#[derive(Clone, Copy, Debug)]
+pub struct Col2Im(pub Geometry);
+
+fn contiguous_slice<'a, T: WithDType>(data: &'a [T], layout: &Layout, name: &str) -> Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{name} needs a contiguous input"),
+    }
+}
+
+fn im2col<T: WithDType>(src: &[T], g: &Geometry) -> Vec<T> {
+    let (k, c) = (g.k, g.c);
+    let row = g.wo * k * k * c;
+    let mut dst = vec![T::zero(); g.n * g.ho * row];
+    dst.par_chunks_mut(row).enumerate().for_each(|(ny, out)| {
+        let (n, oy) = (ny / g.ho, ny % g.ho);
+        for ox in 0..g.wo {
+            for ky in 0..k {
+                let Some(iy) = g.source(oy, ky, g.h) else { continue };
+                for kx in 0..k {
+                    let Some(ix) = g.source(ox, kx, g.w) else { continue };
+                    let s = ((n * g.h + iy) * g.w + ix) * c;
+                    let d = ((ox * k + ky) * k + kx) * c;
+                    out[d..d + c].copy_from_slice(&src[s..s + c]);
+                }
+            }
+        }
+    });
+    dst
+}
+
+fn col2im<T: WithDType>(src: &[T], g: &Geometry) -> Vec<T> {
+    let (k, c, s) = (g.k, g.c, g.stride);
+    let row = g.w * c;
+    let mut dst = vec![T::zero(); g.n * g.h * row];
+    // A gather: each image row sums the patch entries that read it, so rows are independent.
+    dst.par_chunks_mut(row).enumerate().for_each(|(ny, out)| {
+        let (n, iy) = (ny / g.h, ny % g.h);
+        for ky in 0..k {
+            let t = iy + g.pad;
+            if t < ky || (t - ky) % s != 0 || (t - ky) / s >= g.ho {
+                continue;
+            }
+            let oy = (t - ky) / s;
+            for ix in 0..g.w {
+                let acc = &mut out[ix * c..(ix + 1) * c];
+                for kx in 0..k {
+                    let t = ix + g.pad;
+                    if t < kx || (t - kx) % s != 0 || (t - kx) / s >= g.wo {
+                        continue;
+                    }
+                    let ox = (t - kx) / s;
+                    let base = ((((n * g.ho + oy) * g.wo + ox) * k + ky) * k + kx) * c;
+                    for (a, &v) in acc.iter_mut().zip(&src[base..base + c]) {
+                        *a += v;
+                    }
+                }
+            }
+        }
+    });
+    dst
+}
+
+macro_rules! dispatch {
+    ($storage:expr, $layout:expr, $name:expr, $f:expr, $g:expr) => {
+        match $storage {
+            CpuStorage::F32(d) => CpuStorage::F32($f(contiguous_slice(d, $layout, $name)?, $g)),
+            CpuStorage::F64(d) => CpuStorage::F64($f(contiguous_slice(d, $layout, $name)?, $g)),
+            _ => candle_core::bail!("{} supports f32 and f64", $name),
+        }
+    };
+}
+
+impl CustomOp1 for Im2Col {
+    fn name(&self) -> &'static str {
+        "im2col-nhwc"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        if layout.shape() != &self.0.image_shape() {
+            candle_core::bail!("im2col: input {:?} does not match {:?}", layout.shape(), self.0);
+        }
+        Ok((dispatch!(storage, layout, "im2col", im2col, &self.0), self.0.cols_shape()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad_res.contiguous()?.apply_op1(Col2Im(self.0))?))
+    }
+}
+
+impl CustomOp1 for Col2Im {
+    fn name(&self) -> &'static str {
+        "col2im-nhwc"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        if layout.shape() != &self.0.cols_shape() {
+            candle_core::bail!("col2im: input {:?} does not match {:?}", layout.shape(), self.0);
+        }
+        Ok((dispatch!(storage, layout, "col2im", col2im, &self.0), self.0.image_shape()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(grad_res.contiguous()?.apply_op1(Im2Col(self.0))?))
+    }
+}
+
+fn to_nchw(x: &Tensor) -> Result<Tensor> {
+    x.permute((0, 3, 1, 2))?.contiguous()
+}
+
+fn to_nhwc(x: &Tensor) -> Result<Tensor> {
+    x.permute((0, 2, 3, 1))?.contiguous()
+}
+
+/// Convolution of `x` `[N, H, W, C]` with PyTorch-layout weight `[Cout, C, k, k]`, giving
+/// `[N, Ho, Wo, Cout]`.
+pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
+    let (n, h, w, c) = x.dims4()?;
+    let (cout, cin, k, _) = weight.dims4()?;
+    if cin != c {
+        candle_core::bail!("conv2d: input has {c} channels, weight expects {cin}");
+    }
+    if !x.device().is_cpu() {
+        return to_nhwc(&to_nchw(x)?.conv2d(weight, pad, stride, 1, 1)?);
+    }
+    let (ho, wo) = ((h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1);
+    // Rows of (ky, kx, c) to match the patch layout of `Im2Col`.
+    let wmat = weight.permute((2, 3, 1, 0))?.reshape((k * k * c, cout))?;
+    let cols = if pad == 0 && (h, w) == (k, k) {
+        // One patch covering the whole image: the patch matrix is the image itself.
+        x.reshape((n, k * k * c))?
+    } else {
+        let g = Geometry { n, h, w, c, k, stride, pad, ho, wo };
+        x.contiguous()?.apply_op1(Im2Col(g))?.reshape((n * ho * wo, k * k * c))?
+    };
+    cols.matmul(&wmat)?.reshape((n, ho, wo, cout))
+}
+
+/// Transposed convolution of `x` `[N, H, W, C]` with PyTorch-layout weight `[C, Cout, k, k]`,
+/// giving `[N, Ho, Wo, Cout]` with `Ho = (H − 1)·stride + k − 2·pad`.
+pub fn conv_transpose2d(x: &Tensor, weight: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
+    let (n, h, w, c) = x.dims4()?;
+    let (cin, cout, k, _) = weight.dims4()?;
+    if cin != c {
+        candle_core::bail!("conv_transpose2d: input has {c} channels, weight expects {cin}");
+    }
+    if !x.device().is_cpu() {
+        return to_nhwc(&to_nchw(x)?.conv_transpose2d(weight, pad, 0, stride, 1)?);
+    }
+    let (ho, wo) = ((h - 1) * stride + k - 2 * pad, (w - 1) * stride + k - 2 * pad);
+    // Columns of (ky, kx, cout) to match the patch layout of `Col2Im`.
+    let wmat = weight.permute((0, 2, 3, 1))?.reshape((c, k * k * cout))?;
+    let cols = x.reshape((n * h * w, c))?.matmul(&wmat)?;
+    if pad == 0 && (h, w) == (1, 1) {
+        // A single input pixel: its patch is the whole output.
+        return cols.reshape((n, k, k, cout));
+    }
+    let g = Geometry { n, h: ho, w: wo, c: cout, k, stride, pad, ho: h, wo: w };
+    cols.reshape(vec![n, h, w, k, k, cout])?.apply_op1(Col2Im(g))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Var};
+    use wgan_runtime::latent::Rng;
+
+    fn randn(rng: &mut Rng, shape: &[usize]) -> Tensor {
+        let v: Vec<f64> = (0..shape.iter().product()).map(|_| rng.normal_f32() as f64).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
+    }
+
+    /// Outputs, first-order gradients (input and weight) and a second-order quantity (the
+    /// weight gradient of the squared input-gradient norm, as in the gradient penalty)
+    /// against candle's own convolutions, in f64.
+    fn check(transpose: bool, (n, c, cout, hw, k, stride, pad): (usize, usize, usize, usize, usize, usize, usize)) {
+        let mut rng = Rng::new((c * 131 + hw * 7 + stride) as u64);
+        let x = Var::from_tensor(&randn(&mut rng, &[n, hw, hw, c])).unwrap();
+        let wshape = if transpose { [c, cout, k, k] } else { [cout, c, k, k] };
+        let w = Var::from_tensor(&randn(&mut rng, &wshape)).unwrap();
+        let ours = |x: &Tensor, w: &Tensor| {
+            if transpose { conv_transpose2d(x, w, stride, pad) } else { conv2d(x, w, stride, pad) }.unwrap()
+        };
+        let reference = |x: &Tensor, w: &Tensor| {
+            let y = if transpose {
+                to_nchw(x).unwrap().conv_transpose2d(w, pad, 0, stride, 1)
+            } else {
+                to_nchw(x).unwrap().conv2d(w, pad, stride, 1, 1)
+            };
+            to_nhwc(&y.unwrap()).unwrap()
+        };
+        let (ya, yb) = (ours(x.as_tensor(), w.as_tensor()), reference(x.as_tensor(), w.as_tensor()));
+        assert_eq!(ya.dims(), yb.dims());
+        assert!(max_diff(&ya, &yb) < 1e-10, "forward");
+        let probe = randn(&mut rng, ya.dims());
+        let second = |f: &dyn Fn(&Tensor, &Tensor) -> Tensor| {
+            let y = f(x.as_tensor(), w.as_tensor());
+            let g = (y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let (gx, gw) = (g.get(x.as_tensor()).unwrap().clone(), g.get(w.as_tensor()).unwrap().clone());
+            let gg = gx.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            (gx, gw, gg.get(w.as_tensor()).unwrap().clone())
+        };
+        let (a, b) = (second(&ours), second(&reference));
+        assert!(max_diff(&a.0, &b.0) < 1e-10, "input gradient");
+        assert!(max_diff(&a.1, &b.1) < 1e-10, "weight gradient");
+        assert!(max_diff(&a.2, &b.2) < 1e-9, "second-order weight gradient");
+    }
+
+    #[test]
+    fn conv2d_matches_candle_to_second_order() {
+        assert!(
+            std::env::var("CANDLE_GRAD_DO_NOT_DETACH").is_ok_and(|v| !v.is_empty() && v != "0"),
+            "second-order checks need CANDLE_GRAD_DO_NOT_DETACH=1 (set in .cargo/config.toml)"
+        );
+        check(false, (2, 3, 5, 8, 4, 2, 1));
+        check(false, (2, 4, 3, 4, 4, 1, 0));
+        check(false, (1, 2, 3, 7, 3, 2, 1));
+        check(false, (2, 3, 2, 4, 4, 2, 0));
+    }
+
+    #[test]
+    fn conv_transpose2d_matches_candle_to_second_order() {
+        check(true, (2, 3, 5, 4, 4, 2, 1));
+        check(true, (2, 6, 4, 1, 4, 1, 0));
+        check(true, (1, 2, 3, 5, 3, 2, 1));
+    }
+
+    #[test]
+    fn f32_path_runs_and_rejects_mismatched_channels() {
+        let x = Tensor::ones((1, 4, 4, 2), DType::F32, &Device::Cpu).unwrap();
+        let w = Tensor::ones((3, 2, 4, 4), DType::F32, &Device::Cpu).unwrap();
+        let y = conv2d(&x, &w, 2, 1).unwrap();
+        assert_eq!(y.dims(), &[1, 2, 2, 3]);
+        // Corner output sees a 3×3 window of ones in 2 channels.
+        assert_eq!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0], 18.0);
+        let bad = Tensor::ones((3, 5, 4, 4), DType::F32, &Device::Cpu).unwrap();
+        assert!(conv2d(&x, &bad, 2, 1).is_err());
+    }
+}

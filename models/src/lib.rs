@@ -1,0 +1,19 @@
+//! WGAN-GP networks for candle.
+//!
+//! - [`spec`]: architectures as lists of layer specs, and the presets (`dcgan64`, `small`, `tiny`).
+//! - [`params`]: named tensors in PyTorch `state_dict` naming, DCGAN initialisation, safetensors I/O.
+//! - [`conv`]: convolutions as GEMMs with im2col/col2im (channels-last), fast to any order.
+//! - [`layers`]: differentiable (twice) convolution, normalisation and activation blocks.
+//! - [`nets`]: the [`Generator`] and [`Critic`] built from a preset.
+
+pub mod checkpoint;
+pub mod conv;
+pub mod layers;
+pub mod nets;
+pub mod params;
+pub mod spec;
+
+pub use layers::Mode;
+pub use nets::{Critic, Generator};
+pub use params::Params;
+pub use spec::{preset, Preset, PRESETS};

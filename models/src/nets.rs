@@ -1,0 +1,111 @@
+//! The generator and the critic, built from a [`Preset`]'s layer specs.
+
+use crate::layers::{self, Mode};
+use crate::params::Params;
+use crate::spec::{NetSpec, Norm, Preset};
+use anyhow::{bail, Result};
+use candle_core::{DType, Device, Tensor};
+use std::path::Path;
+use wgan_runtime::latent::Rng;
+
+/// The generator: `z` `[N, z_dim, 1, 1]` → image `[N, C, H, W]` in [-1, 1].
+pub struct Generator {
+    pub spec: NetSpec,
+    pub z_dim: usize,
+    pub params: Params,
+}
+
+/// The critic: image `[N, C, H, W]` → score `[N]`.
+pub struct Critic {
+    pub spec: NetSpec,
+    pub params: Params,
+}
+
+fn conv_of<'a>(params: &'a Params, spec: &NetSpec, i: usize) -> (&'a Tensor, Option<&'a Tensor>) {
+    let names = &spec.layer_names()[i];
+    let w = params.get(&format!("{}.weight", names.conv)).as_tensor();
+    let b = spec.layers[i].bias.then(|| params.get(&format!("{}.bias", names.conv)).as_tensor());
+    (w, b)
+}
+
+impl Generator {
+    /// A freshly initialised generator (DCGAN initialisation, deterministic in `rng`).
+    pub fn new(preset: &Preset, rng: &mut Rng, dtype: DType, device: &Device) -> Result<Self> {
+        let params = Params::init(&preset.generator, rng, dtype, device)?;
+        Ok(Self { spec: preset.generator.clone(), z_dim: preset.z_dim, params })
+    }
+
+    /// Loads weights saved by [`Params::save`] (or a PyTorch `state_dict` in safetensors).
+    pub fn load(preset: &Preset, path: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        let params = Params::load(&preset.generator, path, dtype, device)?;
+        Ok(Self { spec: preset.generator.clone(), z_dim: preset.z_dim, params })
+    }
+
+    /// Runs the generator. In [`Mode::Train`] BatchNorm normalises with batch statistics and
+    /// updates its running statistics (as a PyTorch module in `train()` mode does).
+    pub fn forward(&mut self, z: &Tensor, mode: Mode) -> Result<Tensor> {
+        let (_, zd, h, w) = z.dims4()?;
+        if (zd, h, w) != (self.z_dim, 1, 1) {
+            bail!("generator input has shape {:?}, expected [N, {}, 1, 1]", z.dims(), self.z_dim);
+        }
+        let names = self.spec.layer_names();
+        // Channels-last inside the network: [N, z, 1, 1] and [N, 1, 1, z] share one layout.
+        let mut x = z.reshape((z.dim(0)?, 1, 1, zd))?;
+        let mut tracked = false;
+        for (i, l) in self.spec.layers.iter().enumerate() {
+            let (wt, b) = conv_of(&self.params, &self.spec, i);
+            x = layers::convolution(&x, l, wt, b)?;
+            if let (Norm::Batch, Some(n)) = (l.norm, &names[i].norm) {
+                let g = self.params.get(&format!("{n}.weight")).as_tensor();
+                let beta = self.params.get(&format!("{n}.bias")).as_tensor();
+                let rm = self.params.get(&format!("{n}.running_mean"));
+                let rv = self.params.get(&format!("{n}.running_var"));
+                x = match mode {
+                    Mode::Train => {
+                        let (y, stats) = layers::batch_norm_train(&x, g, beta)?;
+                        rm.set(&layers::running_update(rm.as_tensor(), &stats.mean)?)?;
+                        rv.set(&layers::running_update(rv.as_tensor(), &stats.var_unbiased)?)?;
+                        tracked = true;
+                        y
+                    }
+                    Mode::Eval => layers::batch_norm_eval(&x, g, beta, rm.as_tensor(), rv.as_tensor())?,
+                };
+            }
+            x = layers::activation(&x, l.activation)?;
+        }
+        if tracked {
+            self.params.batches_tracked += 1;
+        }
+        Ok(x.permute((0, 3, 1, 2))?.contiguous()?)
+    }
+}
+
+impl Critic {
+    /// A freshly initialised critic.
+    pub fn new(preset: &Preset, rng: &mut Rng, dtype: DType, device: &Device) -> Result<Self> {
+        Ok(Self { spec: preset.critic.clone(), params: Params::init(&preset.critic, rng, dtype, device)? })
+    }
+
+    /// Loads weights saved by [`Params::save`].
+    pub fn load(preset: &Preset, path: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        Ok(Self { spec: preset.critic.clone(), params: Params::load(&preset.critic, path, dtype, device)? })
+    }
+
+    /// Scores a batch: `[N, C, H, W]` → `[N]`. The critic has no BatchNorm, so scores of
+    /// different samples are independent (required by the per-sample gradient penalty).
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let names = self.spec.layer_names();
+        let mut h = x.permute((0, 2, 3, 1))?;
+        for (i, l) in self.spec.layers.iter().enumerate() {
+            let (wt, b) = conv_of(&self.params, &self.spec, i);
+            h = layers::convolution(&h, l, wt, b)?;
+            if let (Norm::Instance, Some(n)) = (l.norm, &names[i].norm) {
+                let g = self.params.get(&format!("{n}.weight")).as_tensor();
+                let beta = self.params.get(&format!("{n}.bias")).as_tensor();
+                h = layers::instance_norm(&h, g, beta)?;
+            }
+            h = layers::activation(&h, l.activation)?;
+        }
+        h.flatten_from(1)?.squeeze(1)
+    }
+}

@@ -1,0 +1,278 @@
+//! The `trainer` command line: `train`, `resume` and `sample`.
+
+use crate::adam::AdamConfig;
+use crate::config::TrainConfig;
+use crate::data::Format;
+use crate::metrics::MetricsRow;
+use crate::train::{parse_device, RunEnd, Trainer};
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Tensor};
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use wgan_models::Mode;
+use wgan_runtime::images::{grid, save_png, BatchShape};
+
+/// Train a WGAN-GP image generator (Gulrajani et al. 2017) with candle, on CPU or CUDA.
+#[derive(Parser, Debug)]
+#[command(name = "trainer", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start a new training run (defaults: the bundled MNIST digits, preset `small`).
+    Train(TrainArgs),
+    /// Continue a run from its latest checkpoint, exactly as if it had not stopped.
+    Resume(ResumeArgs),
+    /// Draw a grid of images from a checkpoint's generator.
+    Sample(SampleArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Training data: an image folder (searched recursively), an MNIST IDX file or directory,
+    /// or CIFAR-10 binary batches. Default: the MNIST subset built into this binary.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Data format; `auto` detects it from the path.
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+    /// Architecture: dcgan64 (64×64), small (32×32), tiny (16×16, for tests).
+    #[arg(long, default_value = "small")]
+    pub preset: String,
+    /// Image channels: 1 (grey) or 3 (RGB).
+    #[arg(long, default_value_t = 1)]
+    pub channels: usize,
+    /// Generator steps (each preceded by --n-critic critic steps).
+    #[arg(long, default_value_t = 2000)]
+    pub steps: u64,
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Critic steps per generator step.
+    #[arg(long, default_value_t = 5)]
+    pub n_critic: usize,
+    /// Gradient-penalty weight λ.
+    #[arg(long, default_value_t = 10.0)]
+    pub lambda_gp: f64,
+    /// Adam learning rate (both networks).
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub beta1: f64,
+    #[arg(long, default_value_t = 0.9)]
+    pub beta2: f64,
+    /// L2 weight decay added to the gradients (WGAN-GP uses none).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Seed of initialisation, latents, interpolation weights and data order.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Run directory. Default: runs/<UTC timestamp>.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Write samples/step_NNNNNN.png every N generator steps.
+    #[arg(long, default_value_t = 100)]
+    pub sample_every: u64,
+    /// Write a checkpoint every N generator steps (and always at the end).
+    #[arg(long, default_value_t = 500)]
+    pub checkpoint_every: u64,
+    /// Checkpoints to keep on disk.
+    #[arg(long, default_value_t = 3)]
+    pub keep_checkpoints: usize,
+    /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ResumeArgs {
+    /// Run directory (or one of its checkpoint directories).
+    pub run_dir: PathBuf,
+    /// New total number of generator steps (default: the run's own).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Device to continue on (default: the run's own).
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    /// Checkpoint directory, or a run directory (its latest checkpoint).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Number of images.
+    #[arg(long, default_value_t = 64)]
+    pub n: usize,
+    /// Latent seed: the same seed gives the same images in the trainer and the runtime.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output PNG grid.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl TrainArgs {
+    fn config(&self) -> TrainConfig {
+        TrainConfig {
+            preset: self.preset.clone(),
+            channels: self.channels,
+            data: self.data.clone(),
+            format: self.format,
+            steps: self.steps,
+            batch_size: self.batch_size,
+            n_critic: self.n_critic,
+            lambda_gp: self.lambda_gp,
+            adam: AdamConfig { lr: self.lr, beta1: self.beta1, beta2: self.beta2, eps: 1e-8, weight_decay: self.weight_decay },
+            seed: self.seed,
+            sample_every: self.sample_every,
+            checkpoint_every: self.checkpoint_every,
+            keep_checkpoints: self.keep_checkpoints,
+            device: self.device.clone(),
+        }
+    }
+}
+
+fn default_run_dir() -> PathBuf {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    PathBuf::from(format!("runs/{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem / 60 % 60, rem % 60))
+}
+
+fn stop_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let f = flag.clone();
+    let _ = ctrlc::set_handler(move || {
+        if f.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond interrupt: exiting without a checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: saving a checkpoint after this iteration (Ctrl-C again to quit now)");
+    });
+    flag
+}
+
+fn progress(trainer: &Trainer) -> ProgressBar {
+    let pb = if std::io::stderr().is_terminal() {
+        ProgressBar::new(trainer.config.steps)
+    } else {
+        ProgressBar::hidden()
+    };
+    pb.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} it · {per_sec} · ETA {eta} · {msg}")
+            .expect("valid template"),
+    );
+    pb.set_position(trainer.step);
+    pb.reset_eta();
+    pb
+}
+
+fn drive(mut trainer: Trainer) -> Result<()> {
+    let run_dir = trainer.run_dir.clone();
+    eprintln!(
+        "run {} · preset {} · {} · device {} · steps {}→{}",
+        run_dir.display(),
+        trainer.preset.name,
+        trainer.state().header.dataset,
+        trainer.config.device,
+        trainer.step,
+        trainer.config.steps
+    );
+    let stop = stop_flag();
+    let pb = progress(&trainer);
+    let plain = pb.is_hidden();
+    let every = trainer.config.sample_every;
+    let result = trainer.run(&stop, |r: &MetricsRow| {
+        let msg = format!(
+            "W {:.3} · GP {:.3} · D {:.3} · G {:.3} · {:.2} s/it",
+            r.wasserstein, r.penalty, r.critic_loss, r.generator_loss, r.sec_per_iter
+        );
+        if plain && (r.step % every == 0 || r.step == 1) {
+            eprintln!("step {} · {msg}", r.step);
+        }
+        pb.set_message(msg);
+        pb.set_position(r.step);
+    });
+    pb.finish_and_clear();
+    match result? {
+        RunEnd::Finished => eprintln!("done: {} steps; samples, checkpoints, metrics.csv and losses.png in {}", trainer.step, run_dir.display()),
+        RunEnd::Interrupted => eprintln!(
+            "stopped at step {}; checkpoint saved. Continue with: trainer resume {}",
+            trainer.step,
+            run_dir.display()
+        ),
+    }
+    Ok(())
+}
+
+fn sample(args: &SampleArgs) -> Result<()> {
+    if args.n == 0 {
+        bail!("--n must be at least 1");
+    }
+    let device = parse_device(&args.device)?;
+    let (mut g, header) = wgan_models::checkpoint::load_generator(&args.checkpoint, DType::F32, &device)?;
+    let z = wgan_runtime::latent::latents(args.seed, args.n, g.z_dim);
+    let z = Tensor::from_vec(z, (args.n, g.z_dim, 1, 1), &device)?;
+    let images = g.forward(&z, Mode::Eval)?.flatten_all()?.to_vec1::<f32>()?;
+    let p = header.preset()?;
+    let shape = BatchShape { n: args.n, channels: p.channels, height: p.image_size, width: p.image_size };
+    save_png(&grid(&images, shape, None)?, &args.out)?;
+    eprintln!("wrote {} ({} images, step {}, seed {})", args.out.display(), args.n, header.step, args.seed);
+    Ok(())
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(args) => {
+            let out = args.out.clone().unwrap_or_else(default_run_dir);
+            drive(Trainer::new(args.config(), &out)?)
+        }
+        Command::Resume(args) => {
+            check_exists(&args.run_dir)?;
+            drive(Trainer::resume(&args.run_dir, args.steps, args.device.as_deref())?)
+        }
+        Command::Sample(args) => sample(&args),
+    }
+}
+
+fn check_exists(p: &Path) -> Result<()> {
+    if !p.exists() {
+        bail!("{} does not exist", p.display());
+    }
+    Ok(())
+}
+
+/// Entry point of the binary: sets up second-order gradients (see
+/// [`crate::second_order`]), parses arguments, and exits 2 with one line on any error.
+pub fn main() -> ! {
+    crate::second_order::pin_first_order_on_this_thread();
+    crate::second_order::enable_for_new_threads();
+    let cli = Cli::parse();
+    match run(cli).context("trainer failed") {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            let msg = format!("{:#}", e);
+            eprintln!("error: {}", msg.trim_start_matches("trainer failed: "));
+            std::process::exit(2)
+        }
+    }
+}

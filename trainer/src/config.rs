@@ -1,0 +1,105 @@
+//! Training configuration and the resumable training state stored in `state.json`.
+
+use crate::adam::AdamConfig;
+use crate::data::Format;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use wgan_models::checkpoint::CheckpointHeader;
+
+/// Everything that defines a run. Saved as `config.json` and inside every `state.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub preset: String,
+    pub channels: usize,
+    /// Data path; `None` trains on the MNIST subset embedded in the binary.
+    pub data: Option<PathBuf>,
+    pub format: Format,
+    /// Generator steps to reach.
+    pub steps: u64,
+    pub batch_size: usize,
+    pub n_critic: usize,
+    pub lambda_gp: f64,
+    pub adam: AdamConfig,
+    pub seed: u64,
+    pub sample_every: u64,
+    pub checkpoint_every: u64,
+    /// Checkpoints kept on disk (older ones are deleted).
+    pub keep_checkpoints: usize,
+    pub device: String,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            preset: "small".into(),
+            channels: 1,
+            data: None,
+            format: Format::Auto,
+            steps: 2000,
+            batch_size: 64,
+            n_critic: 5,
+            lambda_gp: 10.0,
+            adam: AdamConfig::default(),
+            seed: 0,
+            sample_every: 100,
+            checkpoint_every: 500,
+            keep_checkpoints: 3,
+            device: "cpu".into(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Rejects values that cannot train, with a message naming the flag.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        use anyhow::bail;
+        if self.steps == 0 {
+            bail!("--steps must be at least 1");
+        }
+        if self.batch_size == 0 {
+            bail!("--batch-size must be at least 1");
+        }
+        if self.n_critic == 0 {
+            bail!("--n-critic must be at least 1");
+        }
+        if !(self.lambda_gp.is_finite() && self.lambda_gp >= 0.0) {
+            bail!("--lambda-gp must be a finite number ≥ 0");
+        }
+        let a = self.adam;
+        if !(a.lr.is_finite() && a.lr > 0.0) {
+            bail!("--lr must be a positive number");
+        }
+        if !((0.0..1.0).contains(&a.beta1) && (0.0..1.0).contains(&a.beta2)) {
+            bail!("--beta1 and --beta2 must be in [0, 1)");
+        }
+        if !(a.weight_decay.is_finite() && a.weight_decay >= 0.0) {
+            bail!("--weight-decay must be ≥ 0");
+        }
+        if self.channels != 1 && self.channels != 3 {
+            bail!("--channels must be 1 or 3");
+        }
+        if self.sample_every == 0 || self.checkpoint_every == 0 || self.keep_checkpoints == 0 {
+            bail!("--sample-every, --checkpoint-every and --keep-checkpoints must be at least 1");
+        }
+        wgan_models::preset(&self.preset, self.channels)?;
+        Ok(())
+    }
+}
+
+/// `state.json`: the header every reader relies on, plus what resuming needs.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TrainState {
+    #[serde(flatten)]
+    pub header: CheckpointHeader,
+    pub config: TrainConfig,
+    /// State of the training RNG (latents and interpolation weights).
+    pub rng_state: [u64; 4],
+    /// Seed of the data order.
+    pub data_seed: u64,
+    /// Samples consumed from the shuffled data stream.
+    pub data_cursor: u64,
+    /// Seed of the fixed latents behind the sample grids.
+    pub sample_seed: u64,
+    /// Wall time spent training so far.
+    pub elapsed_secs: f64,
+}

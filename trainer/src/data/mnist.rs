@@ -1,0 +1,459 @@
+//! MNIST in its original IDX format, gzipped or not.
+//!
+//! Images file: big-endian `u32` magic `0x00000803`, then count, rows, cols, then
+//! `count · rows · cols` bytes (0 = background). Labels file: magic `0x00000801`, count, then
+//! `count` bytes. Pixel `v` maps to `v / 127.5 − 1`: background −1 (black), digits +1 (white).
+
+use super::{
+    channels_text, dir_file_names, fit_square, par_fill, resize_text, write_grey, Dataset, GreyF,
+};
+use anyhow::{anyhow, bail, Context, Result};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+const IMAGES_MAGIC: u32 = 0x0000_0803;
+const LABELS_MAGIC: u32 = 0x0000_0801;
+
+static EMBEDDED_IMAGES: &[u8] = include_bytes!("../../data/mnist-10k/train-images-idx3-ubyte.gz");
+static EMBEDDED_LABELS: &[u8] = include_bytes!("../../data/mnist-10k/train-labels-idx1-ubyte.gz");
+const EMBEDDED_NAME: &str = "train-images-idx3-ubyte.gz";
+
+/// `*idx3-ubyte` or `*idx3-ubyte.gz` (also the `train-images.idx3-ubyte` spelling).
+pub(crate) fn is_idx3_name(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    let n = n.strip_suffix(".gz").unwrap_or(&n);
+    n.ends_with("idx3-ubyte")
+}
+
+/// An images file name inside a directory: `*-images-idx3-ubyte[.gz]` (or `.idx3-ubyte`).
+pub(crate) fn is_images_name(name: &str) -> bool {
+    is_idx3_name(name) && name.to_ascii_lowercase().contains("images")
+}
+
+/// The images file to use in `dir`: the train file if present, else the only images file.
+fn find_images_file(dir: &Path) -> Result<PathBuf> {
+    let names: Vec<String> = dir_file_names(dir)?
+        .into_iter()
+        .filter(|n| is_images_name(n))
+        .collect();
+    if let Some(train) = names
+        .iter()
+        .find(|n| n.to_ascii_lowercase().starts_with("train"))
+    {
+        return Ok(dir.join(train));
+    }
+    match names.as_slice() {
+        [] => bail!(
+            "directory {} holds no MNIST images file (*-images-idx3-ubyte or \
+             *-images-idx3-ubyte.gz): pass the directory that holds it, or the file itself",
+            dir.display()
+        ),
+        [one] => Ok(dir.join(one)),
+        many => bail!(
+            "directory {} holds several MNIST images files ({}) and none is the train file: \
+             pass the one to use as --data",
+            dir.display(),
+            many.join(", ")
+        ),
+    }
+}
+
+/// The labels file matching `images` (`…-images-idx3-ubyte[.gz]` → `…-labels-idx1-ubyte[.gz]`).
+fn labels_file_for(images: &Path) -> Option<PathBuf> {
+    let name = images.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".gz").unwrap_or(name);
+    let base = stem
+        .strip_suffix("images-idx3-ubyte")
+        .map(|b| format!("{b}labels-idx1-ubyte"))
+        .or_else(|| {
+            stem.strip_suffix("images.idx3-ubyte")
+                .map(|b| format!("{b}labels.idx1-ubyte"))
+        })?;
+    [format!("{base}.gz"), base]
+        .into_iter()
+        .map(|n| images.with_file_name(n))
+        .find(|p| p.is_file())
+}
+
+/// The bytes of `data`, decompressed when they start with the gzip magic `1f 8b`.
+fn maybe_gunzip(data: &[u8], name: &str) -> Result<Vec<u8>> {
+    if data.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(data)
+            .read_to_end(&mut out)
+            .map_err(|e| {
+                anyhow!("{name} is not a valid gzip file ({e}): it is corrupt or truncated")
+            })?;
+        Ok(out)
+    } else {
+        Ok(data.to_vec())
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path)
+        .with_context(|| format!("cannot read MNIST file {}", path.display()))?;
+    maybe_gunzip(&raw, &path.display().to_string())
+}
+
+fn be_u32(b: &[u8], i: usize) -> u32 {
+    u32::from_be_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
+}
+
+/// Validated header and pixels of an IDX images file: (count, rows, cols, pixels).
+fn parse_images<'a>(b: &'a [u8], name: &str) -> Result<(usize, usize, usize, &'a [u8])> {
+    if b.len() < 4 {
+        bail!(
+            "{name} is not an MNIST images file: it has {} bytes, fewer than the 16-byte IDX header",
+            b.len()
+        );
+    }
+    let magic = be_u32(b, 0);
+    if magic != IMAGES_MAGIC {
+        let hint = if magic == LABELS_MAGIC {
+            " (that is a labels file: pass the *-images-idx3-ubyte file)"
+        } else {
+            ""
+        };
+        bail!(
+            "{name} is not an MNIST images file: magic number is 0x{magic:08x}, expected \
+             0x{IMAGES_MAGIC:08x} (unsigned bytes, 3 dimensions){hint}"
+        );
+    }
+    if b.len() < 16 {
+        bail!(
+            "{name} is truncated: it has {} bytes, fewer than the 16-byte IDX header",
+            b.len()
+        );
+    }
+    let (n, rows, cols) = (
+        be_u32(b, 1) as usize,
+        be_u32(b, 2) as usize,
+        be_u32(b, 3) as usize,
+    );
+    if n == 0 || rows == 0 || cols == 0 {
+        bail!("{name} holds no pixels: header says {n} images of {rows}×{cols}");
+    }
+    let pixels = &b[16..];
+    let want = n.checked_mul(rows).and_then(|v| v.checked_mul(cols));
+    match want {
+        Some(want) if want == pixels.len() => Ok((n, rows, cols, pixels)),
+        Some(want) if want > pixels.len() => bail!(
+            "{name} is truncated: header says {n} images of {rows}×{cols} ({want} bytes), file has \
+             {} after its 16-byte header",
+            pixels.len()
+        ),
+        Some(want) => bail!(
+            "{name} is not a valid MNIST images file: header says {n} images of {rows}×{cols} \
+             ({want} bytes), but the file has {} bytes after its 16-byte header",
+            pixels.len()
+        ),
+        None => bail!(
+            "{name} is not a valid MNIST images file: header says {n} images of {rows}×{cols}"
+        ),
+    }
+}
+
+/// Validates an IDX labels file against the image count.
+fn check_labels(b: &[u8], name: &str, images: usize) -> Result<()> {
+    if b.len() < 8 {
+        bail!(
+            "{name} is not an MNIST labels file: it has {} bytes, fewer than the 8-byte header",
+            b.len()
+        );
+    }
+    let magic = be_u32(b, 0);
+    if magic != LABELS_MAGIC {
+        bail!(
+            "{name} is not an MNIST labels file: magic number is 0x{magic:08x}, expected \
+             0x{LABELS_MAGIC:08x}"
+        );
+    }
+    let n = be_u32(b, 1) as usize;
+    if n != images {
+        bail!("{name} has {n} labels but the images file has {images} images: they do not belong together");
+    }
+    if b.len() - 8 != n {
+        bail!("{name} is truncated or damaged: header says {n} labels, file has {} bytes after its header", b.len() - 8);
+    }
+    Ok(())
+}
+
+fn build(
+    images: &[u8],
+    labels: Option<(&[u8], &str)>,
+    name: &str,
+    shown: &str,
+    channels: usize,
+    size: usize,
+) -> Result<Dataset> {
+    let (n, rows, cols, pixels) = parse_images(images, name)?;
+    if let Some((labels, lname)) = labels {
+        check_labels(labels, lname, n)?;
+    }
+    let plane = rows * cols;
+    let sample_len = channels * size * size;
+    let mut out = vec![0f32; n * sample_len];
+    if rows == size && cols == size {
+        par_fill(&mut out, sample_len, |i, o| {
+            for (d, &v) in o[..plane]
+                .iter_mut()
+                .zip(&pixels[i * plane..(i + 1) * plane])
+            {
+                *d = v as f32 / 127.5 - 1.0;
+            }
+            for c in 1..channels {
+                o.copy_within(0..plane, c * plane);
+            }
+        });
+    } else {
+        par_fill(&mut out, sample_len, |i, o| {
+            let src = &pixels[i * plane..(i + 1) * plane];
+            let img = GreyF::from_raw(
+                cols as u32,
+                rows as u32,
+                src.iter().map(|&v| v as f32 / 255.0).collect(),
+            )
+            .expect("buffer has rows·cols values");
+            write_grey(&fit_square(&img, size), channels, o);
+        });
+    }
+    let description = format!(
+        "MNIST IDX {shown} ({n} images, {}, {})",
+        resize_text(cols, rows, size),
+        channels_text(channels)
+    );
+    Ok(Dataset {
+        images: out,
+        len: n,
+        channels,
+        size,
+        description,
+        skipped: 0,
+    })
+}
+
+pub(crate) fn load(path: &Path, channels: usize, size: usize) -> Result<Dataset> {
+    let images_path = if path.is_dir() {
+        find_images_file(path)?
+    } else {
+        path.to_path_buf()
+    };
+    let name = images_path.display().to_string();
+    let images = read_file(&images_path)?;
+    let labels = match labels_file_for(&images_path) {
+        Some(p) => Some((read_file(&p)?, p.display().to_string())),
+        None => None,
+    };
+    build(
+        &images,
+        labels.as_ref().map(|(b, n)| (b.as_slice(), n.as_str())),
+        &name,
+        &name,
+        channels,
+        size,
+    )
+}
+
+pub(crate) fn embedded(channels: usize, size: usize) -> Result<Dataset> {
+    let images = maybe_gunzip(EMBEDDED_IMAGES, "embedded train-images-idx3-ubyte.gz")?;
+    let labels = maybe_gunzip(EMBEDDED_LABELS, "embedded train-labels-idx1-ubyte.gz")?;
+    build(
+        &images,
+        Some((&labels, "embedded train-labels-idx1-ubyte.gz")),
+        "embedded train-images-idx3-ubyte.gz",
+        &format!("{EMBEDDED_NAME} (embedded 9000-digit subset)"),
+        channels,
+        size,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::data::test_util::*;
+    use crate::data::{embedded_mnist, load, Format};
+
+    fn err(r: anyhow::Result<crate::data::Dataset>) -> String {
+        format!("{:#}", r.err().expect("expected an error"))
+    }
+
+    /// Pixel `p` of image `i`: a value that identifies both.
+    fn px(i: usize, p: usize) -> u8 {
+        ((i * 31 + p * 7) % 256) as u8
+    }
+
+    #[test]
+    fn plain_and_gzipped_idx_files_load_identically() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = idx_images(5, 4, 4, px);
+        write(&dir.path().join("plain/train-images-idx3-ubyte"), &raw);
+        write(
+            &dir.path().join("plain/train-labels-idx1-ubyte"),
+            &idx_labels(5),
+        );
+        write(
+            &dir.path().join("gz/train-images-idx3-ubyte.gz"),
+            &gzip(&raw),
+        );
+        write(
+            &dir.path().join("gz/train-labels-idx1-ubyte.gz"),
+            &gzip(&idx_labels(5)),
+        );
+        let a = load(&dir.path().join("plain"), Format::Auto, 1, 4).unwrap();
+        let b = load(&dir.path().join("gz"), Format::Mnist, 1, 4).unwrap();
+        let c = load(
+            &dir.path().join("gz/train-images-idx3-ubyte.gz"),
+            Format::Auto,
+            1,
+            4,
+        )
+        .unwrap();
+        assert_eq!((a.len, a.channels, a.size, a.skipped), (5, 1, 4, 0));
+        assert_eq!(a.images, b.images);
+        assert_eq!(a.images, c.images);
+        for i in 0..5 {
+            for p in 0..16 {
+                assert_eq!(a.image(i)[p], px(i, p) as f32 / 127.5 - 1.0);
+            }
+        }
+        assert!(a.description.starts_with("MNIST IDX") && a.description.contains("5 images"));
+        // Three channels replicate grey.
+        let rgb = load(&dir.path().join("plain"), Format::Mnist, 3, 4).unwrap();
+        let im = rgb.image(2);
+        assert_eq!(&im[..16], &im[16..32]);
+        assert_eq!(&im[..16], &im[32..]);
+        assert_eq!(&im[..16], a.image(2));
+    }
+
+    #[test]
+    fn directory_picks_train_or_the_only_images_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(
+            &d.join("t10k-images-idx3-ubyte"),
+            &idx_images(2, 3, 3, |_, _| 0),
+        );
+        let only = load(d, Format::Auto, 1, 3).unwrap();
+        assert_eq!(only.len, 2);
+        write(
+            &d.join("train-images-idx3-ubyte.gz"),
+            &gzip(&idx_images(7, 3, 3, |_, _| 255)),
+        );
+        let train = load(d, Format::Auto, 1, 3).unwrap();
+        assert_eq!(train.len, 7);
+        assert!(train.images.iter().all(|&v| v == 1.0));
+        // No images file in a directory, explicit mnist format.
+        let empty = tempfile::tempdir().unwrap();
+        write(&empty.path().join("readme.txt"), b"x");
+        assert!(err(load(empty.path(), Format::Mnist, 1, 3)).contains("holds no MNIST images file"));
+    }
+
+    #[test]
+    fn truncated_and_wrong_magic_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut raw = idx_images(3, 28, 28, px);
+        raw.truncate(16 + 1234);
+        write(&d.join("a/train-images-idx3-ubyte"), &raw);
+        let e = err(load(&d.join("a"), Format::Auto, 1, 28));
+        assert!(
+            e.contains("train-images-idx3-ubyte is truncated")
+                && e.contains("3 images of 28×28 (2352 bytes)")
+                && e.contains("1234"),
+            "{e}"
+        );
+        // The same, gzipped.
+        write(&d.join("b/train-images-idx3-ubyte.gz"), &gzip(&raw));
+        assert!(err(load(&d.join("b"), Format::Auto, 1, 28)).contains("is truncated"));
+        // A truncated gzip stream.
+        let gz = gzip(&idx_images(3, 28, 28, px));
+        write(&d.join("c/train-images-idx3-ubyte.gz"), &gz[..gz.len() / 2]);
+        let e = err(load(&d.join("c"), Format::Auto, 1, 28));
+        assert!(
+            e.contains("not a valid gzip file") && e.contains("train-images-idx3-ubyte.gz"),
+            "{e}"
+        );
+        // Wrong magic: a labels file passed as images.
+        write(&d.join("d/train-images-idx3-ubyte"), &idx_labels(3));
+        let e = err(load(
+            &d.join("d/train-images-idx3-ubyte"),
+            Format::Mnist,
+            1,
+            28,
+        ));
+        assert!(
+            e.contains("magic number is 0x00000801") && e.contains("labels file"),
+            "{e}"
+        );
+        // Too short for a header.
+        write(&d.join("e/x-images-idx3-ubyte"), b"\0\0\x08\x03\0\0");
+        assert!(err(load(&d.join("e"), Format::Auto, 1, 28)).contains("16-byte IDX header"));
+        // Extra bytes after the pixels.
+        let mut long = idx_images(1, 2, 2, px);
+        long.push(0);
+        write(&d.join("f/train-images-idx3-ubyte"), &long);
+        assert!(err(load(&d.join("f"), Format::Auto, 1, 2)).contains("after its 16-byte header"));
+    }
+
+    #[test]
+    fn labels_are_validated_when_present() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(&d.join("train-images-idx3-ubyte"), &idx_images(4, 2, 2, px));
+        write(&d.join("train-labels-idx1-ubyte.gz"), &gzip(&idx_labels(5)));
+        let e = err(load(d, Format::Auto, 1, 2));
+        assert!(
+            e.contains("train-labels-idx1-ubyte.gz has 5 labels") && e.contains("4 images"),
+            "{e}"
+        );
+        write(
+            &d.join("train-labels-idx1-ubyte.gz"),
+            &gzip(&idx_images(4, 2, 2, px)),
+        );
+        let e = err(load(d, Format::Auto, 1, 2));
+        assert!(
+            e.contains("not an MNIST labels file") && e.contains("0x00000803"),
+            "{e}"
+        );
+        write(&d.join("train-labels-idx1-ubyte.gz"), &gzip(&idx_labels(4)));
+        assert_eq!(load(d, Format::Auto, 1, 2).unwrap().len, 4);
+    }
+
+    #[test]
+    fn resize_28_to_32_keeps_range_and_background() {
+        let dir = tempfile::tempdir().unwrap();
+        // A white 8×8 square in the middle of a black 28×28 image.
+        let raw = idx_images(2, 28, 28, |_, p| {
+            let (y, x) = (p / 28, p % 28);
+            if (10..18).contains(&x) && (10..18).contains(&y) {
+                255
+            } else {
+                0
+            }
+        });
+        write(&dir.path().join("train-images-idx3-ubyte"), &raw);
+        let d = load(dir.path(), Format::Mnist, 1, 32).unwrap();
+        assert_eq!((d.len, d.size), (2, 32));
+        assert!(d.description.contains("28×28 → 32×32"), "{}", d.description);
+        let im = d.image(0);
+        assert_eq!(im[0], -1.0);
+        assert!(im[16 * 32 + 16] > 0.999, "{}", im[16 * 32 + 16]);
+        assert!(im.iter().all(|v| (-1.0..=1.0).contains(v)));
+    }
+
+    #[test]
+    fn embedded_mnist_is_the_9000_digit_subset() {
+        let d = embedded_mnist(1, 32).unwrap();
+        assert_eq!((d.len, d.channels, d.size, d.skipped), (9000, 1, 32, 0));
+        assert_eq!(d.images.len(), 9000 * 32 * 32);
+        assert!(d.images.iter().all(|v| (-1.0..=1.0).contains(v)));
+        let mean = d.images.iter().map(|&v| v as f64).sum::<f64>() / d.images.len() as f64;
+        assert!((-0.9..-0.7).contains(&mean), "mean {mean}");
+        assert!(d.description.contains("9000 images") && d.description.contains("28×28 → 32×32"));
+        // Digits reach full white somewhere; the corners are background.
+        assert!(d.images.iter().any(|&v| v > 0.99));
+        assert_eq!(d.image(0)[0], -1.0);
+        let d28 = embedded_mnist(3, 28).unwrap();
+        assert_eq!(d28.images.len(), 9000 * 3 * 28 * 28);
+    }
+}

@@ -1,0 +1,3 @@
+fn main() {
+    wgan_trainer::cli::main()
+}

@@ -1,0 +1,359 @@
+//! The WGAN-GP training loop: state, one iteration (n_critic critic steps + one generator
+//! step), sampling, checkpoints and resume.
+
+use crate::adam::Adam;
+use crate::checkpoints::{self, CheckpointContents};
+use crate::config::{TrainConfig, TrainState};
+use crate::data::{self, Dataset, Loader};
+use crate::metrics::{self, MetricsRow};
+use crate::{second_order, wgan};
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use wgan_models::checkpoint::{self as ckpt, CheckpointHeader, FORMAT_VERSION, OPTIMIZER_FILE};
+use wgan_models::{Critic, Generator, Mode, Preset};
+use wgan_runtime::images::{grid, save_png, BatchShape};
+use wgan_runtime::latent::{latents, Rng};
+
+/// Images in each sample grid.
+pub const SAMPLE_COUNT: usize = 64;
+
+/// Parses `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(spec: &str) -> Result<Device> {
+    let ordinal = match spec {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" => 0,
+        s => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => n,
+            _ => bail!("unknown device '{spec}': use cpu, cuda or cuda:N"),
+        },
+    };
+    if !candle_core::utils::cuda_is_available() {
+        bail!("device '{spec}' needs a build with CUDA support: rebuild with `--features cuda` (see the README), or use --device cpu");
+    }
+    Device::new_cuda(ordinal).with_context(|| format!("cannot open CUDA device {ordinal}"))
+}
+
+/// Loads the configured data set, resized for `preset`.
+pub fn load_dataset(config: &TrainConfig, preset: &Preset) -> Result<Dataset> {
+    match &config.data {
+        Some(path) => data::load(path, config.format, config.channels, preset.image_size),
+        None => data::embedded_mnist(config.channels, preset.image_size),
+    }
+}
+
+/// Numbers of one iteration, before they become a [`MetricsRow`].
+#[derive(Clone, Copy, Debug)]
+pub struct IterationStats {
+    pub critic_loss: f64,
+    pub wasserstein: f64,
+    pub penalty: f64,
+    pub grad_norm: f64,
+    pub generator_loss: f64,
+}
+
+/// How [`Trainer::run`] ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RunEnd {
+    /// All configured steps done.
+    Finished,
+    /// Stopped on request (Ctrl-C) after saving a checkpoint.
+    Interrupted,
+}
+
+/// A training run in memory.
+pub struct Trainer {
+    pub config: TrainConfig,
+    pub preset: Preset,
+    pub device: Device,
+    pub run_dir: PathBuf,
+    pub generator: Generator,
+    pub critic: Critic,
+    pub opt_g: Adam,
+    pub opt_c: Adam,
+    pub step: u64,
+    rng: Rng,
+    data_seed: u64,
+    loader: Loader,
+    dataset_description: String,
+    sample_seed: u64,
+    elapsed_secs: f64,
+    metrics: Vec<MetricsRow>,
+}
+
+impl Trainer {
+    /// Starts a new run in `run_dir` (created; it must not already hold a run).
+    pub fn new(config: TrainConfig, run_dir: &Path) -> Result<Self> {
+        config.validate()?;
+        prepare_run_dir(run_dir)?;
+        let preset = wgan_models::preset(&config.preset, config.channels)?;
+        let device = parse_device(&config.device)?;
+        let dataset = Arc::new(load_dataset(&config, &preset)?);
+        let mut rng = Rng::new(config.seed);
+        let generator = Generator::new(&preset, &mut rng, DType::F32, &device)?;
+        let critic = Critic::new(&preset, &mut rng, DType::F32, &device)?;
+        let opt_g = Adam::new(config.adam, &generator.params)?;
+        let opt_c = Adam::new(config.adam, &critic.params)?;
+        let data_seed = rng.next_u64();
+        let sample_seed = rng.next_u64();
+        let loader = Loader::new(dataset.clone(), config.batch_size, data_seed, 0);
+        wgan_runtime::images::write_atomic(&run_dir.join("config.json"), serde_json::to_string_pretty(&config)?.as_bytes())?;
+        Ok(Self {
+            dataset_description: dataset.description.clone(),
+            config,
+            preset,
+            device,
+            run_dir: run_dir.to_path_buf(),
+            generator,
+            critic,
+            opt_g,
+            opt_c,
+            step: 0,
+            rng,
+            data_seed,
+            loader,
+            sample_seed,
+            elapsed_secs: 0.0,
+            metrics: Vec::new(),
+        })
+    }
+
+    /// Reopens the run in `run_dir` at its latest checkpoint. `steps` replaces the configured
+    /// total number of generator steps; `device` the device.
+    pub fn resume(run_dir: &Path, steps: Option<u64>, device: Option<&str>) -> Result<Self> {
+        let dir = ckpt::resolve(run_dir).with_context(|| format!("cannot resume from {}", run_dir.display()))?;
+        let header = ckpt::read_header(&dir)?;
+        let state_path = dir.join(ckpt::STATE_FILE);
+        let state: TrainState = serde_json::from_str(&std::fs::read_to_string(&state_path)?)
+            .with_context(|| format!("{} is not a valid training state", state_path.display()))?;
+        let mut config = state.config.clone();
+        if let Some(s) = steps {
+            config.steps = s;
+        }
+        if let Some(d) = device {
+            config.device = d.to_string();
+        }
+        config.validate()?;
+        if config.steps <= header.step {
+            bail!("the checkpoint is at step {}: pass --steps greater than that to train further", header.step);
+        }
+        let preset = header.preset()?;
+        let device = parse_device(&config.device)?;
+        let generator = Generator::load(&preset, &dir.join(ckpt::GENERATOR_FILE), DType::F32, &device)?;
+        let critic = Critic::load(&preset, &dir.join(ckpt::CRITIC_FILE), DType::F32, &device)?;
+        let opt_state = wgan_models::params::read_safetensors(&dir.join(OPTIMIZER_FILE))?;
+        let mut opt_g = Adam::new(config.adam, &generator.params)?;
+        let mut opt_c = Adam::new(config.adam, &critic.params)?;
+        opt_g.load_state("generator", &opt_state, &generator.params).context("restoring the generator's optimiser")?;
+        opt_c.load_state("critic", &opt_state, &critic.params).context("restoring the critic's optimiser")?;
+        let rng = Rng::from_state(state.rng_state).context("the checkpoint's RNG state is invalid (all zero)")?;
+        let dataset = Arc::new(load_dataset(&config, &preset)?);
+        let loader = Loader::new(dataset.clone(), config.batch_size, state.data_seed, state.data_cursor);
+        let metrics_path = run_dir_of(&dir).join("metrics.csv");
+        let metrics = metrics::read_csv(&metrics_path, header.step)?;
+        metrics::write_csv(&metrics_path, &metrics)?;
+        Ok(Self {
+            dataset_description: dataset.description.clone(),
+            run_dir: run_dir_of(&dir),
+            config,
+            preset,
+            device,
+            generator,
+            critic,
+            opt_g,
+            opt_c,
+            step: header.step,
+            rng,
+            data_seed: state.data_seed,
+            loader,
+            sample_seed: state.sample_seed,
+            elapsed_secs: state.elapsed_secs,
+            metrics,
+        })
+    }
+
+    fn normal(&mut self, shape: &[usize]) -> Result<Tensor> {
+        let mut v = vec![0f32; shape.iter().product()];
+        self.rng.fill_normal(&mut v);
+        Ok(Tensor::from_vec(v, shape, &self.device)?)
+    }
+
+    fn real_batch(&mut self) -> Result<Tensor> {
+        let (b, c, s) = (self.config.batch_size, self.preset.channels, self.preset.image_size);
+        Ok(Tensor::from_vec(self.loader.next_batch(), (b, c, s, s), &self.device)?)
+    }
+
+    /// The critic half of an iteration. Runs on the calling thread, which must compute
+    /// second-order gradients.
+    fn critic_steps(&mut self) -> Result<(f64, f64, f64, f64)> {
+        second_order::check_current_thread()?;
+        let (b, z) = (self.config.batch_size, self.preset.z_dim);
+        let mut sums = (0.0, 0.0, 0.0, 0.0);
+        for _ in 0..self.config.n_critic {
+            let real = self.real_batch()?;
+            let noise = self.normal(&[b, z, 1, 1])?;
+            let fake = self.generator.forward(&noise, Mode::Train)?.detach();
+            let eps: Vec<f32> = (0..b).map(|_| self.rng.uniform_f32()).collect();
+            let eps = Tensor::from_vec(eps, (b, 1, 1, 1), &self.device)?;
+            let critic = &self.critic;
+            let obj = wgan::critic_objective(|x| critic.forward(x), &real, &fake, &eps, self.config.lambda_gp)?;
+            let grads = obj.loss.backward()?;
+            self.opt_c.step(&self.critic.params, &grads)?;
+            sums.0 += obj.loss.to_scalar::<f32>()? as f64;
+            sums.1 += obj.wasserstein.to_scalar::<f32>()? as f64;
+            sums.2 += obj.penalty.to_scalar::<f32>()? as f64;
+            sums.3 += obj.grad_norms.mean_all()?.to_scalar::<f32>()? as f64;
+        }
+        let n = self.config.n_critic as f64;
+        Ok((sums.0 / n, sums.1 / n, sums.2 / n, sums.3 / n))
+    }
+
+    /// The generator step: fresh latents, loss `−mean C(G(z))`, one Adam step.
+    fn generator_step(&mut self) -> Result<f64> {
+        let (b, z) = (self.config.batch_size, self.preset.z_dim);
+        let noise = self.normal(&[b, z, 1, 1])?;
+        let fake = self.generator.forward(&noise, Mode::Train)?;
+        let critic = &self.critic;
+        let loss = wgan::generator_loss(|x| critic.forward(x), &fake)?;
+        let grads = loss.backward()?;
+        self.opt_g.step(&self.generator.params, &grads)?;
+        Ok(loss.to_scalar::<f32>()? as f64)
+    }
+
+    /// One iteration: `n_critic` critic steps (on a fresh thread, where second-order
+    /// gradients are on) and one generator step (on the calling thread). Fails, naming the
+    /// step, if a loss is not finite.
+    pub fn iteration(&mut self) -> Result<IterationStats> {
+        let critic = std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("critic".into())
+                .spawn_scoped(s, || self.critic_steps())
+                .expect("spawning the critic thread")
+                .join()
+        });
+        let (critic_loss, wasserstein, penalty, grad_norm) = match critic {
+            Ok(r) => r?,
+            Err(_) => bail!("the critic step panicked at step {}", self.step + 1),
+        };
+        let generator_loss = self.generator_step()?;
+        let step = self.step + 1;
+        for (name, v) in [("critic loss", critic_loss), ("gradient penalty", penalty), ("generator loss", generator_loss)] {
+            if !v.is_finite() {
+                bail!("training diverged at step {step}: the {name} is {v}; the last good checkpoint is kept");
+            }
+        }
+        self.step = step;
+        Ok(IterationStats { critic_loss, wasserstein, penalty, grad_norm, generator_loss })
+    }
+
+    /// The resumable state at the current step.
+    pub fn state(&self) -> TrainState {
+        TrainState {
+            header: CheckpointHeader {
+                format_version: FORMAT_VERSION,
+                preset: self.preset.name.clone(),
+                channels: self.preset.channels,
+                step: self.step,
+                dataset: self.dataset_description.clone(),
+            },
+            config: self.config.clone(),
+            rng_state: self.rng.state(),
+            data_seed: self.data_seed,
+            data_cursor: self.loader.cursor(),
+            sample_seed: self.sample_seed,
+            elapsed_secs: self.elapsed_secs,
+        }
+    }
+
+    /// Writes a checkpoint of the current step and returns its directory.
+    pub fn save_checkpoint(&self) -> Result<PathBuf> {
+        let mut optimizer = self.opt_g.state_tensors("generator")?;
+        optimizer.extend(self.opt_c.state_tensors("critic")?);
+        let state = self.state();
+        let contents = CheckpointContents { generator: &self.generator.params, critic: &self.critic.params, optimizer, state: &state };
+        checkpoints::save(&self.run_dir, contents, self.config.keep_checkpoints)
+    }
+
+    /// Writes `samples/step_NNNNNN.png`: the generator (eval mode) on the run's fixed latents.
+    pub fn save_samples(&mut self) -> Result<PathBuf> {
+        let dir = self.run_dir.join("samples");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("step_{:06}.png", self.step));
+        let z = latents(self.sample_seed, SAMPLE_COUNT, self.preset.z_dim);
+        let z = Tensor::from_vec(z, (SAMPLE_COUNT, self.preset.z_dim, 1, 1), &self.device)?;
+        let images = self.generator.forward(&z, Mode::Eval)?.flatten_all()?.to_vec1::<f32>()?;
+        let s = self.preset.image_size;
+        let shape = BatchShape { n: SAMPLE_COUNT, channels: self.preset.channels, height: s, width: s };
+        save_png(&grid(&images, shape, Some(8))?, &path)?;
+        Ok(path)
+    }
+
+    /// Metrics rows so far (including those of earlier sessions of a resumed run).
+    pub fn metrics(&self) -> &[MetricsRow] {
+        &self.metrics
+    }
+
+    /// Trains until `config.steps`, writing metrics, samples and checkpoints. Stops early,
+    /// after a checkpoint, when `stop` becomes true. `on_step` sees each iteration's row.
+    pub fn run(&mut self, stop: &AtomicBool, mut on_step: impl FnMut(&MetricsRow)) -> Result<RunEnd> {
+        let metrics_path = self.run_dir.join("metrics.csv");
+        let plot_path = self.run_dir.join("losses.png");
+        while self.step < self.config.steps {
+            if stop.load(Ordering::SeqCst) {
+                self.save_checkpoint()?;
+                metrics::plot(&plot_path, &self.metrics)?;
+                return Ok(RunEnd::Interrupted);
+            }
+            let t0 = Instant::now();
+            let stats = self.iteration()?;
+            let secs = t0.elapsed().as_secs_f64();
+            self.elapsed_secs += secs;
+            let row = MetricsRow {
+                step: self.step,
+                critic_loss: stats.critic_loss,
+                wasserstein: stats.wasserstein,
+                penalty: stats.penalty,
+                grad_norm: stats.grad_norm,
+                generator_loss: stats.generator_loss,
+                sec_per_iter: secs,
+            };
+            metrics::append_csv(&metrics_path, row)?;
+            self.metrics.push(row);
+            on_step(&row);
+            let last = self.step == self.config.steps;
+            if self.step % self.config.sample_every == 0 || last {
+                self.save_samples()?;
+                metrics::plot(&plot_path, &self.metrics)?;
+            }
+            if self.step % self.config.checkpoint_every == 0 || last {
+                self.save_checkpoint()?;
+            }
+        }
+        Ok(RunEnd::Finished)
+    }
+}
+
+/// The run directory of a checkpoint directory (`RUN/checkpoints/step_N` → `RUN`).
+fn run_dir_of(checkpoint_dir: &Path) -> PathBuf {
+    checkpoint_dir.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Creates `dir` for a new run; refuses a file, or a directory that already holds a run.
+fn prepare_run_dir(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        if !dir.is_dir() {
+            bail!("--out {} names an existing file; choose a directory path", dir.display());
+        }
+        if dir.join("config.json").exists() || dir.join(ckpt::CHECKPOINTS_DIR).exists() {
+            bail!(
+                "{} already holds a run: continue it with `trainer resume {}` or choose another --out",
+                dir.display(),
+                dir.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create run directory {}", dir.display()))
+}
