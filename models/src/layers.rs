@@ -3,6 +3,7 @@
 //! so the critic's gradient penalty can be back-propagated (second order).
 
 use crate::conv;
+use crate::reduce::{expand_mid, sum_mid};
 use crate::spec::{Activation, LayerKind, LayerSpec, BN_MOMENTUM, LEAKY_SLOPE, NORM_EPS};
 use candle_core::{Result, Tensor};
 
@@ -22,13 +23,32 @@ pub fn convolution(x: &Tensor, spec: &LayerSpec, weight: &Tensor, bias: Option<&
         LayerKind::ConvTranspose => conv::conv_transpose2d(x, weight, spec.stride, spec.padding)?,
     };
     match bias {
-        Some(b) => y.broadcast_add(&b.reshape((1, 1, 1, ()))?),
+        Some(b) => {
+            let (n, h, w, c) = y.dims4()?;
+            (y.reshape((1, n * h * w, c))? + expand_mid(&b.reshape((1, 1, c))?, n * h * w)?)?.reshape((n, h, w, c))
+        }
         None => Ok(y),
     }
 }
 
+/// Per-channel `x · γ + β` on `[N, H, W, C]`.
 fn channel_affine(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
-    x.broadcast_mul(&gamma.reshape((1, 1, 1, ()))?)?.broadcast_add(&beta.reshape((1, 1, 1, ()))?)
+    let (n, h, w, c) = x.dims4()?;
+    let m = n * h * w;
+    let g = expand_mid(&gamma.reshape((1, 1, c))?, m)?;
+    let b = expand_mid(&beta.reshape((1, 1, c))?, m)?;
+    ((x.reshape((1, m, c))? * g)? + b)?.reshape((n, h, w, c))
+}
+
+/// Normalises `x` `[A, M, C]` over `M` with the biased variance: returns the normalised
+/// tensor, the mean `[A, 1, C]` and the variance `[A, 1, C]`.
+fn normalise_mid(x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    let (_, m, _) = x.dims3()?;
+    let mean = (sum_mid(x)? / m as f64)?;
+    let centred = (x - expand_mid(&mean, m)?)?;
+    let var = (sum_mid(&centred.sqr()?)? / m as f64)?;
+    let inv_std = (var.clone() + NORM_EPS)?.sqrt()?.recip()?;
+    Ok(((centred * expand_mid(&inv_std, m)?)?, mean, var))
 }
 
 /// Batch statistics of a BatchNorm in training mode.
@@ -41,24 +61,22 @@ pub struct BatchStats {
 
 /// BatchNorm over (N, H, W) with the biased batch variance, as PyTorch does in training.
 pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<(Tensor, BatchStats)> {
-    let (n, h, w, _c) = x.dims4()?;
-    let mean = x.mean_keepdim((0, 1, 2))?;
-    let centred = x.broadcast_sub(&mean)?;
-    let var = centred.sqr()?.mean_keepdim((0, 1, 2))?;
-    let y = centred.broadcast_div(&(var.clone() + NORM_EPS)?.sqrt()?)?;
+    let (n, h, w, c) = x.dims4()?;
+    let (y, mean, var) = normalise_mid(&x.reshape((1, n * h * w, c))?)?;
     let count = (n * h * w) as f64;
     let stats = BatchStats {
         mean: mean.flatten_all()?.detach(),
         var_unbiased: (var.flatten_all()?.detach() * (count / (count - 1.0).max(1.0)))?,
     };
-    Ok((channel_affine(&y, gamma, beta)?, stats))
+    Ok((channel_affine(&y.reshape((n, h, w, c))?, gamma, beta)?, stats))
 }
 
 /// BatchNorm with running statistics (inference).
 pub fn batch_norm_eval(x: &Tensor, gamma: &Tensor, beta: &Tensor, mean: &Tensor, var: &Tensor) -> Result<Tensor> {
-    let mean = mean.reshape((1, 1, 1, ()))?;
-    let inv_std = (var.reshape((1, 1, 1, ()))? + NORM_EPS)?.sqrt()?.recip()?;
-    channel_affine(&x.broadcast_sub(&mean)?.broadcast_mul(&inv_std)?, gamma, beta)
+    // Folded into one per-channel affine map: γ/σ and β − μ·γ/σ.
+    let scale = (gamma / (var + NORM_EPS)?.sqrt()?)?;
+    let shift = (beta - (mean * &scale)?)?;
+    channel_affine(x, &scale, &shift)
 }
 
 /// New running statistic: `(1 − momentum) · running + momentum · batch`.
@@ -69,12 +87,8 @@ pub fn running_update(running: &Tensor, batch: &Tensor) -> Result<Tensor> {
 /// InstanceNorm (per sample and channel over H, W, biased variance) with affine γ, β.
 pub fn instance_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
     let (n, h, w, c) = x.dims4()?;
-    let flat = x.reshape((n, h * w, c))?;
-    let mean = flat.mean_keepdim(1)?;
-    let centred = flat.broadcast_sub(&mean)?;
-    let var = centred.sqr()?.mean_keepdim(1)?;
-    let y = centred.broadcast_div(&(var + NORM_EPS)?.sqrt()?)?.reshape((n, h, w, c))?;
-    channel_affine(&y, gamma, beta)
+    let (y, _, _) = normalise_mid(&x.reshape((n, h * w, c))?)?;
+    channel_affine(&y.reshape((n, h, w, c))?, gamma, beta)
 }
 
 /// Leaky ReLU as `max(x, 0) + s · min(x, 0)`, which candle differentiates twice correctly.

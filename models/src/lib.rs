@@ -11,6 +11,7 @@ pub mod conv;
 pub mod layers;
 pub mod nets;
 pub mod params;
+pub mod reduce;
 pub mod spec;
 
 pub use layers::Mode;

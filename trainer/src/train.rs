@@ -186,9 +186,10 @@ impl Trainer {
         Ok(Tensor::from_vec(self.loader.next_batch(), (b, c, s, s), &self.device)?)
     }
 
-    /// The critic half of an iteration. Runs on the calling thread, which must compute
-    /// second-order gradients.
-    fn critic_steps(&mut self) -> Result<(f64, f64, f64, f64)> {
+    /// The critic half of an iteration (`n_critic` steps); returns the mean critic loss,
+    /// Wasserstein estimate, penalty and gradient norm. Runs on the calling thread, which must
+    /// compute second-order gradients (it checks, see [`second_order`]).
+    pub fn critic_steps(&mut self) -> Result<(f64, f64, f64, f64)> {
         second_order::check_current_thread()?;
         let (b, z) = (self.config.batch_size, self.preset.z_dim);
         let mut sums = (0.0, 0.0, 0.0, 0.0);
@@ -212,7 +213,7 @@ impl Trainer {
     }
 
     /// The generator step: fresh latents, loss `−mean C(G(z))`, one Adam step.
-    fn generator_step(&mut self) -> Result<f64> {
+    pub fn generator_step(&mut self) -> Result<f64> {
         let (b, z) = (self.config.batch_size, self.preset.z_dim);
         let noise = self.normal(&[b, z, 1, 1])?;
         let fake = self.generator.forward(&noise, Mode::Train)?;

@@ -2,8 +2,7 @@
 //! each a row-major 32×32 plane).
 
 use super::{
-    channels_text, dir_file_names, fit_square, luma, par_fill, resize_text, write_grey, write_rgb,
-    Dataset, GreyF, RgbF,
+    channels_text, dir_file_names, par_fill, resize_text, rgb_from_planes, rgb_to_sample, Dataset,
 };
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -86,20 +85,8 @@ pub(crate) fn load(path: &Path, channels: usize, size: usize) -> Result<Dataset>
     par_fill(&mut images, sample_len, |i, out| {
         let px = &records[i * RECORD + 1..(i + 1) * RECORD];
         let (r, g, b) = (&px[..PLANE], &px[PLANE..2 * PLANE], &px[2 * PLANE..]);
-        let f = |v: u8| v as f32 / 255.0;
-        if channels == 1 {
-            let grey: Vec<f32> = (0..PLANE)
-                .map(|k| luma(f(r[k]), f(g[k]), f(b[k])))
-                .collect();
-            let img = GreyF::from_raw(SIDE as u32, SIDE as u32, grey).expect("32·32 values");
-            write_grey(&fit_square(&img, size), 1, out);
-        } else {
-            let rgb: Vec<f32> = (0..PLANE)
-                .flat_map(|k| [f(r[k]), f(g[k]), f(b[k])])
-                .collect();
-            let img = RgbF::from_raw(SIDE as u32, SIDE as u32, rgb).expect("32·32·3 values");
-            write_rgb(&fit_square(&img, size), out);
-        }
+        let img = rgb_from_planes(SIDE as u32, SIDE as u32, r, g, b);
+        rgb_to_sample(img, channels, size, out);
     });
     let shown = match files.as_slice() {
         [one] => one.display().to_string(),

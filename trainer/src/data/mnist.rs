@@ -5,7 +5,7 @@
 //! `count` bytes. Pixel `v` maps to `v / 127.5 − 1`: background −1 (black), digits +1 (white).
 
 use super::{
-    channels_text, dir_file_names, fit_square, par_fill, resize_text, write_grey, Dataset, GreyF,
+    channels_text, dir_file_names, par_fill, resize_text, rgb_from_planes, rgb_to_sample, Dataset,
 };
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::Read;
@@ -196,11 +196,11 @@ fn build(
     let mut out = vec![0f32; n * sample_len];
     if rows == size && cols == size {
         par_fill(&mut out, sample_len, |i, o| {
-            for (d, &v) in o[..plane]
-                .iter_mut()
-                .zip(&pixels[i * plane..(i + 1) * plane])
-            {
-                *d = v as f32 / 127.5 - 1.0;
+            let src = &pixels[i * plane..(i + 1) * plane];
+            let mut k = 0;
+            while k < plane {
+                o[k] = src[k] as f32 / 127.5 - 1.0;
+                k += 1;
             }
             for c in 1..channels {
                 o.copy_within(0..plane, c * plane);
@@ -209,13 +209,8 @@ fn build(
     } else {
         par_fill(&mut out, sample_len, |i, o| {
             let src = &pixels[i * plane..(i + 1) * plane];
-            let img = GreyF::from_raw(
-                cols as u32,
-                rows as u32,
-                src.iter().map(|&v| v as f32 / 255.0).collect(),
-            )
-            .expect("buffer has rows·cols values");
-            write_grey(&fit_square(&img, size), channels, o);
+            let img = rgb_from_planes(cols as u32, rows as u32, src, src, src);
+            rgb_to_sample(img, channels, size, o);
         });
     }
     let description = format!(
@@ -274,7 +269,10 @@ mod tests {
     use crate::data::{embedded_mnist, load, Format};
 
     fn err(r: anyhow::Result<crate::data::Dataset>) -> String {
-        format!("{:#}", r.err().expect("expected an error"))
+        match r {
+            Ok(d) => panic!("expected an error, loaded {}", d.description),
+            Err(e) => format!("{e:#}"),
+        }
     }
 
     /// Pixel `p` of image `i`: a value that identifies both.

@@ -24,7 +24,7 @@ pub use loader::{epoch_permutation, stream_indices, Loader};
 
 use anyhow::{bail, Context, Result};
 use image::imageops::FilterType;
-use image::{ImageBuffer, Luma, Pixel, Rgb};
+use image::{ImageBuffer, Rgb};
 use std::path::Path;
 
 /// Data set format selection.
@@ -189,143 +189,171 @@ pub(crate) fn resize_text(w: usize, h: usize, size: usize) -> String {
     }
 }
 
-/// Grey image, values in [0, 1].
-pub(crate) type GreyF = ImageBuffer<Luma<f32>, Vec<f32>>;
 /// RGB image, values in [0, 1].
 pub(crate) type RgbF = ImageBuffer<Rgb<f32>, Vec<f32>>;
 
-/// Luma of an RGB triple (ITU-R BT.601 weights, as in PIL's `convert("L")`).
-pub(crate) fn luma(r: f32, g: f32, b: f32) -> f32 {
-    0.299 * r + 0.587 * g + 0.114 * b
+/// The dimensions after resizing `w`×`h` so that the shorter side is `size`.
+fn fitted_dims(w: u32, h: u32, size: u32) -> (u32, u32) {
+    let scaled = |long: u32, short: u32| -> u32 {
+        // Round to nearest; never below `size` so the crop fits.
+        let v = (long as u64 * size as u64 + short as u64 / 2) / short as u64;
+        (v.min(u32::MAX as u64) as u32).max(size)
+    };
+    if w <= h {
+        (size, scaled(h, w))
+    } else {
+        (scaled(w, h), size)
+    }
 }
 
-/// Resizes so that the shorter side is `size` (Triangle filter, i.e. bilinear when enlarging and
-/// an area-like average when shrinking), then crops the centre `size`×`size`.
-pub(crate) fn fit_square<P>(img: &ImageBuffer<P, Vec<f32>>, size: usize) -> ImageBuffer<P, Vec<f32>>
-where
-    P: Pixel<Subpixel = f32> + 'static,
-{
+/// Resizes so that the shorter side is `size` (Triangle filter: bilinear when enlarging, an
+/// area-like average when shrinking; it never overshoots), then crops the centre `size`×`size`.
+///
+/// Goes through `DynamicImage`'s non-generic methods so that the resampling runs as compiled
+/// (optimised) in the `image` crate even in a debug build of this crate.
+pub(crate) fn fit_square(img: RgbF, size: usize) -> RgbF {
     let (w, h) = img.dimensions();
     let s = size as u32;
     if (w, h) == (s, s) {
-        return img.clone();
+        return img;
     }
-    let scaled = |long: u32, short: u32| -> u32 {
-        // Round to nearest; never below `size` so the crop fits.
-        let v = (long as u64 * s as u64 + short as u64 / 2) / short as u64;
-        (v as u32).max(s)
-    };
-    let (nw, nh) = if w <= h {
-        (s, scaled(h, w))
-    } else {
-        (scaled(w, h), s)
-    };
-    let resized = if (nw, nh) == (w, h) {
-        img.clone()
-    } else {
-        image::imageops::resize(img, nw, nh, FilterType::Triangle)
-    };
-    if (nw, nh) == (s, s) {
-        return resized;
+    let (nw, nh) = fitted_dims(w, h, s);
+    let mut dynamic = image::DynamicImage::ImageRgb32F(img);
+    if (nw, nh) != (w, h) {
+        dynamic = dynamic.resize_exact(nw, nh, FilterType::Triangle);
     }
-    let (x, y) = ((nw - s) / 2, (nh - s) / 2);
-    image::imageops::crop_imm(&resized, x, y, s, s).to_image()
+    if (nw, nh) != (s, s) {
+        dynamic = dynamic.crop_imm((nw - s) / 2, (nh - s) / 2, s, s);
+    }
+    dynamic.into_rgb32f()
 }
 
-/// Writes a grey image (values in [0, 1]) already `size`×`size` into `out` (CHW, `channels`
-/// planes, values in [-1, 1]); 3 channels replicate the grey plane.
-pub(crate) fn write_grey(img: &GreyF, channels: usize, out: &mut [f32]) {
-    let plane = img.as_raw().len();
-    debug_assert_eq!(out.len(), plane * channels);
-    for (o, &v) in out[..plane].iter_mut().zip(img.as_raw()) {
-        *o = (2.0 * v - 1.0).clamp(-1.0, 1.0);
-    }
-    for c in 1..channels {
-        out.copy_within(0..plane, c * plane);
-    }
-}
-
-/// Writes an RGB image (values in [0, 1]) already `size`×`size` into `out` (CHW, 3 planes, values
-/// in [-1, 1]).
-pub(crate) fn write_rgb(img: &RgbF, out: &mut [f32]) {
-    let plane = (img.width() * img.height()) as usize;
-    debug_assert_eq!(out.len(), plane * 3);
-    for (i, px) in img.as_raw().chunks_exact(3).enumerate() {
-        for c in 0..3 {
-            out[c * plane + i] = (2.0 * px[c] - 1.0).clamp(-1.0, 1.0);
+/// `v` clamped to [-1, 1] (NaN becomes −1). A macro rather than a call: the pixel loops below
+/// must stay fast in unoptimised (debug) builds of this crate.
+macro_rules! to_unit_range {
+    ($v:expr) => {{
+        let v: f32 = $v;
+        if v > 1.0 {
+            1.0
+        } else if v >= -1.0 {
+            v
+        } else {
+            -1.0
         }
-    }
+    }};
 }
 
-/// Turns an RGB image (values in [0, 1], any size) into one sample: converted to `channels`,
-/// resized and centre-cropped to `size`, written to `out`.
+/// The body of [`write_pixels`] and [`write_pixels_u8`]: plain indexed loops, no iterator or
+/// method calls per pixel (they cost ~10× in debug builds).
+macro_rules! write_pixels_body {
+    ($src:expr, $div:expr, $stride:expr, $channels:expr, $out:expr) => {{
+        let (src, stride, channels, out) = ($src, $stride, $channels, $out);
+        let div: f32 = $div;
+        let plane = src.len() / stride;
+        assert!(
+            (stride == 3 || stride == 4)
+                && (channels == 1 || channels == 3)
+                && out.len() == plane * channels,
+            "write_pixels: bad buffer sizes"
+        );
+        let alpha = stride == 4;
+        let (mut i, mut k) = (0usize, 0usize);
+        while i < plane {
+            let mut r = src[k] as f32 / div;
+            let mut g = src[k + 1] as f32 / div;
+            let mut b = src[k + 2] as f32 / div;
+            if alpha {
+                let a = src[k + 3] as f32 / div;
+                let a = if a > 1.0 {
+                    1.0
+                } else if a >= 0.0 {
+                    a
+                } else {
+                    0.0
+                };
+                let white = 1.0 - a;
+                r = r * a + white;
+                g = g * a + white;
+                b = b * a + white;
+            }
+            if channels == 1 {
+                // Luma 0.299 R + 0.587 G + 0.114 B, arranged to be exact for grey pixels.
+                out[i] = to_unit_range!(2.0 * (g + 0.299 * (r - g) + 0.114 * (b - g)) - 1.0);
+            } else {
+                out[i] = to_unit_range!(2.0 * r - 1.0);
+                out[plane + i] = to_unit_range!(2.0 * g - 1.0);
+                out[2 * plane + i] = to_unit_range!(2.0 * b - 1.0);
+            }
+            i += 1;
+            k += stride;
+        }
+    }};
+}
+
+/// Writes pixels (`stride` values each, in [0, 1]: RGB, or RGBA with straight alpha composited
+/// onto white) into `out` as one CHW sample of `channels` planes with values `2v − 1` clamped to
+/// [-1, 1]. One channel is the luma. `out.len()` must be `channels · pixels`.
+pub(crate) fn write_pixels(src: &[f32], stride: usize, channels: usize, out: &mut [f32]) {
+    write_pixels_body!(src, 1.0, stride, channels, out)
+}
+
+/// [`write_pixels`] for 8-bit pixels (`v / 255` in [0, 1]).
+pub(crate) fn write_pixels_u8(src: &[u8], stride: usize, channels: usize, out: &mut [f32]) {
+    write_pixels_body!(src, 255.0, stride, channels, out)
+}
+
+/// Straight-alpha RGBA (values in [0, 1]) composited onto white, as an RGB image.
+pub(crate) fn composite_onto_white(w: u32, h: u32, rgba: &[f32]) -> RgbF {
+    let n = rgba.len() / 4;
+    let mut rgb = vec![0f32; n * 3];
+    let (mut i, mut k) = (0usize, 0usize);
+    while i < n * 3 {
+        let a = rgba[k + 3];
+        let a = if a > 1.0 {
+            1.0
+        } else if a >= 0.0 {
+            a
+        } else {
+            0.0
+        };
+        let white = 1.0 - a;
+        rgb[i] = rgba[k] * a + white;
+        rgb[i + 1] = rgba[k + 1] * a + white;
+        rgb[i + 2] = rgba[k + 2] * a + white;
+        i += 3;
+        k += 4;
+    }
+    RgbF::from_raw(w, h, rgb).expect("buffer has w·h·3 values")
+}
+
+/// Three 8-bit planes (or one grey plane used three times) interleaved into an RGB image with
+/// values in [0, 1].
+pub(crate) fn rgb_from_planes(w: u32, h: u32, r: &[u8], g: &[u8], b: &[u8]) -> RgbF {
+    let n = r.len();
+    let mut rgb = vec![0f32; n * 3];
+    let mut i = 0usize;
+    while i < n {
+        rgb[3 * i] = r[i] as f32 / 255.0;
+        rgb[3 * i + 1] = g[i] as f32 / 255.0;
+        rgb[3 * i + 2] = b[i] as f32 / 255.0;
+        i += 1;
+    }
+    RgbF::from_raw(w, h, rgb).expect("buffer has w·h·3 values")
+}
+
+/// Turns an RGB image (values in [0, 1], any size) into one sample: resized and centre-cropped
+/// to `size`, converted to `channels`, written to `out`. (Grey after resizing equals resizing
+/// the grey: both are linear and the Triangle filter does not overshoot.)
 pub(crate) fn rgb_to_sample(img: RgbF, channels: usize, size: usize, out: &mut [f32]) {
-    if channels == 1 {
-        let (w, h) = img.dimensions();
-        let grey: Vec<f32> = img
-            .as_raw()
-            .chunks_exact(3)
-            .map(|p| luma(p[0], p[1], p[2]))
-            .collect();
-        let grey = GreyF::from_raw(w, h, grey).expect("buffer has w·h values");
-        write_grey(&fit_square(&grey, size), 1, out);
-    } else {
-        write_rgb(&fit_square(&img, size), out);
-    }
+    write_pixels(fit_square(img, size).as_raw(), 3, channels, out);
 }
 
-/// Runs `f(i)` for `i in 0..n` on all cores and returns the results in order.
-pub(crate) fn par_map<T, F>(n: usize, f: F) -> Vec<T>
+/// Fills `images` (samples of `sample_len` values) on all cores: `f(i, out)` writes sample `i`
+/// into `out` and its answers are returned in sample order.
+pub(crate) fn par_fill<R, F>(images: &mut [f32], sample_len: usize, f: F) -> Vec<R>
 where
-    T: Send,
-    F: Fn(usize) -> T + Sync,
-{
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let threads = std::thread::available_parallelism()
-        .map(|t| t.get())
-        .unwrap_or(1)
-        .min(n);
-    if threads <= 1 {
-        return (0..n).map(f).collect();
-    }
-    let next = AtomicUsize::new(0);
-    let mut parts: Vec<Vec<(usize, T)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= n {
-                            break;
-                        }
-                        mine.push((i, f(i)));
-                    }
-                    mine
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    });
-    let mut slots: Vec<Option<T>> = (0..n).map(|_| None).collect();
-    for part in parts.drain(..) {
-        for (i, v) in part {
-            slots[i] = Some(v);
-        }
-    }
-    slots
-        .into_iter()
-        .map(|v| v.expect("every index was processed"))
-        .collect()
-}
-
-/// Fills `images` (`n` samples of `sample_len` values) in parallel: `f(i, out)` writes sample `i`.
-pub(crate) fn par_fill<F>(images: &mut [f32], sample_len: usize, f: F)
-where
-    F: Fn(usize, &mut [f32]) + Sync,
+    R: Send,
+    F: Fn(usize, &mut [f32]) -> R + Sync,
 {
     use std::sync::Mutex;
     let n = images.len() / sample_len.max(1);
@@ -333,9 +361,10 @@ where
         .map(|t| t.get())
         .unwrap_or(1)
         .min(n.max(1));
-    // Contiguous blocks, one queue of chunks shared by the workers.
+    // Contiguous blocks in one queue shared by the workers; several blocks per worker so that
+    // uneven costs (large and small files) even out.
     let per = n.div_ceil(threads * 8).max(1);
-    let chunks: Mutex<Vec<(usize, &mut [f32])>> = Mutex::new(
+    let blocks: Mutex<Vec<(usize, &mut [f32])>> = Mutex::new(
         images
             .chunks_mut(per * sample_len)
             .enumerate()
@@ -343,17 +372,36 @@ where
             .rev()
             .collect(),
     );
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| loop {
-                let job = chunks.lock().unwrap_or_else(|p| p.into_inner()).pop();
-                let Some((first, block)) = job else { break };
-                for (k, out) in block.chunks_mut(sample_len).enumerate() {
-                    f(first + k, out);
-                }
-            });
+    let work = || {
+        let mut answers = Vec::new();
+        loop {
+            let job = blocks.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let Some((first, block)) = job else { break };
+            for (k, out) in block.chunks_mut(sample_len).enumerate() {
+                answers.push((first + k, f(first + k, out)));
+            }
         }
-    });
+        answers
+    };
+    let parts: Vec<Vec<(usize, R)>> = if threads <= 1 {
+        vec![work()]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads).map(|_| scope.spawn(work)).collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    };
+    let mut slots: Vec<Option<R>> = (0..n).map(|_| None).collect();
+    for (i, r) in parts.into_iter().flatten() {
+        slots[i] = Some(r);
+    }
+    slots
+        .into_iter()
+        .map(|r| r.expect("every sample was processed"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -423,7 +471,10 @@ mod tests {
     use super::*;
 
     fn err(r: Result<Dataset>) -> String {
-        format!("{:#}", r.err().expect("expected an error"))
+        match r {
+            Ok(d) => panic!("expected an error, loaded {}", d.description),
+            Err(e) => format!("{e:#}"),
+        }
     }
 
     #[test]
@@ -557,22 +608,30 @@ mod tests {
         assert!(rgb[..16].iter().all(|&v| v == 1.0));
         assert!(rgb[16..32].iter().all(|&v| v == 0.0));
         assert!(rgb[32..].iter().all(|&v| v == -1.0));
-        // Grey replicated to three planes.
-        let g = GreyF::from_pixel(2, 2, Luma([0.25]));
-        let mut out = vec![0f32; 12];
-        write_grey(&g, 3, &mut out);
-        assert!(out.iter().all(|&v| v == -0.5));
+        // Grey stays exact; alpha is composited onto white.
+        let mut grey = [0f32; 1];
+        write_pixels(&[0.3, 0.3, 0.3], 3, 1, &mut grey);
+        assert_eq!(
+            grey[0],
+            2.0 * 0.3f32 - 1.0,
+            "a grey pixel keeps its exact value"
+        );
+        let mut out = vec![0f32; 6];
+        write_pixels(&[0.25, 0.25, 0.25, 1.0, 0.0, 0.0, 0.0, 0.5], 4, 3, &mut out);
+        assert_eq!(out, [-0.5, 0.0, -0.5, 0.0, -0.5, 0.0]);
     }
 
     #[test]
-    fn par_map_and_par_fill_keep_order() {
-        let v = par_map(1000, |i| i * 3);
-        assert_eq!(v, (0..1000).map(|i| i * 3).collect::<Vec<_>>());
+    fn par_fill_keeps_order() {
         let mut buf = vec![0f32; 7 * 333];
-        par_fill(&mut buf, 7, |i, out| out.fill(i as f32));
+        let answers = par_fill(&mut buf, 7, |i, out| {
+            out.fill(i as f32);
+            i * 3
+        });
+        assert_eq!(answers, (0..333).map(|i| i * 3).collect::<Vec<_>>());
         for (i, s) in buf.chunks(7).enumerate() {
             assert!(s.iter().all(|&v| v == i as f32));
         }
-        assert!(par_map(0, |i| i).is_empty());
+        assert!(par_fill(&mut [], 7, |i, _| i).is_empty());
     }
 }

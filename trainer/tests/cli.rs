@@ -1,0 +1,125 @@
+//! The `trainer` binary, run for real in fresh temporary directories.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn trainer(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trainer"))
+        .args(args)
+        .current_dir(dir)
+        // The binary must enable second-order gradients itself.
+        .env_remove("CANDLE_GRAD_DO_NOT_DETACH")
+        .output()
+        .expect("running trainer")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Exit code 2, one `error:` line, no panic.
+fn assert_input_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
+    assert!(!err.contains("panicked"), "stderr: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() == 1 && lines[0].starts_with("error:"), "expected one error line, got: {err}");
+    assert!(err.contains(needle), "expected '{needle}' in: {err}");
+}
+
+const TINY: &[&str] = &["train", "--preset", "tiny", "--batch-size", "4", "--n-critic", "2"];
+
+#[test]
+fn trains_samples_and_resumes_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let o = trainer(d, &[TINY, &["--steps", "2", "--sample-every", "1", "--out", "run"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in ["config.json", "metrics.csv", "losses.png", "samples/step_000001.png", "samples/step_000002.png"] {
+        assert!(d.join("run").join(f).exists(), "missing {f}");
+    }
+    let latest = std::fs::read_to_string(d.join("run/checkpoints/latest")).unwrap();
+    assert_eq!(latest.trim(), "step_000002");
+
+    let o = trainer(d, &["resume", "run", "--steps", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(d.join("run/metrics.csv")).unwrap().lines().count(), 4);
+
+    let o = trainer(d, &["sample", "--checkpoint", "run", "--n", "6", "--seed", "3", "--out", "grid.png"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let grid = image::open(d.join("grid.png")).unwrap();
+    assert_eq!((grid.width(), grid.height()), (3 * 18 + 2, 2 * 18 + 2));
+}
+
+#[test]
+fn bad_input_is_one_clear_line_and_exit_code_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::create_dir(d.join("empty")).unwrap();
+    std::fs::create_dir(d.join("texts")).unwrap();
+    std::fs::write(d.join("texts/a.txt"), "not an image").unwrap();
+    std::fs::write(d.join("file"), "x").unwrap();
+    std::fs::write(d.join("bad-images-idx3-ubyte"), [0u8, 0, 8, 1, 0, 0, 0, 1]).unwrap();
+    let mut truncated = vec![0u8, 0, 8, 3, 0, 0, 0, 10, 0, 0, 0, 28, 0, 0, 0, 28];
+    truncated.extend([0u8; 100]);
+    std::fs::write(d.join("short-images-idx3-ubyte"), truncated).unwrap();
+
+    let cases: &[(&[&str], &str)] = &[
+        (&["--data", "missing"], "does not exist"),
+        (&["--data", "empty"], "empty"),
+        (&["--data", "texts"], "no decodable images"),
+        (&["--data", "bad-images-idx3-ubyte"], "magic"),
+        (&["--data", "short-images-idx3-ubyte"], "truncated"),
+        (&["--preset", "resnet"], "unknown preset"),
+        (&["--steps", "0"], "--steps"),
+        (&["--batch-size", "0"], "--batch-size"),
+        (&["--out", "file"], "existing file"),
+        (&["--device", "tpu"], "unknown device"),
+    ];
+    for (extra, needle) in cases {
+        // The base arguments minus any flag the case sets itself.
+        let mut args = vec!["train"];
+        for pair in TINY[1..].chunks(2) {
+            if !extra.contains(&pair[0]) {
+                args.extend_from_slice(pair);
+            }
+        }
+        args.extend_from_slice(extra);
+        let o = trainer(d, &args);
+        assert_input_error(&o, needle);
+    }
+    // Nothing was overwritten.
+    assert_eq!(std::fs::read_to_string(d.join("file")).unwrap(), "x");
+    // Negative numbers are usage errors (clap), also exit code 2.
+    assert_eq!(trainer(d, &[TINY, &["--steps", "-3"]].concat()).status.code(), Some(2));
+
+    assert_input_error(&trainer(d, &["resume", "empty"]), "neither a checkpoint");
+    assert_input_error(&trainer(d, &["resume", "nowhere"]), "does not exist");
+    assert_input_error(&trainer(d, &["sample", "--checkpoint", "empty", "--out", "g.png"]), "neither a checkpoint");
+}
+
+#[test]
+fn corrupted_checkpoints_are_reported_not_resumed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let o = trainer(d, &[TINY, &["--steps", "1", "--out", "run"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ck = d.join("run/checkpoints/step_000001");
+    let g = ck.join("generator.safetensors");
+    let bytes = std::fs::read(&g).unwrap();
+    std::fs::write(&g, &bytes[..bytes.len() / 3]).unwrap();
+    assert_input_error(&trainer(d, &["resume", "run", "--steps", "2"]), "not a valid safetensors");
+    std::fs::write(ck.join("state.json"), "{ not json").unwrap();
+    assert_input_error(&trainer(d, &["resume", "run", "--steps", "2"]), "state");
+    // A run directory already holding a run is not overwritten by `train`.
+    assert_input_error(&trainer(d, &[TINY, &["--steps", "1", "--out", "run"]].concat()), "already holds a run");
+}
+
+#[test]
+fn cuda_without_the_feature_says_how_to_get_it() {
+    if cfg!(feature = "cuda") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    assert_input_error(&trainer(tmp.path(), &[TINY, &["--device", "cuda"]].concat()), "--features cuda");
+}
