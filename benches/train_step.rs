@@ -11,11 +11,19 @@ use wgan_trainer::config::TrainConfig;
 use wgan_trainer::train::Trainer;
 
 fn batch() -> usize {
-    std::env::var("WGAN_BENCH_BATCH").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
+    std::env::var("WGAN_BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64)
 }
 
 fn trainer(preset: &str, dir: &std::path::Path) -> Trainer {
-    let config = TrainConfig { preset: preset.into(), batch_size: batch(), n_critic: 1, ..TrainConfig::default() };
+    let config = TrainConfig {
+        preset: preset.into(),
+        batch_size: batch(),
+        n_critic: 1,
+        ..TrainConfig::default()
+    };
     Trainer::new(config, dir).expect("trainer")
 }
 
@@ -25,13 +33,20 @@ fn bench(c: &mut Criterion) {
         "run through cargo so that .cargo/config.toml sets CANDLE_GRAD_DO_NOT_DETACH"
     );
     let mut group = c.benchmark_group("train_step");
-    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(20));
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(20));
     for preset in ["small", "dcgan64"] {
         let dir = tempfile::tempdir().unwrap();
         let mut t = trainer(preset, &dir.path().join("run"));
         let b = batch();
-        group.bench_function(format!("{preset}/batch{b}/critic_step"), |bench| bench.iter(|| t.critic_steps().unwrap()));
-        group.bench_function(format!("{preset}/batch{b}/generator_step"), |bench| bench.iter(|| t.generator_step().unwrap()));
+        group.bench_function(format!("{preset}/batch{b}/critic_step"), |bench| {
+            bench.iter(|| t.critic_steps().unwrap())
+        });
+        group.bench_function(format!("{preset}/batch{b}/generator_step"), |bench| {
+            bench.iter(|| t.generator_step().unwrap())
+        });
     }
     group.finish();
 }

@@ -22,10 +22,14 @@ fn config(steps: u64) -> TrainConfig {
 
 fn files(dir: &Path) -> HashMap<String, Vec<u8>> {
     let ck = wgan_models::checkpoint::resolve(dir).unwrap();
-    ["generator.safetensors", "critic.safetensors", "optimizer.safetensors"]
-        .iter()
-        .map(|f| (f.to_string(), std::fs::read(ck.join(f)).unwrap()))
-        .collect()
+    [
+        "generator.safetensors",
+        "critic.safetensors",
+        "optimizer.safetensors",
+    ]
+    .iter()
+    .map(|f| (f.to_string(), std::fs::read(ck.join(f)).unwrap()))
+    .collect()
 }
 
 #[test]
@@ -46,22 +50,34 @@ fn straight_and_resumed_runs_are_bit_identical() {
 
     let (a, b) = (files(&straight), files(&split));
     for name in a.keys() {
-        assert!(a[name] == b[name], "{name} differs between the straight and the resumed run");
+        assert!(
+            a[name] == b[name],
+            "{name} differs between the straight and the resumed run"
+        );
     }
     let state = |d: &Path| {
         let ck = wgan_models::checkpoint::resolve(d).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(ck.join("state.json")).unwrap()).unwrap();
-        (v["step"].clone(), v["rng_state"].clone(), v["data_cursor"].clone())
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(ck.join("state.json")).unwrap()).unwrap();
+        (
+            v["step"].clone(),
+            v["rng_state"].clone(),
+            v["data_cursor"].clone(),
+        )
     };
     assert_eq!(state(&straight), state(&split));
     let metrics = |d: &Path| {
         let text = std::fs::read_to_string(d.join("metrics.csv")).unwrap();
         // Everything but the timing column.
-        text.lines().map(|l| l.rsplit_once(',').unwrap().0.to_string()).collect::<Vec<_>>()
+        text.lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+            .collect::<Vec<_>>()
     };
     assert_eq!(metrics(&straight), metrics(&split));
     assert_eq!(metrics(&split).len(), 5, "header + 4 rows");
-    assert!(straight.join("samples/step_000004.png").exists() && straight.join("losses.png").exists());
+    assert!(
+        straight.join("samples/step_000004.png").exists() && straight.join("losses.png").exists()
+    );
 }
 
 #[test]

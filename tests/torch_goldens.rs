@@ -13,18 +13,29 @@ use wgan_models::{preset, Critic, Generator, Mode, Params};
 use wgan_trainer::adam::{Adam, AdamConfig};
 use wgan_trainer::wgan;
 
-const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/goldens/tiny_step.safetensors");
+const GOLDEN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/goldens/tiny_step.safetensors"
+);
 
 fn load() -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(GOLDEN, &Device::Cpu).expect("golden file (regenerate with scripts/torch_goldens.py)")
+    candle_core::safetensors::load(GOLDEN, &Device::Cpu)
+        .expect("golden file (regenerate with scripts/torch_goldens.py)")
 }
 
 fn sub(g: &HashMap<String, Tensor>, prefix: &str) -> HashMap<String, Tensor> {
-    g.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|n| (n.to_string(), v.clone()))).collect()
+    g.iter()
+        .filter_map(|(k, v)| k.strip_prefix(prefix).map(|n| (n.to_string(), v.clone())))
+        .collect()
 }
 
 fn to_f64(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+    t.to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
 }
 
 /// max|a − b| relative to max|b| (absolute below 1e-12 reference scale), at most `tol`.
@@ -32,14 +43,23 @@ fn compare(tol: f64, what: &str, got: &Tensor, want: &Tensor) -> f64 {
     let (a, b) = (to_f64(got), to_f64(want));
     assert_eq!(a.len(), b.len(), "{what}: size");
     let scale = b.iter().fold(0f64, |m, v| m.max(v.abs()));
-    let diff = a.iter().zip(&b).fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .fold(0f64, |m, (x, y)| m.max((x - y).abs()));
     let rel = if scale < 1e-12 { diff } else { diff / scale };
-    assert!(rel <= tol, "{what}: relative error {rel:e} (max diff {diff:e}, scale {scale:e})");
+    assert!(
+        rel <= tol,
+        "{what}: relative error {rel:e} (max diff {diff:e}, scale {scale:e})"
+    );
     rel
 }
 
 fn grad_or_zero(grads: &candle_core::backprop::GradStore, t: &Tensor) -> Tensor {
-    grads.get(t).cloned().unwrap_or_else(|| t.zeros_like().unwrap())
+    grads
+        .get(t)
+        .cloned()
+        .unwrap_or_else(|| t.zeros_like().unwrap())
 }
 
 #[test]
@@ -61,51 +81,98 @@ fn step_against_goldens(dtype: DType, tol: f64) -> f64 {
     let p = preset("tiny", 1).unwrap();
     let dev = Device::Cpu;
     let f32t = |k: &str| g[k].to_dtype(dtype).unwrap();
-    let gen_params = Params::from_tensors(&p.generator, sub(&g, "init.G."), 0, dtype, &dev).unwrap();
-    let mut generator = Generator { spec: p.generator.clone(), z_dim: p.z_dim, params: gen_params };
-    let critic = Critic { spec: p.critic.clone(), params: Params::from_tensors(&p.critic, sub(&g, "init.C."), 0, dtype, &dev).unwrap() };
+    let gen_params =
+        Params::from_tensors(&p.generator, sub(&g, "init.G."), 0, dtype, &dev).unwrap();
+    let mut generator = Generator {
+        spec: p.generator.clone(),
+        z_dim: p.z_dim,
+        params: gen_params,
+    };
+    let critic = Critic {
+        spec: p.critic.clone(),
+        params: Params::from_tensors(&p.critic, sub(&g, "init.C."), 0, dtype, &dev).unwrap(),
+    };
     let cfg = AdamConfig::default();
     let mut opt_c = Adam::new(cfg, &critic.params).unwrap();
     let mut opt_g = Adam::new(cfg, &generator.params).unwrap();
     let mut worst: f64 = 0.0;
 
     // Critic step.
-    let fake = generator.forward(&f32t("in.z_critic"), Mode::Train).unwrap().detach();
+    let fake = generator
+        .forward(&f32t("in.z_critic"), Mode::Train)
+        .unwrap()
+        .detach();
     worst = worst.max(compare("fake", &fake, &g["out.fake"]));
     let (real, eps) = (f32t("in.real"), f32t("in.eps"));
     let obj = wgan::critic_objective(|x| critic.forward(x), &real, &fake, &eps, 10.0).unwrap();
-    for (name, t) in [("critic_loss", &obj.loss), ("penalty", &obj.penalty), ("wasserstein", &obj.wasserstein)] {
-        worst = worst.max(compare(name, &t.reshape(1).unwrap(), &g[&format!("out.{name}")]));
+    for (name, t) in [
+        ("critic_loss", &obj.loss),
+        ("penalty", &obj.penalty),
+        ("wasserstein", &obj.wasserstein),
+    ] {
+        worst = worst.max(compare(
+            name,
+            &t.reshape(1).unwrap(),
+            &g[&format!("out.{name}")],
+        ));
     }
     worst = worst.max(compare("grad_norm", &obj.grad_norms, &g["out.grad_norm"]));
     compare("c_real", &critic.forward(&real).unwrap(), &g["out.c_real"]);
     let grads = obj.loss.backward().unwrap();
     for (info, var) in critic.params.trainable() {
         let want = &g[&format!("out.critic_grad.{}", info.name)];
-        worst = worst.max(compare(&format!("critic grad {}", info.name), &grad_or_zero(&grads, var.as_tensor()), want));
+        worst = worst.max(compare(
+            &format!("critic grad {}", info.name),
+            &grad_or_zero(&grads, var.as_tensor()),
+            want,
+        ));
     }
     opt_c.step(&critic.params, &grads).unwrap();
     for (info, var) in critic.params.trainable().filter(|_| adam_checked) {
-        compare(&format!("critic after Adam {}", info.name), var.as_tensor(), &g[&format!("out.critic_after_adam.{}", info.name)]);
+        compare(
+            &format!("critic after Adam {}", info.name),
+            var.as_tensor(),
+            &g[&format!("out.critic_after_adam.{}", info.name)],
+        );
     }
 
     // Generator step (against the updated critic).
     let fake = generator.forward(&f32t("in.z_gen"), Mode::Train).unwrap();
     let loss = wgan::generator_loss(|x| critic.forward(x), &fake).unwrap();
-    worst = worst.max(compare("gen_loss", &loss.reshape(1).unwrap(), &g["out.gen_loss"]));
+    worst = worst.max(compare(
+        "gen_loss",
+        &loss.reshape(1).unwrap(),
+        &g["out.gen_loss"],
+    ));
     let grads = loss.backward().unwrap();
     for (info, var) in generator.params.trainable() {
         let want = &g[&format!("out.gen_grad.{}", info.name)];
-        worst = worst.max(compare(&format!("generator grad {}", info.name), &grad_or_zero(&grads, var.as_tensor()), want));
+        worst = worst.max(compare(
+            &format!("generator grad {}", info.name),
+            &grad_or_zero(&grads, var.as_tensor()),
+            want,
+        ));
     }
     opt_g.step(&generator.params, &grads).unwrap();
     for (info, var) in generator.params.iter() {
-        let key = if info.role.trainable() { format!("out.gen_after_adam.{}", info.name) } else { format!("out.gen_running.{}", info.name) };
+        let key = if info.role.trainable() {
+            format!("out.gen_after_adam.{}", info.name)
+        } else {
+            format!("out.gen_running.{}", info.name)
+        };
         if adam_checked || !info.role.trainable() {
-            compare(&format!("generator after step {}", info.name), var.as_tensor(), &g[&key]);
+            compare(
+                &format!("generator after step {}", info.name),
+                var.as_tensor(),
+                &g[&key],
+            );
         }
     }
-    let tracked = g["out.gen_running.net.0.1.num_batches_tracked"].flatten_all().unwrap().to_vec1::<i64>().unwrap()[0];
+    let tracked = g["out.gen_running.net.0.1.num_batches_tracked"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<i64>()
+        .unwrap()[0];
     assert_eq!(generator.params.batches_tracked, tracked);
     worst
 }

@@ -48,17 +48,25 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
         bail!("{} does not exist", path.display());
     }
     if !path.is_dir() {
-        bail!("{} is not a directory (expected a checkpoint or run directory)", path.display());
+        bail!(
+            "{} is not a directory (expected a checkpoint or run directory)",
+            path.display()
+        );
     }
     if path.join(STATE_FILE).exists() {
         return Ok(path.to_path_buf());
     }
     let latest = path.join(CHECKPOINTS_DIR).join(LATEST_FILE);
     if latest.exists() {
-        let name = std::fs::read_to_string(&latest).with_context(|| format!("reading {}", latest.display()))?;
+        let name = std::fs::read_to_string(&latest)
+            .with_context(|| format!("reading {}", latest.display()))?;
         let dir = path.join(CHECKPOINTS_DIR).join(name.trim());
         if !dir.join(STATE_FILE).exists() {
-            bail!("{} names {}, which is not a checkpoint", latest.display(), dir.display());
+            bail!(
+                "{} names {}, which is not a checkpoint",
+                latest.display(),
+                dir.display()
+            );
         }
         return Ok(dir);
     }
@@ -71,9 +79,10 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
 /// Reads the header of `state.json` in checkpoint directory `dir`.
 pub fn read_header(dir: &Path) -> Result<CheckpointHeader> {
     let path = dir.join(STATE_FILE);
-    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let header: CheckpointHeader =
-        serde_json::from_str(&text).with_context(|| format!("{} is not a valid checkpoint state", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let header: CheckpointHeader = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid checkpoint state", path.display()))?;
     if header.format_version != FORMAT_VERSION {
         bail!(
             "{} has checkpoint format {}, this build reads format {FORMAT_VERSION}",
@@ -85,7 +94,11 @@ pub fn read_header(dir: &Path) -> Result<CheckpointHeader> {
 }
 
 /// Loads the generator of a checkpoint or run directory, with its header.
-pub fn load_generator(path: &Path, dtype: DType, device: &Device) -> Result<(Generator, CheckpointHeader)> {
+pub fn load_generator(
+    path: &Path,
+    dtype: DType,
+    device: &Device,
+) -> Result<(Generator, CheckpointHeader)> {
     let dir = resolve(path)?;
     let header = read_header(&dir)?;
     let g = Generator::load(&header.preset()?, &dir.join(GENERATOR_FILE), dtype, device)?;
@@ -93,7 +106,11 @@ pub fn load_generator(path: &Path, dtype: DType, device: &Device) -> Result<(Gen
 }
 
 /// Loads the critic of a checkpoint or run directory.
-pub fn load_critic(path: &Path, dtype: DType, device: &Device) -> Result<(Critic, CheckpointHeader)> {
+pub fn load_critic(
+    path: &Path,
+    dtype: DType,
+    device: &Device,
+) -> Result<(Critic, CheckpointHeader)> {
     let dir = resolve(path)?;
     let header = read_header(&dir)?;
     let c = Critic::load(&header.preset()?, &dir.join(CRITIC_FILE), dtype, device)?;

@@ -55,7 +55,11 @@ pub struct Im2Col(pub Geometry);
 #[derive(Clone, Copy, Debug)]
 pub struct Col2Im(pub Geometry);
 
-fn contiguous_slice<'a, T: WithDType>(data: &'a [T], layout: &Layout, name: &str) -> Result<&'a [T]> {
+fn contiguous_slice<'a, T: WithDType>(
+    data: &'a [T],
+    layout: &Layout,
+    name: &str,
+) -> Result<&'a [T]> {
     match layout.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),
         None => candle_core::bail!("{name} needs a contiguous input"),
@@ -70,9 +74,13 @@ fn im2col<T: WithDType>(src: &[T], g: &Geometry) -> Vec<T> {
         let (n, oy) = (ny / g.ho, ny % g.ho);
         for ox in 0..g.wo {
             for ky in 0..k {
-                let Some(iy) = g.source(oy, ky, g.h) else { continue };
+                let Some(iy) = g.source(oy, ky, g.h) else {
+                    continue;
+                };
                 for kx in 0..k {
-                    let Some(ix) = g.source(ox, kx, g.w) else { continue };
+                    let Some(ix) = g.source(ox, kx, g.w) else {
+                        continue;
+                    };
                     let s = ((n * g.h + iy) * g.w + ix) * c;
                     let d = ((ox * k + ky) * k + kx) * c;
                     out[d..d + c].copy_from_slice(&src[s..s + c]);
@@ -92,7 +100,7 @@ fn col2im<T: WithDType>(src: &[T], g: &Geometry) -> Vec<T> {
         let (n, iy) = (ny / g.h, ny % g.h);
         for ky in 0..k {
             let t = iy + g.pad;
-            if t < ky || (t - ky) % s != 0 || (t - ky) / s >= g.ho {
+            if t < ky || !(t - ky).is_multiple_of(s) || (t - ky) / s >= g.ho {
                 continue;
             }
             let oy = (t - ky) / s;
@@ -100,7 +108,7 @@ fn col2im<T: WithDType>(src: &[T], g: &Geometry) -> Vec<T> {
                 let acc = &mut out[ix * c..(ix + 1) * c];
                 for kx in 0..k {
                     let t = ix + g.pad;
-                    if t < kx || (t - kx) % s != 0 || (t - kx) / s >= g.wo {
+                    if t < kx || !(t - kx).is_multiple_of(s) || (t - kx) / s >= g.wo {
                         continue;
                     }
                     let ox = (t - kx) / s;
@@ -132,9 +140,16 @@ impl CustomOp1 for Im2Col {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         if layout.shape() != &self.0.image_shape() {
-            candle_core::bail!("im2col: input {:?} does not match {:?}", layout.shape(), self.0);
+            candle_core::bail!(
+                "im2col: input {:?} does not match {:?}",
+                layout.shape(),
+                self.0
+            );
         }
-        Ok((dispatch!(storage, layout, "im2col", im2col, &self.0), self.0.cols_shape()))
+        Ok((
+            dispatch!(storage, layout, "im2col", im2col, &self.0),
+            self.0.cols_shape(),
+        ))
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -149,9 +164,16 @@ impl CustomOp1 for Col2Im {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         if layout.shape() != &self.0.cols_shape() {
-            candle_core::bail!("col2im: input {:?} does not match {:?}", layout.shape(), self.0);
+            candle_core::bail!(
+                "col2im: input {:?} does not match {:?}",
+                layout.shape(),
+                self.0
+            );
         }
-        Ok((dispatch!(storage, layout, "col2im", col2im, &self.0), self.0.image_shape()))
+        Ok((
+            dispatch!(storage, layout, "col2im", col2im, &self.0),
+            self.0.image_shape(),
+        ))
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
@@ -178,15 +200,30 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, pad: usize) -> Result<
     if !x.device().is_cpu() {
         return to_nhwc(&to_nchw(x)?.conv2d(weight, pad, stride, 1, 1)?);
     }
-    let (ho, wo) = ((h + 2 * pad - k) / stride + 1, (w + 2 * pad - k) / stride + 1);
+    let (ho, wo) = (
+        (h + 2 * pad - k) / stride + 1,
+        (w + 2 * pad - k) / stride + 1,
+    );
     // Rows of (ky, kx, c) to match the patch layout of `Im2Col`.
     let wmat = weight.permute((2, 3, 1, 0))?.reshape((k * k * c, cout))?;
     let cols = if pad == 0 && (h, w) == (k, k) {
         // One patch covering the whole image: the patch matrix is the image itself.
         x.reshape((n, k * k * c))?
     } else {
-        let g = Geometry { n, h, w, c, k, stride, pad, ho, wo };
-        x.contiguous()?.apply_op1(Im2Col(g))?.reshape((n * ho * wo, k * k * c))?
+        let g = Geometry {
+            n,
+            h,
+            w,
+            c,
+            k,
+            stride,
+            pad,
+            ho,
+            wo,
+        };
+        x.contiguous()?
+            .apply_op1(Im2Col(g))?
+            .reshape((n * ho * wo, k * k * c))?
     };
     cols.matmul(&wmat)?.reshape((n, ho, wo, cout))
 }
@@ -202,7 +239,10 @@ pub fn conv_transpose2d(x: &Tensor, weight: &Tensor, stride: usize, pad: usize) 
     if !x.device().is_cpu() {
         return to_nhwc(&to_nchw(x)?.conv_transpose2d(weight, pad, 0, stride, 1)?);
     }
-    let (ho, wo) = ((h - 1) * stride + k - 2 * pad, (w - 1) * stride + k - 2 * pad);
+    let (ho, wo) = (
+        (h - 1) * stride + k - 2 * pad,
+        (w - 1) * stride + k - 2 * pad,
+    );
     // Columns of (ky, kx, cout) to match the patch layout of `Col2Im`.
     let wmat = weight.permute((0, 2, 3, 1))?.reshape((c, k * k * cout))?;
     let cols = x.reshape((n * h * w, c))?.matmul(&wmat)?;
@@ -210,8 +250,19 @@ pub fn conv_transpose2d(x: &Tensor, weight: &Tensor, stride: usize, pad: usize) 
         // A single input pixel: its patch is the whole output.
         return cols.reshape((n, k, k, cout));
     }
-    let g = Geometry { n, h: ho, w: wo, c: cout, k, stride, pad, ho: h, wo: w };
-    cols.reshape(vec![n, h, w, k, k, cout])?.apply_op1(Col2Im(g))
+    let g = Geometry {
+        n,
+        h: ho,
+        w: wo,
+        c: cout,
+        k,
+        stride,
+        pad,
+        ho: h,
+        wo: w,
+    };
+    cols.reshape(vec![n, h, w, k, k, cout])?
+        .apply_op1(Col2Im(g))
 }
 
 #[cfg(test)]
@@ -221,24 +272,47 @@ mod tests {
     use wgan_runtime::latent::Rng;
 
     fn randn(rng: &mut Rng, shape: &[usize]) -> Tensor {
-        let v: Vec<f64> = (0..shape.iter().product()).map(|_| rng.normal_f32() as f64).collect();
+        let v: Vec<f64> = (0..shape.iter().product())
+            .map(|_| rng.normal_f32() as f64)
+            .collect();
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
     }
 
     /// Outputs, first-order gradients (input and weight) and a second-order quantity (the
     /// weight gradient of the squared input-gradient norm, as in the gradient penalty)
     /// against candle's own convolutions, in f64.
-    fn check(transpose: bool, (n, c, cout, hw, k, stride, pad): (usize, usize, usize, usize, usize, usize, usize)) {
+    fn check(
+        transpose: bool,
+        (n, c, cout, hw, k, stride, pad): (usize, usize, usize, usize, usize, usize, usize),
+    ) {
         let mut rng = Rng::new((c * 131 + hw * 7 + stride) as u64);
         let x = Var::from_tensor(&randn(&mut rng, &[n, hw, hw, c])).unwrap();
-        let wshape = if transpose { [c, cout, k, k] } else { [cout, c, k, k] };
+        let wshape = if transpose {
+            [c, cout, k, k]
+        } else {
+            [cout, c, k, k]
+        };
         let w = Var::from_tensor(&randn(&mut rng, &wshape)).unwrap();
         let ours = |x: &Tensor, w: &Tensor| {
-            if transpose { conv_transpose2d(x, w, stride, pad) } else { conv2d(x, w, stride, pad) }.unwrap()
+            if transpose {
+                conv_transpose2d(x, w, stride, pad)
+            } else {
+                conv2d(x, w, stride, pad)
+            }
+            .unwrap()
         };
         let reference = |x: &Tensor, w: &Tensor| {
             let y = if transpose {
@@ -248,14 +322,20 @@ mod tests {
             };
             to_nhwc(&y.unwrap()).unwrap()
         };
-        let (ya, yb) = (ours(x.as_tensor(), w.as_tensor()), reference(x.as_tensor(), w.as_tensor()));
+        let (ya, yb) = (
+            ours(x.as_tensor(), w.as_tensor()),
+            reference(x.as_tensor(), w.as_tensor()),
+        );
         assert_eq!(ya.dims(), yb.dims());
         assert!(max_diff(&ya, &yb) < 1e-10, "forward");
         let probe = randn(&mut rng, ya.dims());
         let second = |f: &dyn Fn(&Tensor, &Tensor) -> Tensor| {
             let y = f(x.as_tensor(), w.as_tensor());
             let g = (y * &probe).unwrap().sum_all().unwrap().backward().unwrap();
-            let (gx, gw) = (g.get(x.as_tensor()).unwrap().clone(), g.get(w.as_tensor()).unwrap().clone());
+            let (gx, gw) = (
+                g.get(x.as_tensor()).unwrap().clone(),
+                g.get(w.as_tensor()).unwrap().clone(),
+            );
             let gg = gx.sqr().unwrap().sum_all().unwrap().backward().unwrap();
             (gx, gw, gg.get(w.as_tensor()).unwrap().clone())
         };

@@ -17,7 +17,12 @@ pub enum Mode {
 
 /// The layer's convolution (`[N, H, W, C]` in, `[N, H', W', C']` out; PyTorch-layout
 /// weights) with its optional bias.
-pub fn convolution(x: &Tensor, spec: &LayerSpec, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+pub fn convolution(
+    x: &Tensor,
+    spec: &LayerSpec,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
     let y = match spec.kind {
         LayerKind::Conv => conv::conv2d(x, weight, spec.stride, spec.padding)?,
         LayerKind::ConvTranspose => conv::conv_transpose2d(x, weight, spec.stride, spec.padding)?,
@@ -25,7 +30,8 @@ pub fn convolution(x: &Tensor, spec: &LayerSpec, weight: &Tensor, bias: Option<&
     match bias {
         Some(b) => {
             let (n, h, w, c) = y.dims4()?;
-            (y.reshape((1, n * h * w, c))? + expand_mid(&b.reshape((1, 1, c))?, n * h * w)?)?.reshape((n, h, w, c))
+            (y.reshape((1, n * h * w, c))? + expand_mid(&b.reshape((1, 1, c))?, n * h * w)?)?
+                .reshape((n, h, w, c))
         }
         None => Ok(y),
     }
@@ -68,11 +74,20 @@ pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<(Te
         mean: mean.flatten_all()?.detach(),
         var_unbiased: (var.flatten_all()?.detach() * (count / (count - 1.0).max(1.0)))?,
     };
-    Ok((channel_affine(&y.reshape((n, h, w, c))?, gamma, beta)?, stats))
+    Ok((
+        channel_affine(&y.reshape((n, h, w, c))?, gamma, beta)?,
+        stats,
+    ))
 }
 
 /// BatchNorm with running statistics (inference).
-pub fn batch_norm_eval(x: &Tensor, gamma: &Tensor, beta: &Tensor, mean: &Tensor, var: &Tensor) -> Result<Tensor> {
+pub fn batch_norm_eval(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+) -> Result<Tensor> {
     // Folded into one per-channel affine map: γ/σ and β − μ·γ/σ.
     let scale = (gamma / (var + NORM_EPS)?.sqrt()?)?;
     let shift = (beta - (mean * &scale)?)?;

@@ -24,7 +24,9 @@ pub struct Critic {
 fn conv_of<'a>(params: &'a Params, spec: &NetSpec, i: usize) -> (&'a Tensor, Option<&'a Tensor>) {
     let names = &spec.layer_names()[i];
     let w = params.get(&format!("{}.weight", names.conv)).as_tensor();
-    let b = spec.layers[i].bias.then(|| params.get(&format!("{}.bias", names.conv)).as_tensor());
+    let b = spec.layers[i]
+        .bias
+        .then(|| params.get(&format!("{}.bias", names.conv)).as_tensor());
     (w, b)
 }
 
@@ -32,13 +34,21 @@ impl Generator {
     /// A freshly initialised generator (DCGAN initialisation, deterministic in `rng`).
     pub fn new(preset: &Preset, rng: &mut Rng, dtype: DType, device: &Device) -> Result<Self> {
         let params = Params::init(&preset.generator, rng, dtype, device)?;
-        Ok(Self { spec: preset.generator.clone(), z_dim: preset.z_dim, params })
+        Ok(Self {
+            spec: preset.generator.clone(),
+            z_dim: preset.z_dim,
+            params,
+        })
     }
 
     /// Loads weights saved by [`Params::save`] (or a PyTorch `state_dict` in safetensors).
     pub fn load(preset: &Preset, path: &Path, dtype: DType, device: &Device) -> Result<Self> {
         let params = Params::load(&preset.generator, path, dtype, device)?;
-        Ok(Self { spec: preset.generator.clone(), z_dim: preset.z_dim, params })
+        Ok(Self {
+            spec: preset.generator.clone(),
+            z_dim: preset.z_dim,
+            params,
+        })
     }
 
     /// Runs the generator. In [`Mode::Train`] BatchNorm normalises with batch statistics and
@@ -46,7 +56,11 @@ impl Generator {
     pub fn forward(&mut self, z: &Tensor, mode: Mode) -> Result<Tensor> {
         let (_, zd, h, w) = z.dims4()?;
         if (zd, h, w) != (self.z_dim, 1, 1) {
-            bail!("generator input has shape {:?}, expected [N, {}, 1, 1]", z.dims(), self.z_dim);
+            bail!(
+                "generator input has shape {:?}, expected [N, {}, 1, 1]",
+                z.dims(),
+                self.z_dim
+            );
         }
         let names = self.spec.layer_names();
         // Channels-last inside the network: [N, z, 1, 1] and [N, 1, 1, z] share one layout.
@@ -64,11 +78,16 @@ impl Generator {
                     Mode::Train => {
                         let (y, stats) = layers::batch_norm_train(&x, g, beta)?;
                         rm.set(&layers::running_update(rm.as_tensor(), &stats.mean)?)?;
-                        rv.set(&layers::running_update(rv.as_tensor(), &stats.var_unbiased)?)?;
+                        rv.set(&layers::running_update(
+                            rv.as_tensor(),
+                            &stats.var_unbiased,
+                        )?)?;
                         tracked = true;
                         y
                     }
-                    Mode::Eval => layers::batch_norm_eval(&x, g, beta, rm.as_tensor(), rv.as_tensor())?,
+                    Mode::Eval => {
+                        layers::batch_norm_eval(&x, g, beta, rm.as_tensor(), rv.as_tensor())?
+                    }
                 };
             }
             x = layers::activation(&x, l.activation)?;
@@ -83,12 +102,18 @@ impl Generator {
 impl Critic {
     /// A freshly initialised critic.
     pub fn new(preset: &Preset, rng: &mut Rng, dtype: DType, device: &Device) -> Result<Self> {
-        Ok(Self { spec: preset.critic.clone(), params: Params::init(&preset.critic, rng, dtype, device)? })
+        Ok(Self {
+            spec: preset.critic.clone(),
+            params: Params::init(&preset.critic, rng, dtype, device)?,
+        })
     }
 
     /// Loads weights saved by [`Params::save`].
     pub fn load(preset: &Preset, path: &Path, dtype: DType, device: &Device) -> Result<Self> {
-        Ok(Self { spec: preset.critic.clone(), params: Params::load(&preset.critic, path, dtype, device)? })
+        Ok(Self {
+            spec: preset.critic.clone(),
+            params: Params::load(&preset.critic, path, dtype, device)?,
+        })
     }
 
     /// Scores a batch: `[N, C, H, W]` → `[N]`. The critic has no BatchNorm, so scores of

@@ -31,11 +31,15 @@ impl Params {
                 let n: usize = info.shape.iter().product();
                 let values: Vec<f32> = match info.role {
                     ParamRole::ConvWeight => (0..n).map(|_| 0.02 * rng.normal_f32()).collect(),
-                    ParamRole::NormWeight if norm_kinds[&info.layer] == crate::spec::Norm::Batch => {
+                    ParamRole::NormWeight
+                        if norm_kinds[&info.layer] == crate::spec::Norm::Batch =>
+                    {
                         (0..n).map(|_| 1.0 + 0.02 * rng.normal_f32()).collect()
                     }
                     ParamRole::NormWeight | ParamRole::RunningVar => vec![1.0; n],
-                    ParamRole::ConvBias | ParamRole::NormBias | ParamRole::RunningMean => vec![0.0; n],
+                    ParamRole::ConvBias | ParamRole::NormBias | ParamRole::RunningMean => {
+                        vec![0.0; n]
+                    }
                 };
                 let t = Tensor::from_vec(values, info.shape.as_slice(), device)?.to_dtype(dtype)?;
                 Ok((info.name.clone(), t))
@@ -73,21 +77,41 @@ impl Params {
             }
         }
         if !missing.is_empty() {
-            bail!("missing tensors for this architecture: {}", missing.join(", "));
+            bail!(
+                "missing tensors for this architecture: {}",
+                missing.join(", ")
+            );
         }
-        let mut unexpected: Vec<_> =
-            tensors.keys().filter(|k| !k.ends_with(".num_batches_tracked")).cloned().collect();
+        let mut unexpected: Vec<_> = tensors
+            .keys()
+            .filter(|k| !k.ends_with(".num_batches_tracked"))
+            .cloned()
+            .collect();
         if !unexpected.is_empty() {
             unexpected.sort();
-            bail!("tensors not in this architecture: {}", unexpected.join(", "));
+            bail!(
+                "tensors not in this architecture: {}",
+                unexpected.join(", ")
+            );
         }
-        let index = entries.iter().enumerate().map(|(i, (info, _))| (info.name.clone(), i)).collect();
-        Ok(Self { entries, index, batches_tracked })
+        let index = entries
+            .iter()
+            .enumerate()
+            .map(|(i, (info, _))| (info.name.clone(), i))
+            .collect();
+        Ok(Self {
+            entries,
+            index,
+            batches_tracked,
+        })
     }
 
     /// The tensor named `name`. Panics on a name outside the spec (a programming error).
     pub fn get(&self, name: &str) -> &Var {
-        let i = self.index.get(name).unwrap_or_else(|| panic!("no parameter named {name}"));
+        let i = self
+            .index
+            .get(name)
+            .unwrap_or_else(|| panic!("no parameter named {name}"));
         &self.entries[*i].1
     }
 
@@ -120,12 +144,17 @@ impl Params {
             .state_dict()?
             .into_iter()
             .map(|(k, t)| {
-                let t = if t.dtype() == DType::I64 { t } else { t.to_dtype(DType::F32)? };
+                let t = if t.dtype() == DType::I64 {
+                    t
+                } else {
+                    t.to_dtype(DType::F32)?
+                };
                 Ok((k, t.to_device(&Device::Cpu)?))
             })
             .collect::<Result<HashMap<_, _>>>()?;
         let tmp = path.with_extension("safetensors.tmp");
-        candle_core::safetensors::save(&dict, &tmp).with_context(|| format!("writing {}", tmp.display()))?;
+        candle_core::safetensors::save(&dict, &tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
         Ok(())
     }
@@ -136,7 +165,10 @@ impl Params {
         let batches = tensors
             .iter()
             .find(|(k, _)| k.ends_with(".num_batches_tracked"))
-            .map(|(_, t)| t.to_dtype(DType::I64).and_then(|t| t.flatten_all()?.get(0)?.to_scalar::<i64>()))
+            .map(|(_, t)| {
+                t.to_dtype(DType::I64)
+                    .and_then(|t| t.flatten_all()?.get(0)?.to_scalar::<i64>())
+            })
             .transpose()
             .with_context(|| format!("reading num_batches_tracked in {}", path.display()))?
             .unwrap_or(0);
@@ -148,8 +180,12 @@ impl Params {
 /// Reads every tensor of a safetensors file on the CPU, with an error that names the file.
 pub fn read_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let tensors = safetensors_from_bytes(&bytes)
-        .with_context(|| format!("{} is not a valid safetensors file (truncated or corrupted?)", path.display()))?;
+    let tensors = safetensors_from_bytes(&bytes).with_context(|| {
+        format!(
+            "{} is not a valid safetensors file (truncated or corrupted?)",
+            path.display()
+        )
+    })?;
     Ok(tensors)
 }
 
@@ -167,14 +203,25 @@ mod tests {
         let p = preset("small", 1).unwrap();
         let mut rng = Rng::new(3);
         let params = Params::init(&p.generator, &mut rng, DType::F32, &Device::Cpu).unwrap();
-        let w = params.get("net.1.0.weight").flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let w = params
+            .get("net.1.0.weight")
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         let n = w.len() as f32;
         let mean = w.iter().sum::<f32>() / n;
         let std = (w.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / n).sqrt();
-        assert!(mean.abs() < 1e-3 && (std - 0.02).abs() < 1e-3, "mean {mean} std {std}");
+        assert!(
+            mean.abs() < 1e-3 && (std - 0.02).abs() < 1e-3,
+            "mean {mean} std {std}"
+        );
         let gamma = params.get("net.1.1.weight").to_vec1::<f32>().unwrap();
         assert!(gamma.iter().all(|g| (g - 1.0).abs() < 0.1) && gamma.iter().any(|&g| g != 1.0));
-        assert_eq!(params.get("net.1.1.running_var").to_vec1::<f32>().unwrap(), vec![1.0; 128]);
+        assert_eq!(
+            params.get("net.1.1.running_var").to_vec1::<f32>().unwrap(),
+            vec![1.0; 128]
+        );
 
         let dir = std::env::temp_dir().join(format!("wgan-params-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -182,17 +229,32 @@ mod tests {
         params.save(&path).unwrap();
         let back = Params::load(&p.generator, &path, DType::F32, &Device::Cpu).unwrap();
         for ((a, va), (_, vb)) in params.iter().zip(back.iter()) {
-            let d = (va.as_tensor() - vb.as_tensor()).unwrap().abs().unwrap().max_all().unwrap();
+            let d = (va.as_tensor() - vb.as_tensor())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap();
             assert_eq!(d.to_scalar::<f32>().unwrap(), 0.0, "{}", a.name);
         }
         // A different preset's tensors are rejected with the offending name.
         let other = preset("tiny", 1).unwrap();
-        let err = format!("{:#}", Params::load(&other.generator, &path, DType::F32, &Device::Cpu).err().unwrap());
+        let err = format!(
+            "{:#}",
+            Params::load(&other.generator, &path, DType::F32, &Device::Cpu)
+                .err()
+                .unwrap()
+        );
         assert!(err.contains("shape") || err.contains("missing"), "{err}");
         // Truncation is reported as a bad file.
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-        let err = format!("{:#}", Params::load(&p.generator, &path, DType::F32, &Device::Cpu).err().unwrap());
+        let err = format!(
+            "{:#}",
+            Params::load(&p.generator, &path, DType::F32, &Device::Cpu)
+                .err()
+                .unwrap()
+        );
         assert!(err.contains("not a valid safetensors"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

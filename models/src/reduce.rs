@@ -69,11 +69,18 @@ impl CustomOp1 for SumMid {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        Ok((run!(s, l, sum_kernel, (self.a, self.m, self.c)), Shape::from((self.a, 1, self.c))))
+        Ok((
+            run!(s, l, sum_kernel, (self.a, self.m, self.c)),
+            Shape::from((self.a, 1, self.c)),
+        ))
     }
 
     fn bwd(&self, _: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(grad.contiguous()?.apply_op1(ExpandMid { a: self.a, m: self.m, c: self.c })?))
+        Ok(Some(grad.contiguous()?.apply_op1(ExpandMid {
+            a: self.a,
+            m: self.m,
+            c: self.c,
+        })?))
     }
 }
 
@@ -83,11 +90,18 @@ impl CustomOp1 for ExpandMid {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        Ok((run!(s, l, expand_kernel, (self.a, self.m, self.c)), Shape::from((self.a, self.m, self.c))))
+        Ok((
+            run!(s, l, expand_kernel, (self.a, self.m, self.c)),
+            Shape::from((self.a, self.m, self.c)),
+        ))
     }
 
     fn bwd(&self, _: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(grad.contiguous()?.apply_op1(SumMid { a: self.a, m: self.m, c: self.c })?))
+        Ok(Some(grad.contiguous()?.apply_op1(SumMid {
+            a: self.a,
+            m: self.m,
+            c: self.c,
+        })?))
     }
 }
 
@@ -125,16 +139,44 @@ mod tests {
         let r = x.as_tensor().sum_keepdim(1).unwrap();
         assert_eq!(s.to_vec3::<f64>().unwrap(), r.to_vec3::<f64>().unwrap());
         let e = expand_mid(&s, 5).unwrap();
-        assert_eq!(e.to_vec3::<f64>().unwrap(), r.broadcast_as((2, 5, 4)).unwrap().to_vec3::<f64>().unwrap());
+        assert_eq!(
+            e.to_vec3::<f64>().unwrap(),
+            r.broadcast_as((2, 5, 4)).unwrap().to_vec3::<f64>().unwrap()
+        );
         // f(x) = Σ (expand(sum(x²)) · x)²: first and second derivatives against candle's ops.
         let f = |ours: bool| {
             let sq = x.as_tensor().sqr().unwrap();
-            let s = if ours { sum_mid(&sq).unwrap() } else { sq.sum_keepdim(1).unwrap() };
-            let e = if ours { expand_mid(&s, 3).unwrap() } else { s.broadcast_as((2, 3, 4)).unwrap() };
-            let y = (e * x.as_tensor()).unwrap().sqr().unwrap().sum_all().unwrap();
+            let s = if ours {
+                sum_mid(&sq).unwrap()
+            } else {
+                sq.sum_keepdim(1).unwrap()
+            };
+            let e = if ours {
+                expand_mid(&s, 3).unwrap()
+            } else {
+                s.broadcast_as((2, 3, 4)).unwrap()
+            };
+            let y = (e * x.as_tensor())
+                .unwrap()
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap();
             let g = y.backward().unwrap().get(x.as_tensor()).unwrap().clone();
-            let gg = g.sqr().unwrap().sum_all().unwrap().backward().unwrap().get(x.as_tensor()).unwrap().clone();
-            (g.flatten_all().unwrap().to_vec1::<f64>().unwrap(), gg.flatten_all().unwrap().to_vec1::<f64>().unwrap())
+            let gg = g
+                .sqr()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap()
+                .get(x.as_tensor())
+                .unwrap()
+                .clone();
+            (
+                g.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
+                gg.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
+            )
         };
         let (a, b) = (f(true), f(false));
         for (p, q) in a.0.iter().zip(&b.0).chain(a.1.iter().zip(&b.1)) {

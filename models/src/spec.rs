@@ -129,8 +129,15 @@ impl NetSpec {
         let mut out = Vec::with_capacity(self.layers.len());
         for l in &self.layers {
             if l.norm == Norm::None {
-                out.push(LayerNames { conv: format!("{}.{k}", self.prefix), norm: None });
-                k += if l.activation == Activation::None { 1 } else { 2 };
+                out.push(LayerNames {
+                    conv: format!("{}.{k}", self.prefix),
+                    norm: None,
+                });
+                k += if l.activation == Activation::None {
+                    1
+                } else {
+                    2
+                };
             } else {
                 out.push(LayerNames {
                     conv: format!("{}.{k}.0", self.prefix),
@@ -147,18 +154,35 @@ impl NetSpec {
         let mut out = Vec::new();
         for (i, (l, names)) in self.layers.iter().zip(self.layer_names()).enumerate() {
             let mut push = |name: String, shape: Vec<usize>, role| {
-                out.push(ParamInfo { name, shape, role, layer: i })
+                out.push(ParamInfo {
+                    name,
+                    shape,
+                    role,
+                    layer: i,
+                })
             };
-            push(format!("{}.weight", names.conv), l.weight_shape().to_vec(), ParamRole::ConvWeight);
+            push(
+                format!("{}.weight", names.conv),
+                l.weight_shape().to_vec(),
+                ParamRole::ConvWeight,
+            );
             if l.bias {
-                push(format!("{}.bias", names.conv), vec![l.out_channels], ParamRole::ConvBias);
+                push(
+                    format!("{}.bias", names.conv),
+                    vec![l.out_channels],
+                    ParamRole::ConvBias,
+                );
             }
             if let Some(n) = &names.norm {
                 let c = vec![l.out_channels];
                 push(format!("{n}.weight"), c.clone(), ParamRole::NormWeight);
                 push(format!("{n}.bias"), c.clone(), ParamRole::NormBias);
                 if l.norm == Norm::Batch {
-                    push(format!("{n}.running_mean"), c.clone(), ParamRole::RunningMean);
+                    push(
+                        format!("{n}.running_mean"),
+                        c.clone(),
+                        ParamRole::RunningMean,
+                    );
                     push(format!("{n}.running_var"), c, ParamRole::RunningVar);
                 }
             }
@@ -208,35 +232,114 @@ pub fn preset(name: &str, channels: usize) -> Result<Preset, UnknownPreset> {
     let critic = critic_spec(channels, critic_widths, last_stride);
     let image_size = generator.out_size(1);
     debug_assert_eq!(critic.out_size(image_size), 1);
-    Ok(Preset { name: name.to_string(), z_dim, channels, image_size, generator, critic })
+    Ok(Preset {
+        name: name.to_string(),
+        z_dim,
+        channels,
+        image_size,
+        generator,
+        critic,
+    })
 }
 
-fn layer(kind: LayerKind, i: usize, o: usize, (s, p): (usize, usize), bias: bool, norm: Norm, a: Activation) -> LayerSpec {
-    LayerSpec { kind, in_channels: i, out_channels: o, kernel: 4, stride: s, padding: p, bias, norm, activation: a }
+fn layer(
+    kind: LayerKind,
+    i: usize,
+    o: usize,
+    (s, p): (usize, usize),
+    bias: bool,
+    norm: Norm,
+    a: Activation,
+) -> LayerSpec {
+    LayerSpec {
+        kind,
+        in_channels: i,
+        out_channels: o,
+        kernel: 4,
+        stride: s,
+        padding: p,
+        bias,
+        norm,
+        activation: a,
+    }
 }
 
 /// DCGAN generator: ConvT 4/1/0 from the latent, ConvT 4/2/1 doublings with BatchNorm + ReLU,
 /// a final ConvT 4/2/1 with bias and Tanh.
 fn generator_spec(z_dim: usize, widths: &[usize], channels: usize) -> NetSpec {
     use {Activation::*, LayerKind::ConvTranspose};
-    let mut layers = vec![layer(ConvTranspose, z_dim, widths[0], (1, 0), false, Norm::Batch, Relu)];
+    let mut layers = vec![layer(
+        ConvTranspose,
+        z_dim,
+        widths[0],
+        (1, 0),
+        false,
+        Norm::Batch,
+        Relu,
+    )];
     for w in widths.windows(2) {
-        layers.push(layer(ConvTranspose, w[0], w[1], (2, 1), false, Norm::Batch, Relu));
+        layers.push(layer(
+            ConvTranspose,
+            w[0],
+            w[1],
+            (2, 1),
+            false,
+            Norm::Batch,
+            Relu,
+        ));
     }
-    layers.push(layer(ConvTranspose, *widths.last().unwrap(), channels, (2, 1), true, Norm::None, Tanh));
-    NetSpec { prefix: "net".into(), layers }
+    layers.push(layer(
+        ConvTranspose,
+        *widths.last().unwrap(),
+        channels,
+        (2, 1),
+        true,
+        Norm::None,
+        Tanh,
+    ));
+    NetSpec {
+        prefix: "net".into(),
+        layers,
+    }
 }
 
 /// WGAN-GP critic: Conv 4/2/1 with bias + LeakyReLU, Conv 4/2/1 halvings with
 /// InstanceNorm(affine) + LeakyReLU, a final Conv 4/s/0 with bias to one scalar. No BatchNorm.
 fn critic_spec(channels: usize, widths: &[usize], last_stride: usize) -> NetSpec {
     use {Activation::*, LayerKind::Conv};
-    let mut layers = vec![layer(Conv, channels, widths[0], (2, 1), true, Norm::None, LeakyRelu)];
+    let mut layers = vec![layer(
+        Conv,
+        channels,
+        widths[0],
+        (2, 1),
+        true,
+        Norm::None,
+        LeakyRelu,
+    )];
     for w in widths.windows(2) {
-        layers.push(layer(Conv, w[0], w[1], (2, 1), false, Norm::Instance, LeakyRelu));
+        layers.push(layer(
+            Conv,
+            w[0],
+            w[1],
+            (2, 1),
+            false,
+            Norm::Instance,
+            LeakyRelu,
+        ));
     }
-    layers.push(layer(Conv, *widths.last().unwrap(), 1, (last_stride, 0), true, Norm::None, None));
-    NetSpec { prefix: "disc".into(), layers }
+    layers.push(layer(
+        Conv,
+        *widths.last().unwrap(),
+        1,
+        (last_stride, 0),
+        true,
+        Norm::None,
+        None,
+    ));
+    NetSpec {
+        prefix: "disc".into(),
+        layers,
+    }
 }
 
 #[cfg(test)]
@@ -257,7 +360,10 @@ mod tests {
                 (l.out_channels, side)
             })
             .collect();
-        assert_eq!(gen_out, [(1024, 4), (512, 8), (256, 16), (128, 32), (3, 64)]);
+        assert_eq!(
+            gen_out,
+            [(1024, 4), (512, 8), (256, 16), (128, 32), (3, 64)]
+        );
         let mut side = 64;
         let critic_out: Vec<(usize, usize)> = p
             .critic
@@ -268,7 +374,10 @@ mod tests {
                 (l.out_channels, side)
             })
             .collect();
-        assert_eq!(critic_out, [(64, 32), (128, 16), (256, 8), (512, 4), (1, 1)]);
+        assert_eq!(
+            critic_out,
+            [(64, 32), (128, 16), (256, 8), (512, 4), (1, 1)]
+        );
         assert!(p.critic.layers.iter().all(|l| l.norm != Norm::Batch));
         assert_eq!(p.critic.layers[4].stride, 2);
     }
@@ -277,15 +386,35 @@ mod tests {
     fn names_follow_the_pytorch_reference() {
         let p = preset("dcgan64", 1).unwrap();
         let g: Vec<String> = p.generator.params().into_iter().map(|i| i.name).collect();
-        assert_eq!(g[..6], ["net.0.0.weight", "net.0.1.weight", "net.0.1.bias", "net.0.1.running_mean", "net.0.1.running_var", "net.1.0.weight"]);
+        assert_eq!(
+            g[..6],
+            [
+                "net.0.0.weight",
+                "net.0.1.weight",
+                "net.0.1.bias",
+                "net.0.1.running_mean",
+                "net.0.1.running_var",
+                "net.1.0.weight"
+            ]
+        );
         assert_eq!(g[g.len() - 2..], ["net.4.weight", "net.4.bias"]);
         let c: Vec<String> = p.critic.params().into_iter().map(|i| i.name).collect();
         assert_eq!(
             c,
             [
-                "disc.0.weight", "disc.0.bias", "disc.2.0.weight", "disc.2.1.weight", "disc.2.1.bias",
-                "disc.3.0.weight", "disc.3.1.weight", "disc.3.1.bias", "disc.4.0.weight", "disc.4.1.weight",
-                "disc.4.1.bias", "disc.5.weight", "disc.5.bias",
+                "disc.0.weight",
+                "disc.0.bias",
+                "disc.2.0.weight",
+                "disc.2.1.weight",
+                "disc.2.1.bias",
+                "disc.3.0.weight",
+                "disc.3.1.weight",
+                "disc.3.1.bias",
+                "disc.4.0.weight",
+                "disc.4.1.weight",
+                "disc.4.1.bias",
+                "disc.5.weight",
+                "disc.5.bias",
             ]
         );
     }
@@ -301,6 +430,9 @@ mod tests {
         }
         assert_eq!(preset("small", 1).unwrap().image_size, 32);
         assert_eq!(preset("tiny", 1).unwrap().image_size, 16);
-        assert!(preset("resnet", 1).unwrap_err().to_string().contains("unknown preset 'resnet'"));
+        assert!(preset("resnet", 1)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown preset 'resnet'"));
     }
 }

@@ -35,8 +35,12 @@ pub fn to_image(chw: &[f32], channels: usize, height: usize, width: usize) -> Re
     let plane = height * width;
     Ok(match channels {
         1 => DynamicImage::ImageLuma8(
-            GrayImage::from_raw(width as u32, height as u32, chw.iter().map(|&v| to_u8(v)).collect())
-                .expect("buffer length checked above"),
+            GrayImage::from_raw(
+                width as u32,
+                height as u32,
+                chw.iter().map(|&v| to_u8(v)).collect(),
+            )
+            .expect("buffer length checked above"),
         ),
         3 => {
             let mut rgb = Vec::with_capacity(3 * plane);
@@ -44,7 +48,8 @@ pub fn to_image(chw: &[f32], channels: usize, height: usize, width: usize) -> Re
                 rgb.extend((0..3).map(|c| to_u8(chw[c * plane + p])));
             }
             DynamicImage::ImageRgb8(
-                RgbImage::from_raw(width as u32, height as u32, rgb).expect("buffer length checked above"),
+                RgbImage::from_raw(width as u32, height as u32, rgb)
+                    .expect("buffer length checked above"),
             )
         }
         c => bail!("cannot make a picture of {c} channels (expected 1 or 3)"),
@@ -55,9 +60,15 @@ pub fn to_image(chw: &[f32], channels: usize, height: usize, width: usize) -> Re
 /// border, on a mid-grey background.
 pub fn grid(batch: &[f32], shape: BatchShape, cols: Option<usize>) -> Result<DynamicImage> {
     if batch.len() != shape.n * shape.image_len() || shape.n == 0 {
-        bail!("grid needs a non-empty batch of {:?}, got {} values", shape, batch.len());
+        bail!(
+            "grid needs a non-empty batch of {:?}, got {} values",
+            shape,
+            batch.len()
+        );
     }
-    let cols = cols.unwrap_or_else(|| (shape.n as f64).sqrt().ceil() as usize).clamp(1, shape.n);
+    let cols = cols
+        .unwrap_or_else(|| (shape.n as f64).sqrt().ceil() as usize)
+        .clamp(1, shape.n);
     let rows = shape.n.div_ceil(cols);
     let pad = 2;
     let (h, w) = (shape.height, shape.width);
@@ -65,9 +76,17 @@ pub fn grid(batch: &[f32], shape: BatchShape, cols: Option<usize>) -> Result<Dyn
     let gh = (rows * (h + pad) + pad) as u32;
     let mut out = RgbImage::from_pixel(gw, gh, image::Rgb([128, 128, 128]));
     for i in 0..shape.n {
-        let img = to_image(&batch[i * shape.image_len()..(i + 1) * shape.image_len()], shape.channels, h, w)?
-            .to_rgb8();
-        let (x0, y0) = ((pad + (i % cols) * (w + pad)) as i64, (pad + (i / cols) * (h + pad)) as i64);
+        let img = to_image(
+            &batch[i * shape.image_len()..(i + 1) * shape.image_len()],
+            shape.channels,
+            h,
+            w,
+        )?
+        .to_rgb8();
+        let (x0, y0) = (
+            (pad + (i % cols) * (w + pad)) as i64,
+            (pad + (i / cols) * (h + pad)) as i64,
+        );
         image::imageops::replace(&mut out, &img, x0, y0);
     }
     Ok(DynamicImage::ImageRgb8(out))
@@ -87,12 +106,18 @@ impl GridCanvas {
         if shape.n == 0 || shape.image_len() == 0 {
             bail!("grid needs a non-empty batch, got {:?}", shape);
         }
-        let cols = cols.unwrap_or_else(|| (shape.n as f64).sqrt().ceil() as usize).clamp(1, shape.n);
+        let cols = cols
+            .unwrap_or_else(|| (shape.n as f64).sqrt().ceil() as usize)
+            .clamp(1, shape.n);
         let rows = shape.n.div_ceil(cols);
         let pad = 2;
         let gw = (cols * (shape.width + pad) + pad) as u32;
         let gh = (rows * (shape.height + pad) + pad) as u32;
-        Ok(GridCanvas { canvas: RgbImage::from_pixel(gw, gh, image::Rgb([128, 128, 128])), shape, cols })
+        Ok(GridCanvas {
+            canvas: RgbImage::from_pixel(gw, gh, image::Rgb([128, 128, 128])),
+            shape,
+            cols,
+        })
     }
 
     /// Places image `index` (`[C, H, W]` values).
@@ -117,14 +142,17 @@ impl GridCanvas {
 /// Writes a PNG atomically: to a temporary file beside `path`, then renamed over it.
 pub fn save_png(img: &DynamicImage, path: &Path) -> Result<()> {
     let mut bytes = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)
-        .context("encoding PNG")?;
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .context("encoding PNG")?;
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to `path` atomically (temporary file in the same directory, fsync, rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
+/// The temporary path an atomic write of `path` goes through: a hidden file in the same
+/// directory (so the final rename stays on one file system).
+pub fn temp_path_beside(path: &Path) -> Result<std::path::PathBuf> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -132,7 +160,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .with_context(|| format!("{} is not a file path", path.display()))?;
-    let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    Ok(dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id())))
+}
+
+/// Writes `bytes` to `path` atomically (temporary file in the same directory, fsync, rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = temp_path_beside(path)?;
     let result = (|| -> Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -170,7 +204,12 @@ mod tests {
 
     #[test]
     fn grid_places_images_row_major() {
-        let shape = BatchShape { n: 3, channels: 1, height: 2, width: 2 };
+        let shape = BatchShape {
+            n: 3,
+            channels: 1,
+            height: 2,
+            width: 2,
+        };
         let mut batch = vec![-1.0; 12];
         batch[8..12].fill(1.0); // third image white
         let g = grid(&batch, shape, Some(2)).unwrap().to_rgb8();
@@ -182,8 +221,15 @@ mod tests {
 
     #[test]
     fn canvas_matches_grid() {
-        let shape = BatchShape { n: 5, channels: 3, height: 3, width: 2 };
-        let batch: Vec<f32> = (0..shape.n * shape.image_len()).map(|i| ((i * 37) % 21) as f32 / 10.0 - 1.0).collect();
+        let shape = BatchShape {
+            n: 5,
+            channels: 3,
+            height: 3,
+            width: 2,
+        };
+        let batch: Vec<f32> = (0..shape.n * shape.image_len())
+            .map(|i| ((i * 37) % 21) as f32 / 10.0 - 1.0)
+            .collect();
         let mut c = GridCanvas::new(shape, Some(2)).unwrap();
         for i in (0..5).rev() {
             c.put(i, &batch[i * 18..(i + 1) * 18]).unwrap();

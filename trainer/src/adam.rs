@@ -21,7 +21,13 @@ pub struct AdamConfig {
 
 impl Default for AdamConfig {
     fn default() -> Self {
-        Self { lr: 1e-4, beta1: 0.0, beta2: 0.9, eps: 1e-8, weight_decay: 0.0 }
+        Self {
+            lr: 1e-4,
+            beta1: 0.0,
+            beta2: 0.9,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
     }
 }
 
@@ -45,7 +51,13 @@ impl Adam {
             exp_avg.push(var.as_tensor().zeros_like()?);
         }
         let exp_avg_sq = exp_avg.clone();
-        Ok(Self { config, step: 0, names, exp_avg, exp_avg_sq })
+        Ok(Self {
+            config,
+            step: 0,
+            names,
+            exp_avg,
+            exp_avg_sq,
+        })
     }
 
     /// One update from `grads`. A tensor with no gradient in `grads` (the objective does not
@@ -81,18 +93,44 @@ impl Adam {
     pub fn state_tensors(&self, prefix: &str) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
         for (i, name) in self.names.iter().enumerate() {
-            out.insert(format!("{prefix}.{name}.exp_avg"), self.exp_avg[i].to_dtype(DType::F32)?.to_device(&Device::Cpu)?);
-            out.insert(format!("{prefix}.{name}.exp_avg_sq"), self.exp_avg_sq[i].to_dtype(DType::F32)?.to_device(&Device::Cpu)?);
+            out.insert(
+                format!("{prefix}.{name}.exp_avg"),
+                self.exp_avg[i]
+                    .to_dtype(DType::F32)?
+                    .to_device(&Device::Cpu)?,
+            );
+            out.insert(
+                format!("{prefix}.{name}.exp_avg_sq"),
+                self.exp_avg_sq[i]
+                    .to_dtype(DType::F32)?
+                    .to_device(&Device::Cpu)?,
+            );
         }
-        out.insert(format!("{prefix}.step"), Tensor::new(&[self.step as i64], &Device::Cpu)?);
+        out.insert(
+            format!("{prefix}.step"),
+            Tensor::new(&[self.step as i64], &Device::Cpu)?,
+        );
         Ok(out)
     }
 
     /// Restores what [`Adam::state_tensors`] saved; every moment must be present with the
     /// shape of its parameter.
-    pub fn load_state(&mut self, prefix: &str, tensors: &HashMap<String, Tensor>, params: &Params) -> Result<()> {
-        let get = |key: String| tensors.get(&key).with_context(|| format!("optimizer state has no tensor {key}"));
-        let step = get(format!("{prefix}.step"))?.to_dtype(DType::I64)?.flatten_all()?.get(0)?.to_scalar::<i64>()?;
+    pub fn load_state(
+        &mut self,
+        prefix: &str,
+        tensors: &HashMap<String, Tensor>,
+        params: &Params,
+    ) -> Result<()> {
+        let get = |key: String| {
+            tensors
+                .get(&key)
+                .with_context(|| format!("optimizer state has no tensor {key}"))
+        };
+        let step = get(format!("{prefix}.step"))?
+            .to_dtype(DType::I64)?
+            .flatten_all()?
+            .get(0)?
+            .to_scalar::<i64>()?;
         if step < 0 {
             bail!("optimizer state {prefix}.step is negative ({step})");
         }
@@ -101,7 +139,12 @@ impl Adam {
             for (slot, suffix) in [(0, "exp_avg"), (1, "exp_avg_sq")] {
                 let t = get(format!("{prefix}.{}.{suffix}", info.name))?;
                 if t.dims() != var.dims() {
-                    bail!("optimizer state {prefix}.{}.{suffix} has shape {:?}, expected {:?}", info.name, t.dims(), var.dims());
+                    bail!(
+                        "optimizer state {prefix}.{}.{suffix} has shape {:?}, expected {:?}",
+                        info.name,
+                        t.dims(),
+                        var.dims()
+                    );
                 }
                 let t = t.to_dtype(var.dtype())?.to_device(var.device())?;
                 if slot == 0 {

@@ -6,7 +6,9 @@ use anyhow::{Context, Result};
 use candle_core::Tensor;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use wgan_models::checkpoint::{CHECKPOINTS_DIR, CRITIC_FILE, GENERATOR_FILE, LATEST_FILE, OPTIMIZER_FILE, STATE_FILE};
+use wgan_models::checkpoint::{
+    CHECKPOINTS_DIR, CRITIC_FILE, GENERATOR_FILE, LATEST_FILE, OPTIMIZER_FILE, STATE_FILE,
+};
 use wgan_models::Params;
 use wgan_runtime::images::write_atomic;
 
@@ -37,7 +39,10 @@ pub fn save(run_dir: &Path, contents: CheckpointContents, keep: usize) -> Result
         contents.generator.save(&tmp.join(GENERATOR_FILE))?;
         contents.critic.save(&tmp.join(CRITIC_FILE))?;
         candle_core::safetensors::save(&contents.optimizer, tmp.join(OPTIMIZER_FILE))?;
-        write_atomic(&tmp.join(STATE_FILE), serde_json::to_string_pretty(contents.state)?.as_bytes())?;
+        write_atomic(
+            &tmp.join(STATE_FILE),
+            serde_json::to_string_pretty(contents.state)?.as_bytes(),
+        )?;
         for f in [GENERATOR_FILE, CRITIC_FILE, OPTIMIZER_FILE] {
             std::fs::File::open(tmp.join(f))?.sync_all()?;
         }
@@ -60,7 +65,12 @@ pub fn save(run_dir: &Path, contents: CheckpointContents, keep: usize) -> Result
 pub fn list(root: &Path) -> Result<Vec<PathBuf>> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("step_")))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("step_"))
+        })
         .collect();
     dirs.sort();
     Ok(dirs)
@@ -69,7 +79,8 @@ pub fn list(root: &Path) -> Result<Vec<PathBuf>> {
 fn prune(root: &Path, keep: usize) -> Result<()> {
     let dirs = list(root)?;
     for old in dirs.iter().take(dirs.len().saturating_sub(keep.max(1))) {
-        std::fs::remove_dir_all(old).with_context(|| format!("removing old checkpoint {}", old.display()))?;
+        std::fs::remove_dir_all(old)
+            .with_context(|| format!("removing old checkpoint {}", old.display()))?;
     }
     Ok(())
 }

@@ -131,7 +131,13 @@ impl TrainArgs {
             batch_size: self.batch_size,
             n_critic: self.n_critic,
             lambda_gp: self.lambda_gp,
-            adam: AdamConfig { lr: self.lr, beta1: self.beta1, beta2: self.beta2, eps: 1e-8, weight_decay: self.weight_decay },
+            adam: AdamConfig {
+                lr: self.lr,
+                beta1: self.beta1,
+                beta2: self.beta2,
+                eps: 1e-8,
+                weight_decay: self.weight_decay,
+            },
             seed: self.seed,
             sample_every: self.sample_every,
             checkpoint_every: self.checkpoint_every,
@@ -142,7 +148,10 @@ impl TrainArgs {
 }
 
 fn default_run_dir() -> PathBuf {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days as i64 + 719_468;
@@ -154,7 +163,12 @@ fn default_run_dir() -> PathBuf {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    PathBuf::from(format!("runs/{y:04}{m:02}{d:02}-{:02}{:02}{:02}", rem / 3600, rem / 60 % 60, rem % 60))
+    PathBuf::from(format!(
+        "runs/{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    ))
 }
 
 fn stop_flag() -> Arc<AtomicBool> {
@@ -165,7 +179,9 @@ fn stop_flag() -> Arc<AtomicBool> {
             eprintln!("\nsecond interrupt: exiting without a checkpoint");
             std::process::exit(130);
         }
-        eprintln!("\ninterrupt: saving a checkpoint after this iteration (Ctrl-C again to quit now)");
+        eprintln!(
+            "\ninterrupt: saving a checkpoint after this iteration (Ctrl-C again to quit now)"
+        );
     });
     flag
 }
@@ -177,8 +193,10 @@ fn progress(trainer: &Trainer) -> ProgressBar {
         ProgressBar::hidden()
     };
     pb.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} it · {per_sec} · ETA {eta} · {msg}")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} it · {per_sec} · ETA {eta} · {msg}",
+        )
+        .expect("valid template"),
     );
     pb.set_position(trainer.step);
     pb.reset_eta();
@@ -205,7 +223,7 @@ fn drive(mut trainer: Trainer) -> Result<()> {
             "W {:.3} · GP {:.3} · D {:.3} · G {:.3} · {:.2} s/it",
             r.wasserstein, r.penalty, r.critic_loss, r.generator_loss, r.sec_per_iter
         );
-        if plain && (r.step % every == 0 || r.step == 1) {
+        if plain && (r.step.is_multiple_of(every) || r.step == 1) {
             eprintln!("step {} · {msg}", r.step);
         }
         pb.set_message(msg);
@@ -213,7 +231,11 @@ fn drive(mut trainer: Trainer) -> Result<()> {
     });
     pb.finish_and_clear();
     match result? {
-        RunEnd::Finished => eprintln!("done: {} steps; samples, checkpoints, metrics.csv and losses.png in {}", trainer.step, run_dir.display()),
+        RunEnd::Finished => eprintln!(
+            "done: {} steps; samples, checkpoints, metrics.csv and losses.png in {}",
+            trainer.step,
+            run_dir.display()
+        ),
         RunEnd::Interrupted => eprintln!(
             "stopped at step {}; checkpoint saved. Continue with: trainer resume {}",
             trainer.step,
@@ -228,14 +250,26 @@ fn sample(args: &SampleArgs) -> Result<()> {
         bail!("--n must be at least 1");
     }
     let device = parse_device(&args.device)?;
-    let (mut g, header) = wgan_models::checkpoint::load_generator(&args.checkpoint, DType::F32, &device)?;
+    let (mut g, header) =
+        wgan_models::checkpoint::load_generator(&args.checkpoint, DType::F32, &device)?;
     let z = wgan_runtime::latent::latents(args.seed, args.n, g.z_dim);
     let z = Tensor::from_vec(z, (args.n, g.z_dim, 1, 1), &device)?;
     let images = g.forward(&z, Mode::Eval)?.flatten_all()?.to_vec1::<f32>()?;
     let p = header.preset()?;
-    let shape = BatchShape { n: args.n, channels: p.channels, height: p.image_size, width: p.image_size };
+    let shape = BatchShape {
+        n: args.n,
+        channels: p.channels,
+        height: p.image_size,
+        width: p.image_size,
+    };
     save_png(&grid(&images, shape, None)?, &args.out)?;
-    eprintln!("wrote {} ({} images, step {}, seed {})", args.out.display(), args.n, header.step, args.seed);
+    eprintln!(
+        "wrote {} ({} images, step {}, seed {})",
+        args.out.display(),
+        args.n,
+        header.step,
+        args.seed
+    );
     Ok(())
 }
 
@@ -248,7 +282,11 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Resume(args) => {
             check_exists(&args.run_dir)?;
-            drive(Trainer::resume(&args.run_dir, args.steps, args.device.as_deref())?)
+            drive(Trainer::resume(
+                &args.run_dir,
+                args.steps,
+                args.device.as_deref(),
+            )?)
         }
         Command::Sample(args) => sample(&args),
     }

@@ -6,7 +6,8 @@ use std::io::Write;
 use std::path::Path;
 
 /// Columns of `metrics.csv`.
-pub const CSV_HEADER: &str = "step,critic_loss,wasserstein,penalty,grad_norm,generator_loss,sec_per_iter";
+pub const CSV_HEADER: &str =
+    "step,critic_loss,wasserstein,penalty,grad_norm,generator_loss,sec_per_iter";
 
 /// One iteration's numbers (critic values are means over the iteration's critic steps).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -24,7 +25,13 @@ impl MetricsRow {
     fn to_csv(self) -> String {
         format!(
             "{},{},{},{},{},{},{:.4}",
-            self.step, self.critic_loss, self.wasserstein, self.penalty, self.grad_norm, self.generator_loss, self.sec_per_iter
+            self.step,
+            self.critic_loss,
+            self.wasserstein,
+            self.penalty,
+            self.grad_norm,
+            self.generator_loss,
+            self.sec_per_iter
         )
     }
 
@@ -52,8 +59,14 @@ pub fn read_csv(path: &Path, max_step: u64) -> Result<Vec<MetricsRow>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text.lines().skip(1).filter_map(MetricsRow::parse).filter(|r| r.step <= max_step).collect())
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter_map(MetricsRow::parse)
+        .filter(|r| r.step <= max_step)
+        .collect())
 }
 
 /// Rewrites `metrics.csv` with `rows` (atomically).
@@ -85,7 +98,11 @@ fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // The bundled DejaVu Sans is a valid TrueType font; a failure would only lose labels.
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
     });
 }
 
@@ -101,7 +118,10 @@ pub fn plot(path: &Path, rows: &[MetricsRow]) -> Result<()> {
         let root = BitMapBackend::new(&tmp, (1000, 700)).into_drawing_area();
         root.fill(&WHITE)?;
         let (top, bottom) = root.split_vertically(380);
-        let steps = (rows[0].step as f64, rows.last().unwrap().step.max(rows[0].step + 1) as f64);
+        let steps = (
+            rows[0].step as f64,
+            rows.last().unwrap().step.max(rows[0].step + 1) as f64,
+        );
         type Series<'a> = (&'a str, fn(&MetricsRow) -> f64, RGBColor);
         let panels: [(DrawingArea<_, _>, &str, Vec<Series>); 2] = [
             (
@@ -113,11 +133,21 @@ pub fn plot(path: &Path, rows: &[MetricsRow]) -> Result<()> {
                     ("gradient penalty", |r| r.penalty, RGBColor(0, 150, 0)),
                 ],
             ),
-            (bottom, "generator", vec![("generator loss", |r| r.generator_loss, MAGENTA)]),
+            (
+                bottom,
+                "generator",
+                vec![("generator loss", |r| r.generator_loss, MAGENTA)],
+            ),
         ];
         for (area, title, series) in panels {
-            let values: Vec<f64> = series.iter().flat_map(|(_, f, _)| rows.iter().map(f)).filter(|v| v.is_finite()).collect();
-            let (lo, hi) = values.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+            let values: Vec<f64> = series
+                .iter()
+                .flat_map(|(_, f, _)| rows.iter().map(f))
+                .filter(|v| v.is_finite())
+                .collect();
+            let (lo, hi) = values
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
             let margin = ((hi - lo) * 0.05).max(1e-6);
             let mut chart = ChartBuilder::on(&area)
                 .caption(title, ("sans-serif", 22))
@@ -125,14 +155,25 @@ pub fn plot(path: &Path, rows: &[MetricsRow]) -> Result<()> {
                 .x_label_area_size(30)
                 .y_label_area_size(60)
                 .build_cartesian_2d(steps.0..steps.1, (lo - margin)..(hi + margin))?;
-            chart.configure_mesh().x_desc("generator step").light_line_style(WHITE.mix(0.0)).draw()?;
+            chart
+                .configure_mesh()
+                .x_desc("generator step")
+                .light_line_style(WHITE.mix(0.0))
+                .draw()?;
             for (label, f, color) in series {
                 chart
-                    .draw_series(LineSeries::new(rows.iter().map(|r| (r.step as f64, f(r))), &color))?
+                    .draw_series(LineSeries::new(
+                        rows.iter().map(|r| (r.step as f64, f(r))),
+                        &color,
+                    ))?
                     .label(label)
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
             }
-            chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK)
+                .draw()?;
         }
         root.present()?;
     }

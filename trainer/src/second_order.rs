@@ -23,11 +23,17 @@ pub fn current_thread_keeps_graphs() -> Result<bool> {
     let x = Var::new(2f64, &Device::Cpu)?;
     let y = x.as_tensor().mul(x.as_tensor())?.mul(x.as_tensor())?;
     let g = y.backward()?.get(x.as_tensor()).cloned();
-    let Some(g) = g else { bail!("first-order gradient missing in the probe") };
+    let Some(g) = g else {
+        bail!("first-order gradient missing in the probe")
+    };
     if (g.to_scalar::<f64>()? - 12.0).abs() > 1e-12 {
         bail!("first-order gradient of the probe is wrong");
     }
-    let second = g.backward()?.get(x.as_tensor()).map(|t| t.to_scalar::<f64>()).transpose()?;
+    let second = g
+        .backward()?
+        .get(x.as_tensor())
+        .map(|t| t.to_scalar::<f64>())
+        .transpose()?;
     Ok(matches!(second, Some(v) if (v - 12.0).abs() < 1e-12))
 }
 

@@ -100,7 +100,10 @@ impl Trainer {
         let data_seed = rng.next_u64();
         let sample_seed = rng.next_u64();
         let loader = Loader::new(dataset.clone(), config.batch_size, data_seed, 0);
-        wgan_runtime::images::write_atomic(&run_dir.join("config.json"), serde_json::to_string_pretty(&config)?.as_bytes())?;
+        wgan_runtime::images::write_atomic(
+            &run_dir.join("config.json"),
+            serde_json::to_string_pretty(&config)?.as_bytes(),
+        )?;
         Ok(Self {
             dataset_description: dataset.description.clone(),
             config,
@@ -124,7 +127,8 @@ impl Trainer {
     /// Reopens the run in `run_dir` at its latest checkpoint. `steps` replaces the configured
     /// total number of generator steps; `device` the device.
     pub fn resume(run_dir: &Path, steps: Option<u64>, device: Option<&str>) -> Result<Self> {
-        let dir = ckpt::resolve(run_dir).with_context(|| format!("cannot resume from {}", run_dir.display()))?;
+        let dir = ckpt::resolve(run_dir)
+            .with_context(|| format!("cannot resume from {}", run_dir.display()))?;
         let header = ckpt::read_header(&dir)?;
         let state_path = dir.join(ckpt::STATE_FILE);
         let state: TrainState = serde_json::from_str(&std::fs::read_to_string(&state_path)?)
@@ -138,20 +142,38 @@ impl Trainer {
         }
         config.validate()?;
         if config.steps <= header.step {
-            bail!("the checkpoint is at step {}: pass --steps greater than that to train further", header.step);
+            bail!(
+                "the checkpoint is at step {}: pass --steps greater than that to train further",
+                header.step
+            );
         }
         let preset = header.preset()?;
         let device = parse_device(&config.device)?;
-        let generator = Generator::load(&preset, &dir.join(ckpt::GENERATOR_FILE), DType::F32, &device)?;
+        let generator = Generator::load(
+            &preset,
+            &dir.join(ckpt::GENERATOR_FILE),
+            DType::F32,
+            &device,
+        )?;
         let critic = Critic::load(&preset, &dir.join(ckpt::CRITIC_FILE), DType::F32, &device)?;
         let opt_state = wgan_models::params::read_safetensors(&dir.join(OPTIMIZER_FILE))?;
         let mut opt_g = Adam::new(config.adam, &generator.params)?;
         let mut opt_c = Adam::new(config.adam, &critic.params)?;
-        opt_g.load_state("generator", &opt_state, &generator.params).context("restoring the generator's optimiser")?;
-        opt_c.load_state("critic", &opt_state, &critic.params).context("restoring the critic's optimiser")?;
-        let rng = Rng::from_state(state.rng_state).context("the checkpoint's RNG state is invalid (all zero)")?;
+        opt_g
+            .load_state("generator", &opt_state, &generator.params)
+            .context("restoring the generator's optimiser")?;
+        opt_c
+            .load_state("critic", &opt_state, &critic.params)
+            .context("restoring the critic's optimiser")?;
+        let rng = Rng::from_state(state.rng_state)
+            .context("the checkpoint's RNG state is invalid (all zero)")?;
         let dataset = Arc::new(load_dataset(&config, &preset)?);
-        let loader = Loader::new(dataset.clone(), config.batch_size, state.data_seed, state.data_cursor);
+        let loader = Loader::new(
+            dataset.clone(),
+            config.batch_size,
+            state.data_seed,
+            state.data_cursor,
+        );
         let metrics_path = run_dir_of(&dir).join("metrics.csv");
         let metrics = metrics::read_csv(&metrics_path, header.step)?;
         metrics::write_csv(&metrics_path, &metrics)?;
@@ -182,8 +204,16 @@ impl Trainer {
     }
 
     fn real_batch(&mut self) -> Result<Tensor> {
-        let (b, c, s) = (self.config.batch_size, self.preset.channels, self.preset.image_size);
-        Ok(Tensor::from_vec(self.loader.next_batch(), (b, c, s, s), &self.device)?)
+        let (b, c, s) = (
+            self.config.batch_size,
+            self.preset.channels,
+            self.preset.image_size,
+        );
+        Ok(Tensor::from_vec(
+            self.loader.next_batch(),
+            (b, c, s, s),
+            &self.device,
+        )?)
     }
 
     /// The critic half of an iteration (`n_critic` steps); returns the mean critic loss,
@@ -200,7 +230,13 @@ impl Trainer {
             let eps: Vec<f32> = (0..b).map(|_| self.rng.uniform_f32()).collect();
             let eps = Tensor::from_vec(eps, (b, 1, 1, 1), &self.device)?;
             let critic = &self.critic;
-            let obj = wgan::critic_objective(|x| critic.forward(x), &real, &fake, &eps, self.config.lambda_gp)?;
+            let obj = wgan::critic_objective(
+                |x| critic.forward(x),
+                &real,
+                &fake,
+                &eps,
+                self.config.lambda_gp,
+            )?;
             let grads = obj.loss.backward()?;
             self.opt_c.step(&self.critic.params, &grads)?;
             sums.0 += obj.loss.to_scalar::<f32>()? as f64;
@@ -241,13 +277,23 @@ impl Trainer {
         };
         let generator_loss = self.generator_step()?;
         let step = self.step + 1;
-        for (name, v) in [("critic loss", critic_loss), ("gradient penalty", penalty), ("generator loss", generator_loss)] {
+        for (name, v) in [
+            ("critic loss", critic_loss),
+            ("gradient penalty", penalty),
+            ("generator loss", generator_loss),
+        ] {
             if !v.is_finite() {
                 bail!("training diverged at step {step}: the {name} is {v}; the last good checkpoint is kept");
             }
         }
         self.step = step;
-        Ok(IterationStats { critic_loss, wasserstein, penalty, grad_norm, generator_loss })
+        Ok(IterationStats {
+            critic_loss,
+            wasserstein,
+            penalty,
+            grad_norm,
+            generator_loss,
+        })
     }
 
     /// The resumable state at the current step.
@@ -274,7 +320,12 @@ impl Trainer {
         let mut optimizer = self.opt_g.state_tensors("generator")?;
         optimizer.extend(self.opt_c.state_tensors("critic")?);
         let state = self.state();
-        let contents = CheckpointContents { generator: &self.generator.params, critic: &self.critic.params, optimizer, state: &state };
+        let contents = CheckpointContents {
+            generator: &self.generator.params,
+            critic: &self.critic.params,
+            optimizer,
+            state: &state,
+        };
         checkpoints::save(&self.run_dir, contents, self.config.keep_checkpoints)
     }
 
@@ -285,9 +336,18 @@ impl Trainer {
         let path = dir.join(format!("step_{:06}.png", self.step));
         let z = latents(self.sample_seed, SAMPLE_COUNT, self.preset.z_dim);
         let z = Tensor::from_vec(z, (SAMPLE_COUNT, self.preset.z_dim, 1, 1), &self.device)?;
-        let images = self.generator.forward(&z, Mode::Eval)?.flatten_all()?.to_vec1::<f32>()?;
+        let images = self
+            .generator
+            .forward(&z, Mode::Eval)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         let s = self.preset.image_size;
-        let shape = BatchShape { n: SAMPLE_COUNT, channels: self.preset.channels, height: s, width: s };
+        let shape = BatchShape {
+            n: SAMPLE_COUNT,
+            channels: self.preset.channels,
+            height: s,
+            width: s,
+        };
         save_png(&grid(&images, shape, Some(8))?, &path)?;
         Ok(path)
     }
@@ -299,7 +359,11 @@ impl Trainer {
 
     /// Trains until `config.steps`, writing metrics, samples and checkpoints. Stops early,
     /// after a checkpoint, when `stop` becomes true. `on_step` sees each iteration's row.
-    pub fn run(&mut self, stop: &AtomicBool, mut on_step: impl FnMut(&MetricsRow)) -> Result<RunEnd> {
+    pub fn run(
+        &mut self,
+        stop: &AtomicBool,
+        mut on_step: impl FnMut(&MetricsRow),
+    ) -> Result<RunEnd> {
         let metrics_path = self.run_dir.join("metrics.csv");
         let plot_path = self.run_dir.join("losses.png");
         while self.step < self.config.steps {
@@ -325,11 +389,11 @@ impl Trainer {
             self.metrics.push(row);
             on_step(&row);
             let last = self.step == self.config.steps;
-            if self.step % self.config.sample_every == 0 || last {
+            if self.step.is_multiple_of(self.config.sample_every) || last {
                 self.save_samples()?;
                 metrics::plot(&plot_path, &self.metrics)?;
             }
-            if self.step % self.config.checkpoint_every == 0 || last {
+            if self.step.is_multiple_of(self.config.checkpoint_every) || last {
                 self.save_checkpoint()?;
             }
         }
@@ -339,14 +403,21 @@ impl Trainer {
 
 /// The run directory of a checkpoint directory (`RUN/checkpoints/step_N` → `RUN`).
 fn run_dir_of(checkpoint_dir: &Path) -> PathBuf {
-    checkpoint_dir.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    checkpoint_dir
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
 /// Creates `dir` for a new run; refuses a file, or a directory that already holds a run.
 fn prepare_run_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
         if !dir.is_dir() {
-            bail!("--out {} names an existing file; choose a directory path", dir.display());
+            bail!(
+                "--out {} names an existing file; choose a directory path",
+                dir.display()
+            );
         }
         if dir.join("config.json").exists() || dir.join(ckpt::CHECKPOINTS_DIR).exists() {
             bail!(
@@ -356,5 +427,6 @@ fn prepare_run_dir(dir: &Path) -> Result<()> {
             );
         }
     }
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create run directory {}", dir.display()))
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create run directory {}", dir.display()))
 }

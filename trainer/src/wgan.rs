@@ -62,7 +62,12 @@ pub fn critic_objective(
     let (penalty, grad_norms) = gradient_penalty(&critic, &x_hat, lambda)?;
     let loss = ((&c_fake - &c_real)? + &penalty)?;
     let wasserstein = (c_real - c_fake)?;
-    Ok(CriticObjective { loss, penalty, wasserstein, grad_norms })
+    Ok(CriticObjective {
+        loss,
+        penalty,
+        wasserstein,
+        grad_norms,
+    })
 }
 
 /// The generator objective `−mean C(G(z))` for generated images `fake` (not detached).
@@ -79,7 +84,10 @@ mod tests {
 
     fn tensor(rng: &mut Rng, shape: &[usize], dtype: DType, f: impl Fn(&mut Rng) -> f32) -> Tensor {
         let v: Vec<f32> = (0..shape.iter().product()).map(|_| f(rng)).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
+        Tensor::from_vec(v, shape, &Device::Cpu)
+            .unwrap()
+            .to_dtype(dtype)
+            .unwrap()
     }
 
     /// The penalty's gradient with respect to every kind of critic weight against central
@@ -93,13 +101,19 @@ mod tests {
         // Non-trivial InstanceNorm affine parameters and biases.
         for (info, var) in critic.params.iter() {
             if !matches!(info.role, wgan_models::spec::ParamRole::ConvWeight) {
-                let t = tensor(&mut rng, &info.shape, DType::F64, |r| 0.5 + 0.3 * r.normal_f32());
+                let t = tensor(&mut rng, &info.shape, DType::F64, |r| {
+                    0.5 + 0.3 * r.normal_f32()
+                });
                 var.set(&t).unwrap();
             }
         }
         let (n, s) = (3, p.image_size);
-        let real = tensor(&mut rng, &[n, 1, s, s], DType::F64, |r| 2.0 * r.uniform_f32() - 1.0);
-        let fake = tensor(&mut rng, &[n, 1, s, s], DType::F64, |r| 2.0 * r.uniform_f32() - 1.0);
+        let real = tensor(&mut rng, &[n, 1, s, s], DType::F64, |r| {
+            2.0 * r.uniform_f32() - 1.0
+        });
+        let fake = tensor(&mut rng, &[n, 1, s, s], DType::F64, |r| {
+            2.0 * r.uniform_f32() - 1.0
+        });
         let eps = tensor(&mut rng, &[n, 1, 1, 1], DType::F64, |r| r.uniform_f32());
         let penalty = |c: &Critic| {
             let x_hat = interpolate(&real, &fake, &eps).unwrap();
@@ -120,15 +134,23 @@ mod tests {
                 let eval = |delta: f64| {
                     let mut v = base.clone();
                     v[idx] += delta;
-                    var.set(&Tensor::from_vec(v, info.shape.as_slice(), &Device::Cpu).unwrap()).unwrap();
+                    var.set(&Tensor::from_vec(v, info.shape.as_slice(), &Device::Cpu).unwrap())
+                        .unwrap();
                     penalty(&critic).to_scalar::<f64>().unwrap()
                 };
                 let numeric = (eval(h) - eval(-h)) / (2.0 * h);
-                var.set(&Tensor::from_vec(base.clone(), info.shape.as_slice(), &Device::Cpu).unwrap()).unwrap();
+                var.set(
+                    &Tensor::from_vec(base.clone(), info.shape.as_slice(), &Device::Cpu).unwrap(),
+                )
+                .unwrap();
                 let a = analytic[idx];
                 let err = (a - numeric).abs() / numeric.abs().max(a.abs()).max(1e-3);
                 worst = worst.max(err);
-                assert!(err < 1e-4, "{}[{idx}]: analytic {a:e}, finite difference {numeric:e}", info.name);
+                assert!(
+                    err < 1e-4,
+                    "{}[{idx}]: analytic {a:e}, finite difference {numeric:e}",
+                    info.name
+                );
                 checked += 1;
             }
         }
@@ -138,7 +160,8 @@ mod tests {
 
     #[test]
     fn zero_input_gradient_gives_exactly_lambda() {
-        let x = Var::from_tensor(&Tensor::ones((4, 1, 8, 8), DType::F32, &Device::Cpu).unwrap()).unwrap();
+        let x = Var::from_tensor(&Tensor::ones((4, 1, 8, 8), DType::F32, &Device::Cpu).unwrap())
+            .unwrap();
         // A critic whose output does not depend on its input.
         let constant = |x: &Tensor| (x.flatten_from(1)?.sum(1)? * 0.0)? + 3.0;
         let (penalty, norms) = gradient_penalty(constant, &x, 10.0).unwrap();
@@ -150,7 +173,8 @@ mod tests {
         for (_, var) in critic.params.iter() {
             var.set(&var.as_tensor().zeros_like().unwrap()).unwrap();
         }
-        let x = Var::from_tensor(&Tensor::ones((2, 1, 16, 16), DType::F32, &Device::Cpu).unwrap()).unwrap();
+        let x = Var::from_tensor(&Tensor::ones((2, 1, 16, 16), DType::F32, &Device::Cpu).unwrap())
+            .unwrap();
         let (penalty, _) = gradient_penalty(|t| critic.forward(t), &x, 10.0).unwrap();
         assert_eq!(penalty.to_scalar::<f32>().unwrap(), 10.0);
     }
@@ -159,10 +183,13 @@ mod tests {
     fn unit_norm_gradient_gives_zero_and_scales_with_lambda() {
         // c(x) = <w, x> with ‖w‖ = 1 per sample: the gradient norm is exactly 1.
         let n = 3 * 4 * 4;
-        let w: Vec<f32> = (0..n).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 } / (n as f32).sqrt()).collect();
+        let w: Vec<f32> = (0..n)
+            .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 } / (n as f32).sqrt())
+            .collect();
         let w = Tensor::from_vec(w, (1, 3, 4, 4), &Device::Cpu).unwrap();
         let linear = |x: &Tensor| x.broadcast_mul(&w)?.flatten_from(1)?.sum(1);
-        let x = Var::from_tensor(&Tensor::ones((5, 3, 4, 4), DType::F32, &Device::Cpu).unwrap()).unwrap();
+        let x = Var::from_tensor(&Tensor::ones((5, 3, 4, 4), DType::F32, &Device::Cpu).unwrap())
+            .unwrap();
         let (penalty, norms) = gradient_penalty(linear, &x, 10.0).unwrap();
         assert!(penalty.to_scalar::<f32>().unwrap().abs() < 1e-10);
         for v in norms.to_vec1::<f32>().unwrap() {

@@ -23,19 +23,43 @@ fn assert_input_error(o: &Output, needle: &str) {
     assert_eq!(o.status.code(), Some(2), "stderr: {err}");
     assert!(!err.contains("panicked"), "stderr: {err}");
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert!(lines.len() == 1 && lines[0].starts_with("error:"), "expected one error line, got: {err}");
+    assert!(
+        lines.len() == 1 && lines[0].starts_with("error:"),
+        "expected one error line, got: {err}"
+    );
     assert!(err.contains(needle), "expected '{needle}' in: {err}");
 }
 
-const TINY: &[&str] = &["train", "--preset", "tiny", "--batch-size", "4", "--n-critic", "2"];
+const TINY: &[&str] = &[
+    "train",
+    "--preset",
+    "tiny",
+    "--batch-size",
+    "4",
+    "--n-critic",
+    "2",
+];
 
 #[test]
 fn trains_samples_and_resumes_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let o = trainer(d, &[TINY, &["--steps", "2", "--sample-every", "1", "--out", "run"]].concat());
+    let o = trainer(
+        d,
+        &[
+            TINY,
+            &["--steps", "2", "--sample-every", "1", "--out", "run"],
+        ]
+        .concat(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
-    for f in ["config.json", "metrics.csv", "losses.png", "samples/step_000001.png", "samples/step_000002.png"] {
+    for f in [
+        "config.json",
+        "metrics.csv",
+        "losses.png",
+        "samples/step_000001.png",
+        "samples/step_000002.png",
+    ] {
         assert!(d.join("run").join(f).exists(), "missing {f}");
     }
     let latest = std::fs::read_to_string(d.join("run/checkpoints/latest")).unwrap();
@@ -43,9 +67,28 @@ fn trains_samples_and_resumes_end_to_end() {
 
     let o = trainer(d, &["resume", "run", "--steps", "3"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(std::fs::read_to_string(d.join("run/metrics.csv")).unwrap().lines().count(), 4);
+    assert_eq!(
+        std::fs::read_to_string(d.join("run/metrics.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        4
+    );
 
-    let o = trainer(d, &["sample", "--checkpoint", "run", "--n", "6", "--seed", "3", "--out", "grid.png"]);
+    let o = trainer(
+        d,
+        &[
+            "sample",
+            "--checkpoint",
+            "run",
+            "--n",
+            "6",
+            "--seed",
+            "3",
+            "--out",
+            "grid.png",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let grid = image::open(d.join("grid.png")).unwrap();
     assert_eq!((grid.width(), grid.height()), (3 * 18 + 2, 2 * 18 + 2));
@@ -91,11 +134,19 @@ fn bad_input_is_one_clear_line_and_exit_code_2() {
     // Nothing was overwritten.
     assert_eq!(std::fs::read_to_string(d.join("file")).unwrap(), "x");
     // Negative numbers are usage errors (clap), also exit code 2.
-    assert_eq!(trainer(d, &[TINY, &["--steps", "-3"]].concat()).status.code(), Some(2));
+    assert_eq!(
+        trainer(d, &[TINY, &["--steps", "-3"]].concat())
+            .status
+            .code(),
+        Some(2)
+    );
 
     assert_input_error(&trainer(d, &["resume", "empty"]), "neither a checkpoint");
     assert_input_error(&trainer(d, &["resume", "nowhere"]), "does not exist");
-    assert_input_error(&trainer(d, &["sample", "--checkpoint", "empty", "--out", "g.png"]), "neither a checkpoint");
+    assert_input_error(
+        &trainer(d, &["sample", "--checkpoint", "empty", "--out", "g.png"]),
+        "neither a checkpoint",
+    );
 }
 
 #[test]
@@ -108,11 +159,17 @@ fn corrupted_checkpoints_are_reported_not_resumed() {
     let g = ck.join("generator.safetensors");
     let bytes = std::fs::read(&g).unwrap();
     std::fs::write(&g, &bytes[..bytes.len() / 3]).unwrap();
-    assert_input_error(&trainer(d, &["resume", "run", "--steps", "2"]), "not a valid safetensors");
+    assert_input_error(
+        &trainer(d, &["resume", "run", "--steps", "2"]),
+        "not a valid safetensors",
+    );
     std::fs::write(ck.join("state.json"), "{ not json").unwrap();
     assert_input_error(&trainer(d, &["resume", "run", "--steps", "2"]), "state");
     // A run directory already holding a run is not overwritten by `train`.
-    assert_input_error(&trainer(d, &[TINY, &["--steps", "1", "--out", "run"]].concat()), "already holds a run");
+    assert_input_error(
+        &trainer(d, &[TINY, &["--steps", "1", "--out", "run"]].concat()),
+        "already holds a run",
+    );
 }
 
 #[test]
@@ -121,5 +178,8 @@ fn cuda_without_the_feature_says_how_to_get_it() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    assert_input_error(&trainer(tmp.path(), &[TINY, &["--device", "cuda"]].concat()), "--features cuda");
+    assert_input_error(
+        &trainer(tmp.path(), &[TINY, &["--device", "cuda"]].concat()),
+        "--features cuda",
+    );
 }

@@ -1,0 +1,4 @@
+//! `export onnx …`: the name `cargo run -p wgan-export` and `target/*/export` use.
+fn main() {
+    wgan_export::cli::main()
+}

@@ -1,0 +1,718 @@
+//! The ONNX graph of a generator, built by walking its [`NetSpec`] layer by layer:
+//! convolution (`ConvTranspose`, or `Conv` should a spec use one) → normalisation
+//! (`BatchNormalization` in inference form, or folded into the convolution; `InstanceNormalization`)
+//! → activation (`Relu`, `LeakyRelu` α 0.2, `Tanh`). Initializers carry the PyTorch
+//! `state_dict` names (folded ones get a `.bn_folded` suffix); nodes are named after the
+//! PyTorch module path (`net.0.0` conv, `net.0.1` norm, `net.0.2` activation).
+
+use crate::fold::{fold_batch_norm, BatchNormValues};
+use crate::pb::{
+    attribute_proto::AttributeType, tensor_proto::DataType,
+    tensor_shape_proto::dimension::Value as Dim, tensor_shape_proto::Dimension, type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+    TensorShapeProto, TypeProto, ValueInfoProto,
+};
+use anyhow::{bail, ensure, Context, Result};
+use candle_core::DType;
+use std::fmt;
+use std::str::FromStr;
+use wgan_models::checkpoint::CheckpointHeader;
+use wgan_models::spec::{
+    Activation, LayerKind, LayerNames, LayerSpec, NetSpec, Norm, LEAKY_SLOPE, NORM_EPS,
+};
+use wgan_models::Generator;
+
+/// ONNX IR version of exported files (the version of tract-onnx's protobuf types).
+pub const IR_VERSION: i64 = 8;
+/// Default opset (the contract's).
+pub const DEFAULT_OPSET: i64 = 17;
+/// Lowest accepted opset: every op used here has had its current form since 13 or earlier.
+pub const MIN_OPSET: i64 = 13;
+/// Highest accepted opset (ConvTranspose and friends were revised in opset 22).
+pub const MAX_OPSET: i64 = 21;
+
+/// The batch dimension of the graph's input and output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BatchDim {
+    /// Symbolic `N`: one file for every batch size.
+    #[default]
+    Dynamic,
+    /// A fixed batch size.
+    Fixed(usize),
+}
+
+/// Name of the symbolic batch dimension.
+pub const BATCH_SYMBOL: &str = "N";
+
+impl FromStr for BatchDim {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("dynamic") {
+            return Ok(BatchDim::Dynamic);
+        }
+        match s.parse::<usize>() {
+            Ok(0) => Err("the batch size must be at least 1".into()),
+            Ok(n) => Ok(BatchDim::Fixed(n)),
+            Err(_) => Err(format!("'{s}' is neither 'dynamic' nor a batch size")),
+        }
+    }
+}
+
+impl fmt::Display for BatchDim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BatchDim::Dynamic => write!(f, "dynamic ({BATCH_SYMBOL})"),
+            BatchDim::Fixed(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// How the graph is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// Default-domain opset, [`MIN_OPSET`]..=[`MAX_OPSET`].
+    pub opset: i64,
+    pub batch: BatchDim,
+    /// Fold BatchNorm into the convolutions (default) or keep `BatchNormalization` nodes.
+    pub fold_bn: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            opset: DEFAULT_OPSET,
+            batch: BatchDim::Dynamic,
+            fold_bn: true,
+        }
+    }
+}
+
+impl BuildOptions {
+    /// Rejects an unknown opset or a zero batch.
+    pub fn check(&self) -> Result<()> {
+        if !(MIN_OPSET..=MAX_OPSET).contains(&self.opset) {
+            bail!(
+                "unknown opset {}: supported {MIN_OPSET}–{MAX_OPSET}",
+                self.opset
+            );
+        }
+        if self.batch == BatchDim::Fixed(0) {
+            bail!("the batch size must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+fn attr_ints(name: &str, ints: Vec<i64>) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Ints as i32,
+        ints,
+        ..Default::default()
+    }
+}
+
+fn attr_int(name: &str, i: i64) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Int as i32,
+        i,
+        ..Default::default()
+    }
+}
+
+fn attr_float(name: &str, f: f32) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Float as i32,
+        f,
+        ..Default::default()
+    }
+}
+
+/// An f32 tensor with little-endian `raw_data`.
+pub fn f32_tensor(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
+    debug_assert_eq!(dims.iter().product::<usize>(), values.len());
+    TensorProto {
+        name: name.into(),
+        dims: dims.iter().map(|&d| d as i64).collect(),
+        data_type: DataType::Float as i32,
+        raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ..Default::default()
+    }
+}
+
+/// A float tensor value info with the given dimensions.
+pub fn f32_value_info(name: &str, dims: Vec<Dim>) -> ValueInfoProto {
+    let shape = TensorShapeProto {
+        dim: dims
+            .into_iter()
+            .map(|d| Dimension {
+                value: Some(d),
+                ..Default::default()
+            })
+            .collect(),
+    };
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: DataType::Float as i32,
+                shape: Some(shape),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn node(
+    op: &str,
+    name: &str,
+    inputs: &[&str],
+    output: &str,
+    attribute: Vec<AttributeProto>,
+) -> NodeProto {
+    NodeProto {
+        op_type: op.into(),
+        name: name.into(),
+        input: inputs.iter().map(|s| s.to_string()).collect(),
+        output: vec![output.into()],
+        attribute,
+        ..Default::default()
+    }
+}
+
+/// Module path of a layer's activation in the PyTorch reference: `prefix.k.2` after a norm,
+/// `prefix.{k+1}` after a bare conv.
+fn activation_name(names: &LayerNames) -> String {
+    if let Some(norm) = &names.norm {
+        let base = norm.strip_suffix(".1").unwrap_or(norm);
+        return format!("{base}.2");
+    }
+    match names.conv.rsplit_once('.') {
+        Some((prefix, k)) => match k.parse::<usize>() {
+            Ok(k) => format!("{prefix}.{}", k + 1),
+            Err(_) => format!("{}.act", names.conv),
+        },
+        None => format!("{}.act", names.conv),
+    }
+}
+
+/// Values of the generator tensor `name`, as f32 in row-major order.
+fn values(generator: &Generator, name: &str) -> Result<Vec<f32>> {
+    let t = generator.params.get(name).as_tensor();
+    t.to_dtype(DType::F32)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f32>())
+        .with_context(|| format!("reading tensor {name}"))
+}
+
+/// Builds the nodes and initializers of one layer; returns the name of its output.
+struct GraphBuilder<'a> {
+    generator: &'a Generator,
+    fold_bn: bool,
+    nodes: Vec<NodeProto>,
+    initializers: Vec<TensorProto>,
+}
+
+impl GraphBuilder<'_> {
+    fn init(&mut self, name: &str, dims: &[usize], values: &[f32], doc: Option<String>) -> String {
+        let mut t = f32_tensor(name, dims, values);
+        if let Some(doc) = doc {
+            t.doc_string = doc;
+        }
+        self.initializers.push(t);
+        name.to_string()
+    }
+
+    fn layer(&mut self, l: &LayerSpec, names: &LayerNames, input: &str) -> Result<String> {
+        let shape = l.weight_shape();
+        let c = [l.out_channels];
+        let weight_name = format!("{}.weight", names.conv);
+        let bias_name = format!("{}.bias", names.conv);
+        let mut weight = values(self.generator, &weight_name)?;
+        let mut bias = if l.bias {
+            Some(values(self.generator, &bias_name)?)
+        } else {
+            None
+        };
+        let bn = match (l.norm, &names.norm) {
+            (Norm::Batch, Some(n)) => Some((
+                n.clone(),
+                BatchNormValues {
+                    gamma: values(self.generator, &format!("{n}.weight"))?,
+                    beta: values(self.generator, &format!("{n}.bias"))?,
+                    running_mean: values(self.generator, &format!("{n}.running_mean"))?,
+                    running_var: values(self.generator, &format!("{n}.running_var"))?,
+                    eps: NORM_EPS,
+                },
+            )),
+            (Norm::None, _) => None,
+            (Norm::Batch | Norm::Instance, None) => {
+                bail!("layer {} has a norm but no norm name", names.conv)
+            }
+            (Norm::Instance, Some(_)) => None,
+        };
+
+        // Convolution (with the BatchNorm folded in when asked).
+        let (weight_init, bias_init, conv_doc) = match (&bn, self.fold_bn) {
+            (Some((n, bn)), true) => {
+                let f = fold_batch_norm(l.kind, shape, &weight, bias.as_deref(), bn)
+                    .with_context(|| format!("folding {n} into {}", names.conv))?;
+                (weight, bias) = (f.weight, Some(f.bias));
+                let doc = format!("BatchNorm {n} (eval, eps {NORM_EPS:e}) folded in");
+                let w = self.init(
+                    &format!("{weight_name}.bn_folded"),
+                    &shape,
+                    &weight,
+                    Some(format!("{weight_name} scaled along the output channels by {n}.weight / sqrt({n}.running_var + eps)")),
+                );
+                let b = self.init(
+                    &format!("{bias_name}.bn_folded"),
+                    &c,
+                    bias.as_deref().unwrap(),
+                    Some(format!("{n}.bias + ({bias_name} or 0 − {n}.running_mean) · {n}.weight / sqrt({n}.running_var + eps)")),
+                );
+                (w, Some(b), Some(doc))
+            }
+            _ => {
+                let w = self.init(&weight_name, &shape, &weight, None);
+                let b = bias.as_deref().map(|b| self.init(&bias_name, &c, b, None));
+                (w, b, None)
+            }
+        };
+        let (k, s, p) = (l.kernel as i64, l.stride as i64, l.padding as i64);
+        let attrs = vec![
+            attr_ints("dilations", vec![1, 1]),
+            attr_int("group", 1),
+            attr_ints("kernel_shape", vec![k, k]),
+            attr_ints("pads", vec![p, p, p, p]),
+            attr_ints("strides", vec![s, s]),
+        ];
+        let op = match l.kind {
+            LayerKind::ConvTranspose => "ConvTranspose",
+            LayerKind::Conv => "Conv",
+        };
+        let mut inputs = vec![input, weight_init.as_str()];
+        if let Some(b) = &bias_init {
+            inputs.push(b);
+        }
+        let mut conv = node(op, &names.conv, &inputs, &names.conv, attrs);
+        if let Some(doc) = conv_doc {
+            conv.doc_string = doc;
+        }
+        self.nodes.push(conv);
+        let mut x = names.conv.clone();
+
+        // Normalisation kept as a node.
+        match (l.norm, &names.norm, &bn) {
+            (Norm::Batch, Some(n), Some((_, bn))) if !self.fold_bn => {
+                let g = self.init(&format!("{n}.weight"), &c, &bn.gamma, None);
+                let b = self.init(&format!("{n}.bias"), &c, &bn.beta, None);
+                let m = self.init(&format!("{n}.running_mean"), &c, &bn.running_mean, None);
+                let v = self.init(&format!("{n}.running_var"), &c, &bn.running_var, None);
+                let attrs = vec![attr_float("epsilon", NORM_EPS as f32)];
+                self.nodes.push(node(
+                    "BatchNormalization",
+                    n,
+                    &[&x, &g, &b, &m, &v],
+                    n,
+                    attrs,
+                ));
+                x = n.clone();
+            }
+            (Norm::Instance, Some(n), _) => {
+                let g = self.init(
+                    &format!("{n}.weight"),
+                    &c,
+                    &values(self.generator, &format!("{n}.weight"))?,
+                    None,
+                );
+                let b = self.init(
+                    &format!("{n}.bias"),
+                    &c,
+                    &values(self.generator, &format!("{n}.bias"))?,
+                    None,
+                );
+                let attrs = vec![attr_float("epsilon", NORM_EPS as f32)];
+                self.nodes
+                    .push(node("InstanceNormalization", n, &[&x, &g, &b], n, attrs));
+                x = n.clone();
+            }
+            _ => {}
+        }
+
+        // Activation.
+        let act = activation_name(names);
+        let (op, attrs) = match l.activation {
+            Activation::None => return Ok(x),
+            Activation::Relu => ("Relu", vec![]),
+            Activation::LeakyRelu => ("LeakyRelu", vec![attr_float("alpha", LEAKY_SLOPE as f32)]),
+            Activation::Tanh => ("Tanh", vec![]),
+        };
+        self.nodes.push(node(op, &act, &[&x], &act, attrs));
+        Ok(act)
+    }
+}
+
+/// Checks that the generator is the architecture its header names.
+fn check_architecture(
+    generator: &Generator,
+    header: &CheckpointHeader,
+) -> Result<wgan_models::Preset> {
+    let preset = header.preset()?;
+    ensure!(
+        preset.generator == generator.spec && preset.z_dim == generator.z_dim,
+        "the generator does not have the architecture of preset '{}' with {} channel(s)",
+        header.preset,
+        header.channels
+    );
+    Ok(preset)
+}
+
+/// The ONNX model of `generator` (in eval mode: BatchNorm with running statistics), walking
+/// its spec. `header` provides the preset (checked against the generator) and the metadata.
+pub fn build_model(
+    generator: &Generator,
+    header: &CheckpointHeader,
+    options: &crate::BuildOptions,
+) -> Result<ModelProto> {
+    options.check()?;
+    let preset = check_architecture(generator, header)?;
+    let spec: &NetSpec = &generator.spec;
+    let mut b = GraphBuilder {
+        generator,
+        fold_bn: options.fold_bn,
+        nodes: vec![],
+        initializers: vec![],
+    };
+    let mut x = crate::INPUT_NAME.to_string();
+    for (l, names) in spec.layers.iter().zip(spec.layer_names()) {
+        x = b
+            .layer(l, &names, &x)
+            .with_context(|| format!("layer {}", names.conv))?;
+    }
+    // The last node's output is the graph output.
+    let last = b.nodes.last_mut().context("the generator has no layers")?;
+    ensure!(
+        last.output[0] == x,
+        "internal: last node output {} is not {x}",
+        last.output[0]
+    );
+    last.output[0] = crate::OUTPUT_NAME.to_string();
+
+    let batch = match options.batch {
+        BatchDim::Dynamic => Dim::DimParam(BATCH_SYMBOL.into()),
+        BatchDim::Fixed(n) => Dim::DimValue(n as i64),
+    };
+    let (z, c, side) = (
+        preset.z_dim as i64,
+        preset.channels as i64,
+        preset.image_size as i64,
+    );
+    let input = f32_value_info(
+        crate::INPUT_NAME,
+        vec![
+            batch.clone(),
+            Dim::DimValue(z),
+            Dim::DimValue(1),
+            Dim::DimValue(1),
+        ],
+    );
+    let output = f32_value_info(
+        crate::OUTPUT_NAME,
+        vec![
+            batch,
+            Dim::DimValue(c),
+            Dim::DimValue(side),
+            Dim::DimValue(side),
+        ],
+    );
+    let mut input = input;
+    input.doc_string = format!(
+        "latents [N, {z}, 1, 1]: seed → z by {}",
+        crate::metadata::LATENT_FUNCTION
+    );
+    let mut output = output;
+    output.doc_string = format!("images [N, {c}, {side}, {side}], values in [-1, 1]");
+
+    let graph = GraphProto {
+        name: format!("wgan_generator_{}", preset.name),
+        node: b.nodes,
+        initializer: b.initializers,
+        input: vec![input],
+        output: vec![output],
+        doc_string: format!(
+            "WGAN-GP generator, preset {} ({c}×{side}×{side}, z {z}), eval mode, BatchNorm {}",
+            preset.name,
+            if options.fold_bn {
+                "folded into the convolutions"
+            } else {
+                "kept"
+            }
+        ),
+        ..Default::default()
+    };
+    Ok(ModelProto {
+        ir_version: IR_VERSION,
+        opset_import: vec![OperatorSetIdProto {
+            domain: String::new(),
+            version: options.opset,
+        }],
+        producer_name: crate::PRODUCER_NAME.into(),
+        producer_version: crate::PRODUCER_VERSION.into(),
+        doc_string: format!(
+            "Generator of a WGAN-GP checkpoint (preset {}, step {}, data {}).",
+            preset.name, header.step, header.dataset
+        ),
+        graph: Some(graph),
+        metadata_props: crate::metadata::props(&preset, header),
+        ..Default::default()
+    })
+}
+
+/// Number of initializer values of a model.
+pub fn weight_count(model: &ModelProto) -> usize {
+    model
+        .graph
+        .iter()
+        .flat_map(|g| &g.initializer)
+        .map(|t| t.dims.iter().product::<i64>() as usize)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use wgan_models::preset;
+    use wgan_runtime::latent::Rng;
+
+    fn header(name: &str, channels: usize) -> CheckpointHeader {
+        CheckpointHeader {
+            format_version: 1,
+            preset: name.into(),
+            channels,
+            step: 7,
+            dataset: "unit".into(),
+        }
+    }
+
+    fn generator(name: &str, channels: usize) -> Generator {
+        Generator::new(
+            &preset(name, channels).unwrap(),
+            &mut Rng::new(1),
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap()
+    }
+
+    fn ops(m: &ModelProto) -> Vec<String> {
+        m.graph
+            .as_ref()
+            .unwrap()
+            .node
+            .iter()
+            .map(|n| n.op_type.clone())
+            .collect()
+    }
+
+    #[test]
+    fn walks_the_spec_folded_and_kept() {
+        let g = generator("tiny", 1);
+        let h = header("tiny", 1);
+        let folded = build_model(&g, &h, &BuildOptions::default()).unwrap();
+        assert_eq!(
+            ops(&folded),
+            [
+                "ConvTranspose",
+                "Relu",
+                "ConvTranspose",
+                "Relu",
+                "ConvTranspose",
+                "Tanh"
+            ]
+        );
+        let graph = folded.graph.as_ref().unwrap();
+        let names: Vec<&str> = graph.node.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["net.0.0", "net.0.2", "net.1.0", "net.1.2", "net.2", "net.3"]
+        );
+        let inits: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            inits,
+            [
+                "net.0.0.weight.bn_folded",
+                "net.0.0.bias.bn_folded",
+                "net.1.0.weight.bn_folded",
+                "net.1.0.bias.bn_folded",
+                "net.2.weight",
+                "net.2.bias"
+            ]
+        );
+        assert_eq!(graph.node.last().unwrap().output, ["image"]);
+        assert_eq!(
+            graph.node[0].input,
+            ["z", "net.0.0.weight.bn_folded", "net.0.0.bias.bn_folded"]
+        );
+        assert_eq!((folded.ir_version, folded.opset_import[0].version), (8, 17));
+
+        let kept = build_model(
+            &g,
+            &h,
+            &BuildOptions {
+                fold_bn: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            ops(&kept),
+            [
+                "ConvTranspose",
+                "BatchNormalization",
+                "Relu",
+                "ConvTranspose",
+                "BatchNormalization",
+                "Relu",
+                "ConvTranspose",
+                "Tanh"
+            ]
+        );
+        let graph = kept.graph.as_ref().unwrap();
+        // Kept: every initializer is a state_dict tensor.
+        let expected: Vec<String> = g.spec.params().into_iter().map(|p| p.name).collect();
+        let mut got: Vec<String> = graph.initializer.iter().map(|t| t.name.clone()).collect();
+        let mut want = expected.clone();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+        assert_eq!(
+            weight_count(&kept),
+            g.spec
+                .params()
+                .iter()
+                .map(|p| p.shape.iter().product::<usize>())
+                .sum::<usize>()
+        );
+    }
+
+    #[test]
+    fn conv_attributes_and_shapes_follow_the_spec() {
+        let g = generator("dcgan64", 3);
+        let m = build_model(
+            &g,
+            &header("dcgan64", 3),
+            &BuildOptions {
+                batch: BatchDim::Fixed(8),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let graph = m.graph.as_ref().unwrap();
+        let convs: Vec<&NodeProto> = graph
+            .node
+            .iter()
+            .filter(|n| n.op_type == "ConvTranspose")
+            .collect();
+        assert_eq!(convs.len(), g.spec.layers.len());
+        for (n, l) in convs.iter().zip(&g.spec.layers) {
+            let get = |name: &str| n.attribute.iter().find(|a| a.name == name).unwrap().clone();
+            assert_eq!(get("strides").ints, [l.stride as i64; 2]);
+            assert_eq!(get("pads").ints, [l.padding as i64; 4]);
+            assert_eq!(get("kernel_shape").ints, [l.kernel as i64; 2]);
+            assert_eq!(get("group").i, 1);
+        }
+        let dims = |v: &ValueInfoProto| match &v.r#type.as_ref().unwrap().value {
+            Some(type_proto::Value::TensorType(t)) => t
+                .shape
+                .as_ref()
+                .unwrap()
+                .dim
+                .iter()
+                .map(|d| d.value.clone().unwrap())
+                .collect::<Vec<_>>(),
+            _ => panic!(),
+        };
+        assert_eq!(
+            dims(&graph.input[0]),
+            [
+                Dim::DimValue(8),
+                Dim::DimValue(100),
+                Dim::DimValue(1),
+                Dim::DimValue(1)
+            ]
+        );
+        assert_eq!(
+            dims(&graph.output[0]),
+            [
+                Dim::DimValue(8),
+                Dim::DimValue(3),
+                Dim::DimValue(64),
+                Dim::DimValue(64)
+            ]
+        );
+        let meta: Vec<(String, String)> = m
+            .metadata_props
+            .iter()
+            .map(|e| (e.key.clone(), e.value.clone()))
+            .collect();
+        for (k, v) in [
+            ("wgan.z_dim", "100"),
+            ("wgan.channels", "3"),
+            ("wgan.image_size", "64"),
+            ("wgan.preset", "dcgan64"),
+            ("wgan.step", "7"),
+            ("wgan.dataset", "unit"),
+            ("wgan.output_range", "-1,1"),
+            ("wgan.latent", "xoshiro256++/splitmix64 box-muller v1"),
+        ] {
+            assert!(
+                meta.contains(&(k.to_string(), v.to_string())),
+                "{k} missing in {meta:?}"
+            );
+        }
+        assert!(meta
+            .iter()
+            .any(|(k, v)| k == "wgan.producer" && v.starts_with("wgan-export ")));
+    }
+
+    #[test]
+    fn options_and_architecture_are_checked() {
+        for opset in [12, 22, 0] {
+            let err = BuildOptions {
+                opset,
+                ..Default::default()
+            }
+            .check()
+            .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("unknown opset {opset}: supported 13–21")
+            );
+        }
+        assert!(BuildOptions {
+            opset: 13,
+            ..Default::default()
+        }
+        .check()
+        .is_ok());
+        assert_eq!("dynamic".parse::<BatchDim>(), Ok(BatchDim::Dynamic));
+        assert_eq!("8".parse::<BatchDim>(), Ok(BatchDim::Fixed(8)));
+        assert!("0".parse::<BatchDim>().is_err() && "big".parse::<BatchDim>().is_err());
+        let err = build_model(
+            &generator("tiny", 1),
+            &header("tiny", 3),
+            &BuildOptions::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("does not have the architecture"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,202 @@
+//! Checkpoint → ONNX generator export.
+//!
+//! The graph is built by walking the checkpoint preset's generator [`NetSpec`] — the same layer
+//! list the candle [`Generator`] is built from — so a new preset needs no exporter change.
+//! The file follows the workspace's ONNX generator contract (DESIGN.md §2): input `z`
+//! `[N, z_dim, 1, 1]` f32 with a symbolic `N` (or a fixed batch), output `image` `[N, C, H, W]`
+//! in [-1, 1], opset 17 by default, IR version 8, only standard ops, and `metadata_props`
+//! (see [`metadata`]) so the runtime needs no side file.
+//!
+//! - [`graph`]: [`build_model`], the `ModelProto` (tract-onnx's prost types) from a generator.
+//! - [`fold`]: BatchNorm (eval form) folded into the preceding convolution.
+//! - [`write`](mod@write): encoding and atomic writes ([`write_model_atomic`]).
+//! - [`verify`]: candle's reference output and [`verify_with_tract`].
+//! - [`test_data`]: an ONNX-backend-style `test_data_set_0/` beside the model.
+//! - `cli` (feature `cli`, default): the `export` / `wgan-export` command line.
+//!
+//! [`NetSpec`]: wgan_models::spec::NetSpec
+
+pub mod fold;
+pub mod graph;
+pub mod metadata;
+pub mod test_data;
+pub mod verify;
+pub mod write;
+
+#[cfg(feature = "cli")]
+pub mod cli;
+
+pub use graph::{
+    build_model, BatchDim, BuildOptions, DEFAULT_OPSET, IR_VERSION, MAX_OPSET, MIN_OPSET,
+};
+pub use test_data::{write_test_data, TEST_DATA_DIR};
+pub use verify::{candle_images, verify_with_tract, VerifyReport, TOLERANCE};
+pub use write::{encode_model, write_model_atomic};
+
+/// The protobuf types (tract-onnx's prost-generated ONNX IR 8 types).
+pub use tract_onnx::pb;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use wgan_models::checkpoint::{self, CheckpointHeader};
+use wgan_models::Generator;
+
+/// Name of the graph input.
+pub const INPUT_NAME: &str = "z";
+/// Name of the graph output.
+pub const OUTPUT_NAME: &str = "image";
+/// Version of this exporter (`wgan.producer` = `wgan-export <version>`).
+pub const PRODUCER_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// `producer_name` of exported models.
+pub const PRODUCER_NAME: &str = "wgan-export";
+
+/// Everything [`export_onnx`] can be asked to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportOptions {
+    /// Where the `.onnx` file goes (written atomically).
+    pub out: PathBuf,
+    /// Graph options: opset, batch dimension, BatchNorm folding.
+    pub build: BuildOptions,
+    /// Run the written file through tract and compare with candle (fails above [`TOLERANCE`]).
+    pub verify: bool,
+    /// Also write `test_data_set_0/` (input `z`, expected `image` from candle) beside the model.
+    pub test_data: bool,
+    /// Seed of the latents used by the verification and the test data
+    /// ([`wgan_runtime::latent::latents`]).
+    pub seed: u64,
+    /// Number of latents for the verification and the test data. With a fixed batch it must
+    /// be that batch (`None`: 4 with a symbolic batch, the batch otherwise).
+    pub samples: Option<usize>,
+}
+
+impl ExportOptions {
+    /// Defaults: opset 17, symbolic batch, BatchNorm folded, no verification, no test data,
+    /// seed 42.
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        Self {
+            out: out.into(),
+            build: BuildOptions::default(),
+            verify: false,
+            test_data: false,
+            seed: 42,
+            samples: None,
+        }
+    }
+
+    /// The number of samples to use, checked against a fixed batch.
+    pub fn sample_count(&self) -> Result<usize> {
+        match (self.build.batch, self.samples) {
+            (_, Some(0)) => bail!("--samples must be at least 1"),
+            (BatchDim::Fixed(b), Some(n)) if n != b => {
+                bail!("--samples {n} does not fit a model with a fixed batch of {b}")
+            }
+            (BatchDim::Fixed(b), _) => Ok(b),
+            (BatchDim::Dynamic, Some(n)) => Ok(n),
+            (BatchDim::Dynamic, None) => Ok(4),
+        }
+    }
+}
+
+/// What [`export_onnx`] did.
+#[derive(Clone, Debug)]
+pub struct ExportReport {
+    /// The checkpoint directory the generator came from (after resolving a run directory).
+    pub checkpoint: PathBuf,
+    pub header: CheckpointHeader,
+    pub out: PathBuf,
+    /// Size of the written file in bytes.
+    pub bytes: u64,
+    pub opset: i64,
+    /// Node count per op type.
+    pub ops: BTreeMap<String, usize>,
+    /// Number of initializer values (weights).
+    pub weights: usize,
+    pub verify: Option<VerifyReport>,
+    /// The test-data directory, when written.
+    pub test_data: Option<PathBuf>,
+}
+
+impl ExportReport {
+    /// `ConvTranspose×5 Relu×4 Tanh×1`.
+    pub fn ops_summary(&self) -> String {
+        self.ops
+            .iter()
+            .map(|(k, v)| format!("{k}×{v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Node count per op type of a model.
+pub fn op_counts(model: &pb::ModelProto) -> BTreeMap<String, usize> {
+    let mut ops = BTreeMap::new();
+    for node in model.graph.iter().flat_map(|g| &g.node) {
+        *ops.entry(node.op_type.clone()).or_insert(0) += 1;
+    }
+    ops
+}
+
+/// Loads the generator of a checkpoint (or of a run directory's latest checkpoint) in f32 on
+/// the CPU, with its header and the resolved directory.
+pub fn load_checkpoint(checkpoint: &Path) -> Result<(Generator, CheckpointHeader, PathBuf)> {
+    let dir = checkpoint::resolve(checkpoint).context("cannot find a checkpoint")?;
+    let (generator, header) = checkpoint::load_generator(&dir, DType::F32, &Device::Cpu)
+        .with_context(|| format!("cannot load the generator of checkpoint {}", dir.display()))?;
+    Ok((generator, header, dir))
+}
+
+/// Exports the generator of `checkpoint` (a checkpoint directory or a run directory) to
+/// `options.out`. Options are checked before anything is loaded; the model is written to a
+/// temporary file beside `out`, verified there when asked, and renamed into place only when
+/// everything succeeded, so a failed export never leaves a partial (or unverified) `.onnx`.
+pub fn export_onnx(checkpoint: &Path, options: &ExportOptions) -> Result<ExportReport> {
+    options.build.check()?;
+    let samples = options.sample_count()?;
+    write::check_output_path(&options.out)?;
+    let (mut generator, header, dir) = load_checkpoint(checkpoint)?;
+    let model = build_model(&generator, &header, &options.build)?;
+    let bytes = encode_model(&model);
+    let staged = write::stage(&options.out, &bytes)?;
+    let verify = if options.verify {
+        let batches = match options.build.batch {
+            BatchDim::Dynamic if samples != 1 => vec![1, samples],
+            _ => vec![samples],
+        };
+        let report = verify_with_tract(staged.path(), &mut generator, options.seed, &batches)
+            .context("verification with tract failed; nothing was written")?;
+        if !report.passed() {
+            bail!(
+                "verification failed: tract and candle differ by {:e} (tolerance {TOLERANCE:e}); nothing was written",
+                report.max_abs_diff
+            );
+        }
+        Some(report)
+    } else {
+        None
+    };
+    let test_data = if options.test_data {
+        let parent = write::parent_dir(&options.out);
+        Some(write_test_data(
+            &parent,
+            &mut generator,
+            options.seed,
+            samples,
+        )?)
+    } else {
+        None
+    };
+    write::commit(staged, &options.out)?;
+    Ok(ExportReport {
+        checkpoint: dir,
+        header,
+        out: options.out.clone(),
+        bytes: bytes.len() as u64,
+        opset: options.build.opset,
+        ops: op_counts(&model),
+        weights: graph::weight_count(&model),
+        verify,
+        test_data,
+    })
+}

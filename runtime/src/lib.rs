@@ -1,0 +1,37 @@
+//! Generator runtime: the latent function, image output, and ONNX inference backends.
+//!
+//! Without features this crate is only [`latent`], [`images`], [`npy`], [`onnx`] (reading and
+//! checking an ONNX file's interface) and the backend-independent [`Generator`] API (what the
+//! trainer shares; loading then says which backend is missing); the inference backends and the
+//! CLI come with their features:
+//!
+//! | feature | what | depends on |
+//! |---|---|---|
+//! | `tract` (default) | pure-Rust inference, one optimised plan per batch size, multithreaded | tract-onnx, tract-linalg |
+//! | `ort` | ONNX Runtime, loaded at run time from `libonnxruntime.so` | ort (`load-dynamic`) |
+//! | `cuda` | CUDA and TensorRT execution provider options (implies `ort`) | ort's `cuda`, `tensorrt` |
+//! | `cli` (default) | the `runtime` binary | clap, indicatif |
+//!
+//! It never depends on candle.
+//!
+//! ```no_run
+//! use wgan_runtime::{Generator, Options};
+//! let mut g = Generator::load("model.onnx".as_ref(), &Options::default())?;
+//! let batch = g.generate(42, 16, 8)?; // images 0..16 of seed 42, in batches of 8
+//! wgan_runtime::images::save_png(&wgan_runtime::images::grid(&batch.data, batch.shape, None)?, "grid.png".as_ref())?;
+//! # anyhow::Ok(())
+//! ```
+
+mod generator;
+pub mod images;
+pub mod latent;
+pub mod npy;
+pub mod onnx;
+#[cfg(feature = "ort")]
+mod ort_backend;
+#[cfg(feature = "tract")]
+mod tract_backend;
+
+pub use generator::{
+    bench, ort_library, read_model, Backend, Batch, BenchRow, Generator, Options, Provider,
+};

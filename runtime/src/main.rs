@@ -1,0 +1,475 @@
+//! `runtime`: generate images with an ONNX generator (tract or ONNX Runtime), inspect a model,
+//! time it. Exit status 0 on success, 2 on any error (one `error:` line on stderr).
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use wgan_runtime::images::{save_png, BatchShape, GridCanvas};
+use wgan_runtime::npy::{self, NpyWriter};
+use wgan_runtime::onnx::{BatchDim, Contract, ModelInfo};
+use wgan_runtime::{Backend, Generator, Options, Provider};
+
+/// The model used without `--model`: embedded in the binary. A `small`-preset generator trained
+/// on the bundled MNIST digits and exported by `export onnx` (model card:
+/// `runtime/assets/README.md`).
+const DEFAULT_MODEL: &[u8] = include_bytes!("../assets/mnist-small.onnx");
+const DEFAULT_MODEL_NAME: &str = "<embedded mnist-small.onnx>";
+
+#[derive(Parser)]
+#[command(
+    name = "runtime",
+    version,
+    about = "Generate images with an ONNX WGAN-GP generator, through tract (pure Rust) or ONNX Runtime",
+    long_about = "Generate images with an ONNX WGAN-GP generator, through tract (pure Rust, the default) \
+or ONNX Runtime (`--backend ort`, in builds with the `ort` feature).\n\n\
+A generator takes z, f32 [N, z_dim, 1, 1], and returns image, f32 [N, C, H, W] in [-1, 1]; the \
+contract is checked on load. Without --model, the model embedded in the binary is used.\n\n\
+Image i of seed S is the same at any batch size and with either backend (up to float rounding).\n\n\
+Exit status: 0 on success, 2 on any error, reported as one `error:` line on stderr."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate N images: PNG files, one grid, and/or the raw output as .npy.
+    Gen(GenArgs),
+    /// Print a model's contract, metadata and graph summary.
+    Info {
+        /// The ONNX file (default: the embedded model).
+        file: Option<PathBuf>,
+    },
+    /// Print a latency table (median, p90, min, images/s) per batch size.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct EngineArgs {
+    /// ONNX generator file [default: the model embedded in the binary].
+    #[arg(long, value_name = "FILE")]
+    model: Option<PathBuf>,
+    /// Inference backend: tract (pure Rust, CPU) or ort (ONNX Runtime; needs the `ort` feature
+    /// and libonnxruntime.so).
+    #[arg(long, default_value = "tract", value_name = "tract|ort")]
+    backend: String,
+    /// ONNX Runtime execution providers in priority order, comma-separated (cpu, cuda,
+    /// tensorrt); ONNX Runtime's CPU provider is always the last resort. A provider that fails
+    /// to register is a warning, or an error with --require-provider. CUDA and TensorRT need a
+    /// build with the `cuda` feature and the onnxruntime-gpu wheel's library.
+    #[arg(long, value_delimiter = ',', value_name = "cpu|cuda|tensorrt")]
+    provider: Vec<String>,
+    /// Fail when a requested execution provider cannot be registered.
+    #[arg(long)]
+    require_provider: bool,
+    /// Threads for the matrix products (tract's pool, ONNX Runtime's intra-op threads)
+    /// [default: one per core].
+    #[arg(long, value_name = "N")]
+    threads: Option<usize>,
+    /// ONNX Runtime's shared library. Without it: $ORT_DYLIB_PATH, then libonnxruntime.so
+    /// beside this executable, then .venv/lib/python3*/site-packages/onnxruntime/capi/ in the
+    /// current directory or a parent (`scripts/test-env.sh` makes that .venv).
+    #[arg(long, value_name = "PATH")]
+    ort_lib: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct GenArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Number of images (with --latents, the file's rows say how many).
+    #[arg(long, default_value_t = 16, conflicts_with = "latents")]
+    n: usize,
+    /// Latents per model run; large N streams through batches of this size with bounded memory.
+    #[arg(long, default_value_t = 64, value_name = "B")]
+    batch_size: usize,
+    /// Seed of the latents: image i of a seed is the same at any batch size.
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    seed: u64,
+    /// Write one PNG per image into DIR (created if missing), named 00000.png, 00001.png, ….
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Write all images as one grid PNG.
+    #[arg(long, value_name = "FILE")]
+    grid: Option<PathBuf>,
+    /// Columns of the grid [default: about square].
+    #[arg(long, value_name = "C")]
+    grid_cols: Option<usize>,
+    /// Read the latents from a .npy file, f32 [N, z_dim, 1, 1], instead of drawing them from --seed.
+    #[arg(long, value_name = "FILE.npy", conflicts_with = "seed")]
+    latents: Option<PathBuf>,
+    /// Write the raw model output as .npy, f32 [N, C, H, W].
+    #[arg(long, value_name = "FILE.npy")]
+    save_raw: Option<PathBuf>,
+    /// No progress bar and no summary line.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Batch sizes to time, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,8,64",
+        value_name = "B,…"
+    )]
+    batch_sizes: Vec<usize>,
+    /// Timed runs per batch size (after two warm-up runs).
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                let _ = e.print();
+                std::process::exit(2);
+            }
+            // One line, as for every other error.
+            let text = e.render().to_string();
+            let line = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
+            let line = line.strip_prefix("error: ").unwrap_or(line);
+            eprintln!("error: {line} (see --help)");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = run(cli) {
+        let msg = format!("{e:#}").replace('\n', " ");
+        eprintln!("error: {msg}");
+        std::process::exit(2);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Gen(args) => gen(args),
+        Command::Info { file } => info(file.as_deref()),
+        Command::Bench(args) => bench(args),
+    }
+}
+
+impl EngineArgs {
+    fn options(&self) -> Result<Options> {
+        let backend: Backend = self.backend.parse()?;
+        ensure!(
+            backend.is_compiled(),
+            "the {backend} backend is not compiled into this build (rebuild with `--features {backend}`)"
+        );
+        let providers = self
+            .provider
+            .iter()
+            .map(|p| p.parse::<Provider>())
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(t) = self.threads {
+            ensure!(t > 0, "--threads must be at least 1");
+        }
+        Ok(Options {
+            backend,
+            threads: self.threads,
+            providers,
+            require_provider: self.require_provider,
+            ort_lib: self.ort_lib.clone(),
+        })
+    }
+
+    fn model_bytes(&self) -> Result<(Vec<u8>, String)> {
+        match &self.model {
+            Some(p) => Ok((wgan_runtime::read_model(p)?, p.display().to_string())),
+            None => Ok((DEFAULT_MODEL.to_vec(), DEFAULT_MODEL_NAME.to_string())),
+        }
+    }
+
+    fn load(&self) -> Result<(Generator, String)> {
+        let options = self.options()?;
+        let (bytes, name) = self.model_bytes()?;
+        let generator =
+            Generator::from_bytes(&bytes, &options).with_context(|| format!("model {name}"))?;
+        for w in generator.warnings() {
+            eprintln!("warning: {w}");
+        }
+        Ok((generator, name))
+    }
+}
+
+fn gen(args: GenArgs) -> Result<()> {
+    ensure!(
+        args.out.is_some() || args.grid.is_some() || args.save_raw.is_some(),
+        "nothing to write: pass --out DIR, --grid FILE and/or --save-raw FILE.npy"
+    );
+    ensure!(args.batch_size > 0, "--batch-size must be at least 1");
+    if args.latents.is_none() {
+        ensure!(args.n > 0, "--n must be at least 1");
+    }
+    if let Some(c) = args.grid_cols {
+        ensure!(c > 0, "--grid-cols must be at least 1");
+    }
+    let options = args.engine.options()?;
+    // Read the inputs and make the output folder before the (possibly slow) model load.
+    let (bytes, name) = args.engine.model_bytes()?;
+    let info = ModelInfo::parse(&bytes).with_context(|| format!("model {name}"))?;
+    let contract = Contract::check(&info).with_context(|| format!("model {name}"))?;
+    let latents = match &args.latents {
+        Some(p) => Some(read_latents(p, contract.z_dim)?),
+        None => None,
+    };
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create output folder {}", dir.display()))?;
+        let probe = dir.join(format!(".runtime-write-test-{}", std::process::id()));
+        std::fs::write(&probe, b"")
+            .with_context(|| format!("cannot write into output folder {}", dir.display()))?;
+        let _ = std::fs::remove_file(probe);
+    }
+    for f in [&args.grid, &args.save_raw].into_iter().flatten() {
+        check_parent(f)?;
+    }
+
+    let mut generator =
+        Generator::from_bytes(&bytes, &options).with_context(|| format!("model {name}"))?;
+    for w in generator.warnings() {
+        eprintln!("warning: {w}");
+    }
+    let [c, h, w] = generator.image_shape();
+    let n = latents
+        .as_ref()
+        .map_or(args.n, |z| z.len() / contract.z_dim);
+    if args.out.is_some() || args.grid.is_some() {
+        ensure!(
+            c == 1 || c == 3,
+            "the model makes {c}-channel images; PNG output needs 1 or 3 channels (use --save-raw alone)"
+        );
+    }
+    let shape = BatchShape {
+        n,
+        channels: c,
+        height: h,
+        width: w,
+    };
+    let mut grid = match &args.grid {
+        Some(_) => Some(GridCanvas::new(shape, args.grid_cols)?),
+        None => None,
+    };
+    let mut raw = match &args.save_raw {
+        Some(p) => Some(NpyWriter::create(p, &[n, c, h, w])?),
+        None => None,
+    };
+    let digits = (n.saturating_sub(1).to_string().len()).max(5);
+    let progress = progress_bar(n, args.quiet || n <= args.batch_size);
+    let started = Instant::now();
+    let mut sink = |first: usize, batch: &wgan_runtime::Batch| -> Result<()> {
+        for i in 0..batch.shape.n {
+            let index = first + i;
+            if let Some(dir) = &args.out {
+                let path = dir.join(format!("{index:0digits$}.png"));
+                save_png(&batch.picture(i)?, &path)?;
+            }
+            if let Some(g) = grid.as_mut() {
+                g.put(index, batch.image(i))?;
+            }
+        }
+        if let Some(r) = raw.as_mut() {
+            r.write(&batch.data)?;
+        }
+        progress.inc(batch.shape.n as u64);
+        Ok(())
+    };
+    match &latents {
+        Some(z) => generator.run_batches(z, args.batch_size, &mut sink)?,
+        None => generator.sample(args.seed, n, args.batch_size, &mut sink)?,
+    }
+    progress.finish_and_clear();
+    if let (Some(g), Some(p)) = (grid, &args.grid) {
+        save_png(&g.finish(), p)?;
+    }
+    if let Some(r) = raw {
+        r.finish()?;
+    }
+    if !args.quiet {
+        let mut wrote = Vec::new();
+        if let Some(d) = &args.out {
+            wrote.push(format!("{n} PNG files in {}", d.display()));
+        }
+        if let Some(g) = &args.grid {
+            wrote.push(format!("grid {}", g.display()));
+        }
+        if let Some(r) = &args.save_raw {
+            wrote.push(format!("raw output {} [{n}, {c}, {h}, {w}]", r.display()));
+        }
+        let from = match &args.latents {
+            Some(p) => format!("latents {}", p.display()),
+            None => format!("seed {}", args.seed),
+        };
+        println!(
+            "wrote {} ({n} images from {from}, {:.2} s, {})",
+            wrote.join(", "),
+            started.elapsed().as_secs_f64(),
+            generator.describe()
+        );
+    }
+    Ok(())
+}
+
+/// Reads `[N, z_dim, 1, 1]` f32 latents.
+fn read_latents(path: &Path, z_dim: usize) -> Result<Vec<f32>> {
+    let a = npy::read_f32(path)?;
+    match a.shape.as_slice() {
+        [n, z, 1, 1] if *z == z_dim && *n > 0 => Ok(a.data),
+        _ => bail!(
+            "latents {} have shape {:?}; the model takes [N, {z_dim}, 1, 1] with N ≥ 1",
+            path.display(),
+            a.shape
+        ),
+    }
+}
+
+fn check_parent(file: &Path) -> Result<()> {
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    ensure!(
+        dir.is_dir(),
+        "cannot write {}: folder {} does not exist",
+        file.display(),
+        dir.display()
+    );
+    ensure!(
+        !file.is_dir(),
+        "cannot write {}: it is a folder",
+        file.display()
+    );
+    Ok(())
+}
+
+fn progress_bar(n: usize, hidden: bool) -> indicatif::ProgressBar {
+    if hidden {
+        return indicatif::ProgressBar::hidden();
+    }
+    // Draws on stderr, and only when stderr is a terminal.
+    let bar = indicatif::ProgressBar::new(n as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} images, {per_sec}, eta {eta}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
+fn info(file: Option<&Path>) -> Result<()> {
+    let (bytes, name) = match file {
+        Some(p) => (wgan_runtime::read_model(p)?, p.display().to_string()),
+        None => (DEFAULT_MODEL.to_vec(), DEFAULT_MODEL_NAME.to_string()),
+    };
+    let info = ModelInfo::parse(&bytes).with_context(|| format!("model {name}"))?;
+    let mut contract = Contract::check(&info).with_context(|| format!("model {name}"))?;
+    if contract.image.is_none() {
+        // The file leaves the image size open: ask the default backend.
+        if let Ok(g) = Generator::from_bytes(&bytes, &Options::default()) {
+            contract.image = Some(g.image_shape());
+        }
+    }
+    let producer = [info.producer_name.as_str(), info.producer_version.as_str()]
+        .iter()
+        .filter(|s| !s.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    println!("model:      {name}");
+    println!(
+        "file:       {} bytes, ONNX IR {}, opset {}, producer {}",
+        info.file_bytes,
+        info.ir_version,
+        info.opset(),
+        if producer.is_empty() {
+            "unknown"
+        } else {
+            &producer
+        }
+    );
+    println!("contract:   {} (f32)", contract.summary());
+    let batch = match &contract.batch {
+        BatchDim::Symbolic(s) => format!("any (symbolic '{s}')"),
+        BatchDim::Fixed(n) => format!("fixed to {n}"),
+    };
+    println!("batch:      {batch}");
+    println!("z_dim:      {}", contract.z_dim);
+    match contract.image {
+        Some([c, h, w]) => println!(
+            "image:      {c} channel{} × {h} × {w}",
+            if c == 1 { "" } else { "s" }
+        ),
+        None => println!("image:      unknown (not declared, and no backend could run the model)"),
+    }
+    for note in &contract.notes {
+        println!("note:       {note}");
+    }
+    println!(
+        "parameters: {} in {} initializers",
+        info.parameters, info.initializers
+    );
+    let ops: Vec<String> = info
+        .ops
+        .iter()
+        .map(|(op, n)| format!("{op} ×{n}"))
+        .collect();
+    println!("ops:        {}", ops.join(", "));
+    if info.metadata.is_empty() {
+        println!("metadata:   none");
+    } else {
+        println!("metadata:");
+        let width = info
+            .metadata
+            .iter()
+            .map(|(k, _)| k.len())
+            .max()
+            .unwrap_or(0);
+        for (k, v) in &info.metadata {
+            println!("  {k:width$} = {v}");
+        }
+    }
+    Ok(())
+}
+
+fn bench(args: BenchArgs) -> Result<()> {
+    ensure!(
+        !args.batch_sizes.is_empty(),
+        "--batch-sizes needs at least one size"
+    );
+    ensure!(
+        args.batch_sizes.iter().all(|&b| b > 0),
+        "--batch-sizes must all be at least 1"
+    );
+    ensure!(args.iters > 0, "--iters must be at least 1");
+    let (mut generator, name) = args.engine.load()?;
+    println!("model:   {name} ({})", generator.contract().summary());
+    println!("backend: {}", generator.describe());
+    println!(
+        "{:>6} {:>12} {:>12} {:>12} {:>12}",
+        "batch", "median ms", "p90 ms", "min ms", "images/s"
+    );
+    for &b in &args.batch_sizes {
+        let row = wgan_runtime::bench(&mut generator, &[b], args.iters)?.remove(0);
+        println!(
+            "{:>6} {:>12.2} {:>12.2} {:>12.2} {:>12.1}",
+            row.batch, row.median_ms, row.p90_ms, row.min_ms, row.images_per_s
+        );
+    }
+    Ok(())
+}

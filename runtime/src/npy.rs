@@ -1,0 +1,349 @@
+//! Minimal `.npy` reading and writing for little-endian `f32` arrays in C order.
+//!
+//! Reads format versions 1.0, 2.0 and 3.0; writes 1.0 (2.0 when the header needs it). Any other
+//! dtype, Fortran order or a length that does not match the shape is an error naming what was
+//! found. [`NpyWriter`] streams a large array to disk batch by batch (temporary file, renamed
+//! over the target when complete).
+
+use anyhow::{bail, ensure, Context, Result};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8] = b"\x93NUMPY";
+
+/// An `f32` array read from a `.npy` file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Array {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Reads a `.npy` file holding little-endian `f32` ('<f4') values in C order.
+pub fn read_f32(path: &Path) -> Result<Array> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    parse_f32(&bytes).with_context(|| format!("{} is not a usable .npy file", path.display()))
+}
+
+/// Parses the bytes of a `.npy` file (see [`read_f32`]).
+pub fn parse_f32(bytes: &[u8]) -> Result<Array> {
+    ensure!(
+        bytes.len() >= 10 && bytes.starts_with(MAGIC),
+        "no .npy magic number (\\x93NUMPY) at the start"
+    );
+    let major = bytes[6];
+    let (header_len, start) = match major {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 => {
+            ensure!(bytes.len() >= 12, "truncated header");
+            (
+                u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
+                12,
+            )
+        }
+        v => bail!("unsupported .npy format version {v}.{}", bytes[7]),
+    };
+    ensure!(bytes.len() >= start + header_len, "truncated header");
+    let header =
+        std::str::from_utf8(&bytes[start..start + header_len]).context("header is not text")?;
+    let descr = dict_value(header, "descr").context("header has no 'descr'")?;
+    let descr = descr.trim_matches(|c| c == '\'' || c == '"');
+    let fortran = dict_value(header, "fortran_order").context("header has no 'fortran_order'")?;
+    let shape_text = dict_value(header, "shape").context("header has no 'shape'")?;
+    let shape = parse_shape(shape_text)?;
+    if descr != "<f4" {
+        bail!(
+            "it holds {} values ('{descr}'); expected float32 ('<f4')",
+            dtype_name(descr)
+        );
+    }
+    ensure!(
+        fortran == "False",
+        "it is in Fortran order; expected C order"
+    );
+    let count: usize = shape.iter().product();
+    let body = &bytes[start + header_len..];
+    ensure!(
+        body.len() == count * 4,
+        "shape {shape:?} needs {} data bytes, found {}",
+        count * 4,
+        body.len()
+    );
+    let data = body
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    Ok(Array { shape, data })
+}
+
+fn dtype_name(descr: &str) -> &'static str {
+    match descr.trim_start_matches(['<', '>', '=', '|']) {
+        "f2" => "float16",
+        "f4" if descr.starts_with('>') => "big-endian float32",
+        "f4" => "float32",
+        "f8" => "float64",
+        "i1" => "int8",
+        "i2" => "int16",
+        "i4" => "int32",
+        "i8" => "int64",
+        "u1" => "uint8",
+        "b1" => "bool",
+        _ => "unsupported",
+    }
+}
+
+/// The text after `'key':` up to the next top-level comma or closing brace.
+fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
+    let pat_single = format!("'{key}'");
+    let pat_double = format!("\"{key}\"");
+    let at = header
+        .find(&pat_single)
+        .or_else(|| header.find(&pat_double))?;
+    let rest = &header[at + key.len() + 2..];
+    let rest = rest.trim_start().strip_prefix(':')?.trim_start();
+    let mut depth = 0;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '(' | '[' => depth += 1,
+            ')' | ']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(rest[..=i].trim());
+                }
+            }
+            ',' | '}' if depth == 0 => return Some(rest[..i].trim()),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn parse_shape(text: &str) -> Result<Vec<usize>> {
+    let inner = text
+        .strip_prefix('(')
+        .and_then(|t| t.strip_suffix(')'))
+        .with_context(|| format!("bad shape {text}"))?;
+    inner
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<usize>()
+                .with_context(|| format!("bad shape {text}"))
+        })
+        .collect()
+}
+
+/// The header bytes (magic, version, length, dict, padding) for an `f32` C-order array.
+fn header(shape: &[usize]) -> Vec<u8> {
+    let dims = match shape {
+        [d] => format!("({d},)"),
+        _ => format!(
+            "({})",
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {dims}, }}");
+    // Version 1.0 has a u16 length; the total header is padded to a multiple of 64 bytes.
+    let (version, prefix) = if dict.len() + 11 + 10 < 65536 {
+        (1u8, 10)
+    } else {
+        (2u8, 12)
+    };
+    let total = (prefix + dict.len() + 1).div_ceil(64) * 64;
+    let hlen = total - prefix;
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[version, 0]);
+    if version == 1 {
+        out.extend_from_slice(&(hlen as u16).to_le_bytes());
+    } else {
+        out.extend_from_slice(&(hlen as u32).to_le_bytes());
+    }
+    out.extend_from_slice(dict.as_bytes());
+    out.resize(total - 1, b' ');
+    out.push(b'\n');
+    out
+}
+
+/// Writes `data` with `shape` as a `.npy` file, atomically.
+pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
+    let mut w = NpyWriter::create(path, shape)?;
+    w.write(data)?;
+    w.finish()
+}
+
+/// Streams an `f32` array of a known shape to a `.npy` file in pieces.
+///
+/// Data goes to a temporary file beside the target, renamed over it by [`NpyWriter::finish`]
+/// once exactly `shape.product()` values were written; dropped unfinished, it removes the
+/// temporary file.
+pub struct NpyWriter {
+    out: Option<BufWriter<std::fs::File>>,
+    tmp: PathBuf,
+    path: PathBuf,
+    expected: usize,
+    written: usize,
+}
+
+impl NpyWriter {
+    pub fn create(path: &Path, shape: &[usize]) -> Result<Self> {
+        let tmp = crate::images::temp_path_beside(path)?;
+        let file = std::fs::File::create(&tmp)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        let mut out = BufWriter::new(file);
+        let result = out.write_all(&header(shape));
+        let w = Self {
+            out: Some(out),
+            tmp,
+            path: path.to_path_buf(),
+            expected: shape.iter().product(),
+            written: 0,
+        };
+        result.with_context(|| format!("cannot write {}", w.path.display()))?;
+        Ok(w)
+    }
+
+    /// Appends values (C order).
+    pub fn write(&mut self, values: &[f32]) -> Result<()> {
+        ensure!(
+            self.written + values.len() <= self.expected,
+            "{}: more values than the declared shape holds",
+            self.path.display()
+        );
+        let out = self.out.as_mut().expect("writer is open until finish");
+        let mut buf = Vec::with_capacity(values.len() * 4);
+        values
+            .iter()
+            .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
+        out.write_all(&buf)
+            .with_context(|| format!("cannot write {}", self.path.display()))?;
+        self.written += values.len();
+        Ok(())
+    }
+
+    /// Checks the count, flushes, syncs and renames the file into place.
+    pub fn finish(mut self) -> Result<()> {
+        ensure!(
+            self.written == self.expected,
+            "{}: wrote {} values, the shape declares {}",
+            self.path.display(),
+            self.written,
+            self.expected
+        );
+        let out = self.out.take().expect("writer is open until finish");
+        let result = (|| -> std::io::Result<()> {
+            let file = out.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            std::fs::rename(&self.tmp, &self.path)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        result.with_context(|| format!("cannot write {}", self.path.display()))
+    }
+}
+
+impl Drop for NpyWriter {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_header_alignment() {
+        let dir = tempdir();
+        let p = dir.join("a.npy");
+        let data: Vec<f32> = (0..24).map(|i| i as f32 * 0.5 - 3.0).collect();
+        write_f32(&p, &[2, 3, 4], &data).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!((bytes.len() - 24 * 4) % 64, 0);
+        assert_eq!(&bytes[..8], b"\x93NUMPY\x01\x00");
+        let a = read_f32(&p).unwrap();
+        assert_eq!(a.shape, vec![2, 3, 4]);
+        assert_eq!(a.data, data);
+        write_f32(&p, &[3], &[1.0, 2.0, 3.0]).unwrap();
+        assert_eq!(read_f32(&p).unwrap().shape, vec![3]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn reads_what_numpy_writes() {
+        // np.save of np.arange(3, dtype='<f4').reshape(1, 3): header as numpy 2 writes it.
+        let mut bytes = b"\x93NUMPY\x01\x00v\x00".to_vec();
+        let dict = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3), }";
+        bytes.extend_from_slice(dict.as_bytes());
+        bytes.resize(127, b' ');
+        bytes.push(b'\n');
+        for v in [0f32, 1.0, 2.0] {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        let a = parse_f32(&bytes).unwrap();
+        assert_eq!((a.shape, a.data), (vec![1, 3], vec![0.0, 1.0, 2.0]));
+    }
+
+    #[test]
+    fn rejects_other_dtypes_orders_and_lengths() {
+        fn replace(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+            let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
+            [&bytes[..at], to, &bytes[at + from.len()..]].concat()
+        }
+        let mut h = header(&[2]);
+        let mut b = replace(&h, b"<f4", b"<f8");
+        b.extend_from_slice(&[0u8; 16]);
+        let e = parse_f32(&b).unwrap_err().to_string();
+        assert!(e.contains("float64") && e.contains("'<f8'"), "{e}");
+        let mut b = replace(&h, b"False", b"True ");
+        b.extend_from_slice(&[0u8; 8]);
+        assert!(parse_f32(&b).unwrap_err().to_string().contains("Fortran"));
+        h.extend_from_slice(&[0u8; 7]);
+        assert!(parse_f32(&h)
+            .unwrap_err()
+            .to_string()
+            .contains("needs 8 data bytes"));
+        assert!(parse_f32(b"not numpy at all").is_err());
+        assert!(parse_f32(b"").is_err());
+    }
+
+    #[test]
+    fn streaming_writer_checks_count_and_cleans_up() {
+        let dir = tempdir();
+        let p = dir.join("s.npy");
+        let mut w = NpyWriter::create(&p, &[2, 2]).unwrap();
+        w.write(&[1.0, 2.0]).unwrap();
+        w.write(&[3.0, 4.0]).unwrap();
+        assert!(w.write(&[5.0]).is_err());
+        w.finish().unwrap();
+        assert_eq!(read_f32(&p).unwrap().data, vec![1.0, 2.0, 3.0, 4.0]);
+        let mut w = NpyWriter::create(&dir.join("t.npy"), &[4]).unwrap();
+        w.write(&[1.0]).unwrap();
+        assert!(w.finish().is_err());
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("s.npy")]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn tempdir() -> PathBuf {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let d = std::env::temp_dir().join(format!(
+            "wgan-npy-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}

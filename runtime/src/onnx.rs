@@ -1,0 +1,819 @@
+//! Reading an ONNX file's interface without an inference engine, and checking the generator
+//! contract (DESIGN.md §2).
+//!
+//! A small protobuf wire-format reader extracts what the contract needs — IR and opset
+//! versions, producer, graph inputs and outputs with their types and shapes, initializer names,
+//! node op types and `metadata_props` — and skips everything else (weights are not copied).
+//! Both backends are handed a file only after [`Contract::check`] accepted it, so a classifier,
+//! a truncated file or a text file is refused with one line that says what was found and what
+//! was expected, whichever backend is compiled in.
+
+use anyhow::{bail, ensure, Context, Result};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// ONNX `TensorProto.DataType` value for f32.
+pub const FLOAT: i32 = 1;
+
+/// One dimension of a value's declared shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Dim {
+    Fixed(i64),
+    Symbol(String),
+    /// Declared without a value or a name.
+    Unknown,
+}
+
+impl fmt::Display for Dim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dim::Fixed(v) => write!(f, "{v}"),
+            Dim::Symbol(s) => f.write_str(s),
+            Dim::Unknown => f.write_str("?"),
+        }
+    }
+}
+
+impl Dim {
+    fn fixed(&self) -> Option<usize> {
+        match self {
+            Dim::Fixed(v) if *v > 0 => Some(*v as usize),
+            _ => None,
+        }
+    }
+}
+
+/// A graph input or output: name, element type and (when declared) shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ValueInfo {
+    pub name: String,
+    /// ONNX element type (1 = float); 0 when the value is not a tensor or has no type.
+    pub elem_type: i32,
+    /// `None` when the file declares no shape.
+    pub shape: Option<Vec<Dim>>,
+}
+
+impl ValueInfo {
+    /// The shape as `[N, 100, 1, 1]`, or `unknown` when not declared.
+    pub fn shape_text(&self) -> String {
+        match &self.shape {
+            None => "unknown".into(),
+            Some(dims) => format!(
+                "[{}]",
+                dims.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        elem_type_name(self.elem_type)
+    }
+}
+
+/// Name of an ONNX element type.
+pub fn elem_type_name(t: i32) -> &'static str {
+    match t {
+        0 => "untyped",
+        1 => "f32",
+        2 => "u8",
+        3 => "i8",
+        4 => "u16",
+        5 => "i16",
+        6 => "i32",
+        7 => "i64",
+        8 => "string",
+        9 => "bool",
+        10 => "f16",
+        11 => "f64",
+        12 => "u32",
+        13 => "u64",
+        16 => "bf16",
+        _ => "other",
+    }
+}
+
+/// What an ONNX file declares about itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ModelInfo {
+    pub ir_version: i64,
+    /// `(domain, version)`; the default domain is `""`.
+    pub opsets: Vec<(String, i64)>,
+    pub producer_name: String,
+    pub producer_version: String,
+    pub graph_name: String,
+    /// Graph inputs that are not initializers.
+    pub inputs: Vec<ValueInfo>,
+    pub outputs: Vec<ValueInfo>,
+    /// `metadata_props` in file order.
+    pub metadata: Vec<(String, String)>,
+    /// Number of nodes per op type.
+    pub ops: BTreeMap<String, usize>,
+    pub initializers: usize,
+    /// Number of weight values (product of initializer dims).
+    pub parameters: u64,
+    pub file_bytes: usize,
+}
+
+impl ModelInfo {
+    /// Parses the interface of an ONNX file's bytes.
+    pub fn parse(bytes: &[u8]) -> Result<ModelInfo> {
+        ensure!(
+            !bytes.is_empty(),
+            "the file is empty (0 bytes); expected an ONNX model"
+        );
+        let mut info = ModelInfo {
+            file_bytes: bytes.len(),
+            ..Default::default()
+        };
+        let mut graph = None;
+        let decoded = (|| -> Result<()> {
+            for field in Fields(bytes, 0) {
+                match field? {
+                    (1, Value::Varint(v)) => info.ir_version = v as i64,
+                    (2, Value::Bytes(b)) => info.producer_name = string(b)?,
+                    (3, Value::Bytes(b)) => info.producer_version = string(b)?,
+                    (7, Value::Bytes(b)) => graph = Some(b),
+                    (8, Value::Bytes(b)) => {
+                        let (mut domain, mut version) = (String::new(), 0);
+                        for f in Fields(b, 0) {
+                            match f? {
+                                (1, Value::Bytes(d)) => domain = string(d)?,
+                                (2, Value::Varint(v)) => version = v as i64,
+                                _ => {}
+                            }
+                        }
+                        info.opsets.push((domain, version));
+                    }
+                    (14, Value::Bytes(b)) => {
+                        let (mut k, mut v) = (String::new(), String::new());
+                        for f in Fields(b, 0) {
+                            match f? {
+                                (1, Value::Bytes(d)) => k = string(d)?,
+                                (2, Value::Bytes(d)) => v = string(d)?,
+                                _ => {}
+                            }
+                        }
+                        info.metadata.push((k, v));
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        })();
+        decoded.context("not an ONNX model (the protobuf encoding is broken: truncated or another kind of file)")?;
+        let graph =
+            graph.context("not an ONNX model (no graph; truncated or another kind of file)")?;
+        ensure!(
+            info.ir_version > 0 && !info.opsets.is_empty(),
+            "not an ONNX model (no IR version or opset import; truncated or another kind of file)"
+        );
+        info.parse_graph(graph).context(
+            "not an ONNX model (its graph cannot be decoded: truncated or another kind of file)",
+        )?;
+        Ok(info)
+    }
+
+    fn parse_graph(&mut self, graph: &[u8]) -> Result<()> {
+        let mut inputs = Vec::new();
+        let mut init_names = std::collections::HashSet::new();
+        for field in Fields(graph, 0) {
+            match field? {
+                (1, Value::Bytes(node)) => {
+                    let mut op = String::new();
+                    for f in Fields(node, 0) {
+                        if let (4, Value::Bytes(b)) = f? {
+                            op = string(b)?;
+                        }
+                    }
+                    *self.ops.entry(op).or_default() += 1;
+                }
+                (2, Value::Bytes(b)) => self.graph_name = string(b)?,
+                (5, Value::Bytes(t)) => {
+                    let mut count = 1u64;
+                    for f in Fields(t, 0) {
+                        match f? {
+                            (1, Value::Varint(d)) => count = count.saturating_mul(d),
+                            (1, Value::Bytes(packed)) => {
+                                for d in Varints(packed, 0) {
+                                    count = count.saturating_mul(d?);
+                                }
+                            }
+                            (8, Value::Bytes(n)) => {
+                                init_names.insert(string(n)?);
+                            }
+                            _ => {}
+                        }
+                    }
+                    self.initializers += 1;
+                    self.parameters = self.parameters.saturating_add(count);
+                }
+                (11, Value::Bytes(b)) => inputs.push(value_info(b)?),
+                (12, Value::Bytes(b)) => self.outputs.push(value_info(b)?),
+                _ => {}
+            }
+        }
+        self.inputs = inputs
+            .into_iter()
+            .filter(|i| !init_names.contains(&i.name))
+            .collect();
+        Ok(())
+    }
+
+    /// The value of a `metadata_props` key.
+    pub fn meta(&self, key: &str) -> Option<&str> {
+        self.metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The default-domain opset version (0 when absent).
+    pub fn opset(&self) -> i64 {
+        self.opsets
+            .iter()
+            .find(|(d, _)| d.is_empty() || d == "ai.onnx")
+            .map_or(0, |(_, v)| *v)
+    }
+}
+
+fn value_info(bytes: &[u8]) -> Result<ValueInfo> {
+    let mut vi = ValueInfo {
+        name: String::new(),
+        elem_type: 0,
+        shape: None,
+    };
+    for f in Fields(bytes, 0) {
+        match f? {
+            (1, Value::Bytes(b)) => vi.name = string(b)?,
+            (2, Value::Bytes(type_proto)) => {
+                for f in Fields(type_proto, 0) {
+                    // TypeProto.tensor_type
+                    if let (1, Value::Bytes(tensor)) = f? {
+                        for f in Fields(tensor, 0) {
+                            match f? {
+                                (1, Value::Varint(t)) => vi.elem_type = t as i32,
+                                (2, Value::Bytes(shape)) => {
+                                    let mut dims = Vec::new();
+                                    for f in Fields(shape, 0) {
+                                        if let (1, Value::Bytes(dim)) = f? {
+                                            let mut d = Dim::Unknown;
+                                            for f in Fields(dim, 0) {
+                                                match f? {
+                                                    (1, Value::Varint(v)) => {
+                                                        d = Dim::Fixed(v as i64)
+                                                    }
+                                                    (2, Value::Bytes(p)) => {
+                                                        d = Dim::Symbol(string(p)?)
+                                                    }
+                                                    _ => {}
+                                                }
+                                            }
+                                            dims.push(d);
+                                        }
+                                    }
+                                    vi.shape = Some(dims);
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(vi)
+}
+
+fn string(b: &[u8]) -> Result<String> {
+    String::from_utf8(b.to_vec()).context("a string field is not UTF-8")
+}
+
+enum Value<'a> {
+    Varint(u64),
+    Bytes(&'a [u8]),
+    Fixed,
+}
+
+/// Iterates over the `(field number, value)` pairs of one protobuf message.
+struct Fields<'a>(&'a [u8], usize);
+
+fn varint(buf: &[u8], pos: &mut usize) -> Result<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *buf
+            .get(*pos)
+            .context("a number runs past the end of the data")?;
+        *pos += 1;
+        v |= ((b & 0x7f) as u64) << shift;
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    bail!("a number is longer than 10 bytes")
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<(u64, Value<'a>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let Fields(buf, pos) = self;
+        if *pos >= buf.len() {
+            return None;
+        }
+        let item = (|| {
+            let key = varint(buf, pos)?;
+            let (field, wire) = (key >> 3, key & 7);
+            ensure!(field > 0, "field number 0 at byte {pos}");
+            let value = match wire {
+                0 => Value::Varint(varint(buf, pos)?),
+                1 | 5 => {
+                    let n = if wire == 1 { 8 } else { 4 };
+                    ensure!(
+                        *pos + n <= buf.len(),
+                        "a fixed-size field runs past the end of the data"
+                    );
+                    *pos += n;
+                    Value::Fixed
+                }
+                2 => {
+                    let len = varint(buf, pos)? as usize;
+                    ensure!(
+                        len <= buf.len() - *pos,
+                        "a field of {len} bytes runs past the end of the data ({} bytes left)",
+                        buf.len() - *pos
+                    );
+                    let b = &buf[*pos..*pos + len];
+                    *pos += len;
+                    Value::Bytes(b)
+                }
+                w => bail!("unknown protobuf wire type {w}"),
+            };
+            Ok((field, value))
+        })();
+        if item.is_err() {
+            *pos = buf.len();
+        }
+        Some(item)
+    }
+}
+
+/// Packed repeated varints.
+struct Varints<'a>(&'a [u8], usize);
+
+impl Iterator for Varints<'_> {
+    type Item = Result<u64>;
+    fn next(&mut self) -> Option<Result<u64>> {
+        (self.1 < self.0.len()).then(|| varint(self.0, &mut self.1))
+    }
+}
+
+/// How the batch dimension is declared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BatchDim {
+    /// Any batch size; the symbol's name in the file (`N` when unnamed).
+    Symbolic(String),
+    /// The model only runs this many latents at a time; larger runs are split (and the last
+    /// batch padded).
+    Fixed(usize),
+}
+
+/// A generator's interface, checked: `z [N, z_dim, 1, 1] → image [N, C, H, W]`, f32.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contract {
+    pub input: String,
+    pub output: String,
+    pub batch: BatchDim,
+    pub z_dim: usize,
+    /// `[C, H, W]` of one image when the file declares it (output shape or metadata); the
+    /// backends fill it in otherwise.
+    pub image: Option<[usize; 3]>,
+    /// Departures from our exporter's conventions that are accepted (other names, no metadata).
+    pub notes: Vec<String>,
+}
+
+impl Contract {
+    /// Checks `info` against the generator contract. Errors say what was found and what a
+    /// generator looks like.
+    pub fn check(info: &ModelInfo) -> Result<Contract> {
+        let shape_of = |vs: &[ValueInfo]| {
+            vs.iter()
+                .map(|v| format!("'{}' {} {}", v.name, v.type_name(), v.shape_text()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let input = match info.inputs.as_slice() {
+            [one] => one,
+            [] => bail!("the model has no inputs; a generator takes one input, z as [N, z_dim, 1, 1] f32"),
+            many => bail!(
+                "the model has {} inputs ({}); a generator takes one input, z as [N, z_dim, 1, 1] f32",
+                many.len(),
+                shape_of(many)
+            ),
+        };
+        let output = match info.outputs.as_slice() {
+            [one] => one,
+            [] => bail!("the model has no outputs; a generator has one output, image as [N, C, H, W] f32"),
+            many => bail!(
+                "the model has {} outputs ({}); a generator has one output, image as [N, C, H, W] f32",
+                many.len(),
+                shape_of(many)
+            ),
+        };
+        let mut notes = Vec::new();
+        ensure!(
+            input.elem_type == FLOAT,
+            "model input '{}' is {} {}; a generator takes z as [N, z_dim, 1, 1] f32",
+            input.name,
+            input.type_name(),
+            input.shape_text()
+        );
+        let z_dims = input.shape.as_ref().filter(|s| s.len() == 4);
+        let (batch_in, z_dim) = match z_dims.map(|d| d.as_slice()) {
+            Some([n, z, one_a, one_b])
+                if z.fixed().is_some()
+                    && one_a.fixed() == Some(1)
+                    && one_b.fixed() == Some(1)
+                    && !matches!(n, Dim::Fixed(v) if *v <= 0) =>
+            {
+                (n.clone(), z.fixed().unwrap())
+            }
+            _ => bail!(
+                "model input '{}' has shape {}; a generator takes z as [N, z_dim, 1, 1]",
+                input.name,
+                input.shape_text()
+            ),
+        };
+        ensure!(
+            output.elem_type == FLOAT,
+            "model output '{}' is {} {}; a generator's output is image as [N, C, H, W] f32",
+            output.name,
+            output.type_name(),
+            output.shape_text()
+        );
+        let out_dims = match &output.shape {
+            Some(d) if d.len() == 4 => Some(d.as_slice()),
+            None => None,
+            Some(_) => bail!(
+                "model output '{}' has shape {}; a generator's output is image as [N, C, H, W]",
+                output.name,
+                output.shape_text()
+            ),
+        };
+        let batch = match (&batch_in, out_dims.map(|d| &d[0])) {
+            (Dim::Fixed(n), Some(Dim::Fixed(m))) if n != m => bail!(
+                "model input '{}' has batch {n} but output '{}' has batch {m}; a generator makes one image per latent",
+                input.name,
+                output.name
+            ),
+            (Dim::Fixed(n), _) => BatchDim::Fixed(*n as usize),
+            (Dim::Symbol(s), _) => BatchDim::Symbolic(s.clone()),
+            (Dim::Unknown, _) => BatchDim::Symbolic("N".into()),
+        };
+        let mut image = out_dims.and_then(|d| Some([d[1].fixed()?, d[2].fixed()?, d[3].fixed()?]));
+
+        if input.name != "z" {
+            notes.push(format!(
+                "input is named '{}' (our exporter names it 'z')",
+                input.name
+            ));
+        }
+        if output.name != "image" {
+            notes.push(format!(
+                "output is named '{}' (our exporter names it 'image')",
+                output.name
+            ));
+        }
+        if let BatchDim::Fixed(n) = batch {
+            notes.push(format!(
+                "batch size is fixed to {n} in the file: larger runs are split"
+            ));
+        }
+        if !info.metadata.iter().any(|(k, _)| k.starts_with("wgan.")) {
+            notes.push("no wgan.* metadata: shapes come from the graph".into());
+        }
+
+        let meta_usize = |key: &str| -> Result<Option<usize>> {
+            info.meta(key)
+                .map(|v| {
+                    v.trim()
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|&x| x > 0)
+                        .with_context(|| {
+                            format!("metadata {key} is '{v}'; expected a positive integer")
+                        })
+                })
+                .transpose()
+        };
+        if let Some(z) = meta_usize("wgan.z_dim")? {
+            ensure!(
+                z == z_dim,
+                "metadata wgan.z_dim is {z} but input '{}' has shape {} (z_dim {z_dim})",
+                input.name,
+                input.shape_text()
+            );
+        }
+        let (meta_c, meta_size) = (meta_usize("wgan.channels")?, meta_usize("wgan.image_size")?);
+        match (&mut image, meta_c, meta_size) {
+            (Some([c, h, w]), mc, ms) => {
+                if let Some(mc) = mc {
+                    ensure!(
+                        mc == *c,
+                        "metadata wgan.channels is {mc} but output '{}' has shape {}",
+                        output.name,
+                        output.shape_text()
+                    );
+                }
+                if let Some(ms) = ms {
+                    ensure!(
+                        ms == *h && ms == *w,
+                        "metadata wgan.image_size is {ms} but output '{}' has shape {}",
+                        output.name,
+                        output.shape_text()
+                    );
+                }
+            }
+            (None, Some(c), Some(s)) => image = Some([c, s, s]),
+            (None, _, _) => {}
+        }
+        if let Some(range) = info.meta("wgan.output_range") {
+            let r: String = range.chars().filter(|c| !c.is_whitespace()).collect();
+            ensure!(
+                r == "-1,1",
+                "metadata wgan.output_range is '{range}'; this runtime maps images from [-1, 1]"
+            );
+        }
+        Ok(Contract {
+            input: input.name.clone(),
+            output: output.name.clone(),
+            batch,
+            z_dim,
+            image,
+            notes,
+        })
+    }
+
+    /// A one-line summary: `z [N, 100, 1, 1] → image [N, 1, 32, 32]`.
+    pub fn summary(&self) -> String {
+        let n = match &self.batch {
+            BatchDim::Symbolic(s) => s.clone(),
+            BatchDim::Fixed(n) => n.to_string(),
+        };
+        let img = match self.image {
+            Some([c, h, w]) => format!("[{n}, {c}, {h}, {w}]"),
+            None => format!("[{n}, ?, ?, ?]"),
+        };
+        format!(
+            "{} [{n}, {}, 1, 1] → {} {img}",
+            self.input, self.z_dim, self.output
+        )
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    // A tiny protobuf writer for building test models.
+    fn key(field: u64, wire: u64, out: &mut Vec<u8>) {
+        put_varint((field << 3) | wire, out);
+    }
+    fn put_varint(mut v: u64, out: &mut Vec<u8>) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+    fn bytes(field: u64, b: &[u8], out: &mut Vec<u8>) {
+        key(field, 2, out);
+        put_varint(b.len() as u64, out);
+        out.extend_from_slice(b);
+    }
+    fn int(field: u64, v: u64, out: &mut Vec<u8>) {
+        key(field, 0, out);
+        put_varint(v, out);
+    }
+    fn vi(name: &str, elem: u64, dims: &[Dim]) -> Vec<u8> {
+        let mut shape = Vec::new();
+        for d in dims {
+            let mut dim = Vec::new();
+            match d {
+                Dim::Fixed(v) => int(1, *v as u64, &mut dim),
+                Dim::Symbol(s) => bytes(2, s.as_bytes(), &mut dim),
+                Dim::Unknown => {}
+            }
+            bytes(1, &dim, &mut shape);
+        }
+        let mut tensor = Vec::new();
+        int(1, elem, &mut tensor);
+        bytes(2, &shape, &mut tensor);
+        let mut ty = Vec::new();
+        bytes(1, &tensor, &mut ty);
+        let mut v = Vec::new();
+        bytes(1, name.as_bytes(), &mut v);
+        bytes(2, &ty, &mut v);
+        v
+    }
+
+    /// An ONNX-shaped protobuf with the given interface (no nodes), for contract tests.
+    pub(crate) fn model(
+        inputs: &[(&str, u64, Vec<Dim>)],
+        outputs: &[(&str, u64, Vec<Dim>)],
+        meta: &[(&str, &str)],
+    ) -> Vec<u8> {
+        let mut graph = Vec::new();
+        let mut node = Vec::new();
+        bytes(4, b"ConvTranspose", &mut node);
+        bytes(1, &node, &mut graph);
+        bytes(2, b"g", &mut graph);
+        let mut init = Vec::new();
+        int(1, 3, &mut init);
+        int(1, 4, &mut init);
+        bytes(8, b"w", &mut init);
+        bytes(5, &init, &mut graph);
+        for (n, t, d) in inputs {
+            bytes(11, &vi(n, *t, d), &mut graph);
+        }
+        bytes(11, &vi("w", 1, &[Dim::Fixed(3), Dim::Fixed(4)]), &mut graph);
+        for (n, t, d) in outputs {
+            bytes(12, &vi(n, *t, d), &mut graph);
+        }
+        let mut m = Vec::new();
+        int(1, 8, &mut m);
+        bytes(2, b"test", &mut m);
+        bytes(7, &graph, &mut m);
+        let mut opset = Vec::new();
+        int(2, 17, &mut opset);
+        bytes(8, &opset, &mut m);
+        for (k, v) in meta {
+            let mut e = Vec::new();
+            bytes(1, k.as_bytes(), &mut e);
+            bytes(2, v.as_bytes(), &mut e);
+            bytes(14, &e, &mut m);
+        }
+        m
+    }
+
+    fn sym() -> Dim {
+        Dim::Symbol("N".into())
+    }
+    fn f(v: i64) -> Dim {
+        Dim::Fixed(v)
+    }
+    fn gen_dims() -> (Vec<Dim>, Vec<Dim>) {
+        (
+            vec![sym(), f(100), f(1), f(1)],
+            vec![sym(), f(1), f(32), f(32)],
+        )
+    }
+
+    #[test]
+    fn parses_interface_metadata_and_skips_initializers() {
+        let (i, o) = gen_dims();
+        let bytes = model(
+            &[("z", 1, i)],
+            &[("image", 1, o)],
+            &[("wgan.z_dim", "100"), ("wgan.preset", "small")],
+        );
+        let info = ModelInfo::parse(&bytes).unwrap();
+        assert_eq!(info.ir_version, 8);
+        assert_eq!(info.opset(), 17);
+        assert_eq!(info.inputs.len(), 1);
+        assert_eq!(info.inputs[0].shape_text(), "[N, 100, 1, 1]");
+        assert_eq!(info.meta("wgan.preset"), Some("small"));
+        assert_eq!(info.parameters, 12);
+        assert_eq!(info.ops.get("ConvTranspose"), Some(&1));
+        let c = Contract::check(&info).unwrap();
+        assert_eq!(c.z_dim, 100);
+        assert_eq!(c.image, Some([1, 32, 32]));
+        assert_eq!(c.batch, BatchDim::Symbolic("N".into()));
+        assert!(c.notes.is_empty(), "{:?}", c.notes);
+        assert_eq!(c.summary(), "z [N, 100, 1, 1] → image [N, 1, 32, 32]");
+    }
+
+    #[test]
+    fn broken_files_are_not_onnx() {
+        let (i, o) = gen_dims();
+        let good = model(&[("z", 1, i)], &[("image", 1, o)], &[]);
+        assert!(ModelInfo::parse(&[])
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
+        for cut in [1, 5, good.len() / 2, good.len() - 3] {
+            let e = ModelInfo::parse(&good[..cut]).unwrap_err();
+            assert!(
+                format!("{e:#}").contains("not an ONNX model"),
+                "cut {cut}: {e:#}"
+            );
+        }
+        let e = ModelInfo::parse(b"hello, this is a text file\n").unwrap_err();
+        assert!(format!("{e:#}").contains("not an ONNX model"), "{e:#}");
+    }
+
+    fn check_err(
+        inputs: &[(&str, u64, Vec<Dim>)],
+        outputs: &[(&str, u64, Vec<Dim>)],
+        meta: &[(&str, &str)],
+    ) -> String {
+        let info = ModelInfo::parse(&model(inputs, outputs, meta)).unwrap();
+        format!("{:#}", Contract::check(&info).unwrap_err())
+    }
+
+    #[test]
+    fn other_contracts_are_refused_with_what_was_found() {
+        let (i, o) = gen_dims();
+        let e = check_err(
+            &[("x", 1, vec![f(1), f(784)])],
+            &[("y", 1, vec![f(1), f(10)])],
+            &[],
+        );
+        assert_eq!(
+            e,
+            "model input 'x' has shape [1, 784]; a generator takes z as [N, z_dim, 1, 1]"
+        );
+        let e = check_err(&[("z", 7, i.clone())], &[("image", 1, o.clone())], &[]);
+        assert!(e.contains("is i64 [N, 100, 1, 1]"), "{e}");
+        let e = check_err(
+            &[("z", 1, i.clone()), ("t", 1, vec![f(1)])],
+            &[("image", 1, o.clone())],
+            &[],
+        );
+        assert!(
+            e.starts_with("the model has 2 inputs ('z' f32 [N, 100, 1, 1], 't' f32 [1])"),
+            "{e}"
+        );
+        let e = check_err(
+            &[("z", 1, i.clone())],
+            &[("image", 1, vec![sym(), f(10)])],
+            &[],
+        );
+        assert!(e.contains("output 'image' has shape [N, 10]"), "{e}");
+        let e = check_err(
+            &[("z", 1, i.clone())],
+            &[("image", 1, o.clone())],
+            &[("wgan.z_dim", "64")],
+        );
+        assert!(e.contains("wgan.z_dim is 64"), "{e}");
+        let e = check_err(
+            &[("z", 1, i.clone())],
+            &[("image", 1, o.clone())],
+            &[("wgan.channels", "3")],
+        );
+        assert!(e.contains("wgan.channels is 3"), "{e}");
+        let e = check_err(
+            &[("z", 1, i.clone())],
+            &[("image", 1, o.clone())],
+            &[("wgan.output_range", "0,1")],
+        );
+        assert!(e.contains("output_range"), "{e}");
+        let e = check_err(
+            &[("z", 1, vec![f(2), f(8), f(1), f(1)])],
+            &[("image", 1, vec![f(3), f(1), f(4), f(4)])],
+            &[],
+        );
+        assert!(e.contains("batch 2") && e.contains("batch 3"), "{e}");
+    }
+
+    #[test]
+    fn foreign_generators_are_accepted_with_notes() {
+        let info = ModelInfo::parse(&model(
+            &[("input", 1, vec![f(1), f(64), f(1), f(1)])],
+            &[(
+                "output",
+                1,
+                vec![Dim::Unknown, Dim::Unknown, Dim::Unknown, Dim::Unknown],
+            )],
+            &[],
+        ))
+        .unwrap();
+        let c = Contract::check(&info).unwrap();
+        assert_eq!(
+            (c.input.as_str(), c.output.as_str(), c.z_dim),
+            ("input", "output", 64)
+        );
+        assert_eq!(c.batch, BatchDim::Fixed(1));
+        assert_eq!(c.image, None);
+        assert_eq!(c.notes.len(), 4, "{:?}", c.notes);
+        // Metadata fills in what the graph leaves open.
+        let info = ModelInfo::parse(&model(
+            &[("z", 1, vec![Dim::Unknown, f(64), f(1), f(1)])],
+            &[("image", 1, vec![Dim::Unknown; 4])],
+            &[("wgan.channels", "3"), ("wgan.image_size", "64")],
+        ))
+        .unwrap();
+        let c = Contract::check(&info).unwrap();
+        assert_eq!(
+            (c.image, c.batch),
+            (Some([3, 64, 64]), BatchDim::Symbolic("N".into()))
+        );
+    }
+}

@@ -1,0 +1,648 @@
+//! The `runtime` binary, run for real in fresh temporary folders.
+#![cfg(feature = "cli")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use wgan_runtime::npy;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+/// Runs the binary in `dir` without ORT_DYLIB_PATH unless `env` sets it.
+fn runtime(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runtime"));
+    cmd.args(args).current_dir(dir).env_remove("ORT_DYLIB_PATH");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("runs the runtime binary")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    ok_env(dir, args, &[])
+}
+
+fn ok_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = runtime(dir, args, env);
+    assert!(
+        out.status.success(),
+        "runtime {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Asserts exit code 2 with exactly one `error:` line containing `needle`, and no panic.
+fn fails(dir: &Path, args: &[&str], needle: &str) {
+    fails_env(dir, args, &[], needle)
+}
+
+fn fails_env(dir: &Path, args: &[&str], env: &[(&str, &str)], needle: &str) {
+    let out = runtime(dir, args, env);
+    let err = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "runtime {args:?}: expected exit 2\nstderr: {err}"
+    );
+    assert!(
+        !err.contains("panicked"),
+        "runtime {args:?} panicked: {err}"
+    );
+    let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("warning:")).collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "runtime {args:?}: expected one error line, got:\n{err}"
+    );
+    assert!(lines[0].starts_with("error: "), "runtime {args:?}: {err}");
+    assert!(
+        err.contains(needle),
+        "runtime {args:?}: expected {needle:?} in:\n{err}"
+    );
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn tiny() -> String {
+    fixture("tiny-gen.onnx").display().to_string()
+}
+
+#[cfg(feature = "tract")]
+#[test]
+fn gen_writes_pngs_a_grid_and_raw_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let stdout = ok(
+        d,
+        &[
+            "gen",
+            "--model",
+            &tiny(),
+            "--n",
+            "5",
+            "--batch-size",
+            "2",
+            "--seed",
+            "42",
+            "--out",
+            "imgs",
+            "--grid",
+            "grid.png",
+            "--save-raw",
+            "raw.npy",
+        ],
+    );
+    assert!(stdout.contains("5 PNG files"), "{stdout}");
+    let mut names: Vec<String> = std::fs::read_dir(d.join("imgs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "00000.png",
+            "00001.png",
+            "00002.png",
+            "00003.png",
+            "00004.png"
+        ]
+    );
+    let png = image::open(d.join("imgs/00003.png")).unwrap();
+    assert_eq!(
+        (png.width(), png.height(), png.color()),
+        (16, 16, image::ColorType::L8)
+    );
+    let grid = image::open(d.join("grid.png")).unwrap();
+    assert_eq!((grid.width(), grid.height()), (3 * 18 + 2, 2 * 18 + 2));
+    // Seed 42's latents are the fixture's, so the raw output is onnxruntime's.
+    let raw = npy::read_f32(&d.join("raw.npy")).unwrap();
+    let expected = npy::read_f32(&fixture("tiny-gen.out.npy")).unwrap();
+    assert_eq!(raw.shape, vec![5, 1, 16, 16]);
+    assert!(max_abs_diff(&raw.data, &expected.data) <= 1e-4);
+    // PNG bytes are the rounded raw values.
+    let px = png.to_luma8().get_pixel(5, 7).0[0];
+    assert_eq!(
+        px,
+        wgan_runtime::images::to_u8(expected.data[3 * 256 + 7 * 16 + 5])
+    );
+}
+
+#[cfg(feature = "tract")]
+#[test]
+fn gen_reads_latents_and_streams_large_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let z = fixture("tiny-gen.z.npy").display().to_string();
+    ok(
+        d,
+        &[
+            "gen",
+            "--model",
+            &tiny(),
+            "--latents",
+            &z,
+            "--batch-size",
+            "3",
+            "--save-raw",
+            "raw.npy",
+            "-q",
+        ],
+    );
+    let raw = npy::read_f32(&d.join("raw.npy")).unwrap();
+    let expected = npy::read_f32(&fixture("tiny-gen.out.npy")).unwrap();
+    assert!(max_abs_diff(&raw.data, &expected.data) <= 1e-4);
+    // 1000 images in batches of 64: the first five are seed 42's at any batch size.
+    ok(
+        d,
+        &[
+            "gen",
+            "--model",
+            &tiny(),
+            "--n",
+            "1000",
+            "--seed",
+            "42",
+            "--save-raw",
+            "big.npy",
+            "--grid",
+            "big.png",
+            "-q",
+        ],
+    );
+    let big = npy::read_f32(&d.join("big.npy")).unwrap();
+    assert_eq!(big.shape, vec![1000, 1, 16, 16]);
+    assert!(max_abs_diff(&big.data[..5 * 256], &expected.data) <= 1e-4);
+    assert!(d.join("big.png").is_file());
+}
+
+#[cfg(feature = "tract")]
+#[test]
+fn gen_uses_the_embedded_model_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    ok(
+        dir.path(),
+        &["gen", "--n", "4", "--grid", "g.png", "--threads", "1"],
+    );
+    let g = image::open(dir.path().join("g.png")).unwrap();
+    assert_eq!((g.width(), g.height()), (2 * 34 + 2, 2 * 34 + 2));
+}
+
+#[test]
+fn info_prints_the_contract_and_metadata() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(dir.path(), &["info", &tiny()]);
+    assert!(
+        out.contains("contract:   z [N, 8, 1, 1] → image [N, 1, 16, 16] (f32)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("wgan.preset") && out.contains("= tiny"),
+        "{out}"
+    );
+    assert!(
+        out.contains("wgan.output_range") && out.contains("-1,1"),
+        "{out}"
+    );
+    assert!(out.contains("ConvTranspose ×3"), "{out}");
+    let foreign = fixture("foreign-rgb.onnx").display().to_string();
+    let out = ok(dir.path(), &["info", &foreign]);
+    assert!(
+        out.contains("input [2, 6, 1, 1] → output [2, 3, 8, 8]"),
+        "{out}"
+    );
+    assert!(out.contains("note:       input is named 'input'"), "{out}");
+    assert!(out.contains("metadata:   none"), "{out}");
+    let out = ok(dir.path(), &["info"]);
+    assert!(
+        out.contains("embedded mnist-small.onnx") && out.contains("[N, 1, 32, 32]"),
+        "{out}"
+    );
+}
+
+#[cfg(feature = "tract")]
+#[test]
+fn bench_prints_a_latency_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(
+        dir.path(),
+        &[
+            "bench",
+            "--model",
+            &tiny(),
+            "--batch-sizes",
+            "1,4",
+            "--iters",
+            "3",
+        ],
+    );
+    let rows: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.contains("median ms"))
+        .skip(1)
+        .collect();
+    assert_eq!(rows.len(), 2, "{out}");
+    assert!(rows[1].trim_start().starts_with('4'), "{out}");
+}
+
+#[test]
+fn help_documents_every_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(dir.path(), &["gen", "--help"]);
+    for flag in [
+        "--model",
+        "--n",
+        "--batch-size",
+        "--seed",
+        "--out",
+        "--grid",
+        "--backend",
+        "--provider",
+        "--threads",
+        "--latents",
+        "--save-raw",
+        "--ort-lib",
+        "--require-provider",
+    ] {
+        assert!(out.contains(flag), "gen --help lacks {flag}:\n{out}");
+    }
+    assert!(ok(dir.path(), &["bench", "--help"]).contains("--batch-sizes"));
+    assert!(ok(dir.path(), &["--help"]).contains("Exit status"));
+}
+
+#[test]
+fn bad_model_files_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bytes = std::fs::read(fixture("tiny-gen.onnx")).unwrap();
+    std::fs::write(d.join("empty.onnx"), b"").unwrap();
+    std::fs::write(d.join("truncated.onnx"), &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(d.join("text.onnx"), "this is not a model\n").unwrap();
+    let classifier = fixture("classifier.onnx").display().to_string();
+    for cmd in ["gen", "bench"] {
+        let extra: &[&str] = if cmd == "gen" {
+            &["--grid", "g.png"]
+        } else {
+            &["--iters", "1"]
+        };
+        let run = |model: &str, needle: &str| {
+            let mut args = vec![cmd, "--model", model];
+            args.extend_from_slice(extra);
+            fails(d, &args, needle);
+        };
+        run("missing.onnx", "cannot read model missing.onnx");
+        run("empty.onnx", "is empty (0 bytes)");
+        run("truncated.onnx", "not an ONNX model");
+        run("text.onnx", "not an ONNX model");
+        run(
+            &classifier,
+            "model input 'x' has shape [N, 784]; a generator takes z as [N, z_dim, 1, 1]",
+        );
+    }
+    fails(
+        d,
+        &["info", "missing.onnx"],
+        "cannot read model missing.onnx",
+    );
+    fails(d, &["info", "truncated.onnx"], "not an ONNX model");
+    fails(d, &["info", &classifier], "a generator takes z");
+}
+
+#[test]
+fn bad_arguments_and_outputs_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let t = tiny();
+    fails(
+        d,
+        &["gen", "--model", &t, "--n", "0", "--grid", "g.png"],
+        "--n must be at least 1",
+    );
+    fails(
+        d,
+        &["gen", "--model", &t, "--batch-size", "0", "--grid", "g.png"],
+        "--batch-size must be at least 1",
+    );
+    fails(
+        d,
+        &["gen", "--model", &t, "--threads", "0", "--grid", "g.png"],
+        "--threads must be at least 1",
+    );
+    fails(
+        d,
+        &["gen", "--model", &t, "--n", "many", "--grid", "g.png"],
+        "invalid value 'many'",
+    );
+    fails(d, &["gen", "--model", &t], "nothing to write");
+    fails(
+        d,
+        &[
+            "gen",
+            "--model",
+            &t,
+            "--backend",
+            "torch",
+            "--grid",
+            "g.png",
+        ],
+        "unknown backend 'torch'",
+    );
+    fails(
+        d,
+        &[
+            "gen",
+            "--model",
+            &t,
+            "--provider",
+            "cuda",
+            "--grid",
+            "g.png",
+        ],
+        "need --backend ort",
+    );
+    fails(
+        d,
+        &[
+            "gen",
+            "--model",
+            &t,
+            "--provider",
+            "rocm",
+            "--grid",
+            "g.png",
+        ],
+        "unknown execution provider 'rocm'",
+    );
+    fails(d, &["frobnicate"], "unrecognized subcommand");
+    // Unwritable outputs: a folder under a regular file, a grid in a missing folder.
+    std::fs::write(d.join("file"), b"x").unwrap();
+    fails(
+        d,
+        &["gen", "--model", &t, "--out", "file/sub"],
+        "cannot create output folder file/sub",
+    );
+    fails(
+        d,
+        &["gen", "--model", &t, "--grid", "missing/g.png"],
+        "folder missing does not exist",
+    );
+    fails(
+        d,
+        &["gen", "--model", &t, "--save-raw", "file/raw.npy"],
+        "cannot write file/raw.npy",
+    );
+    assert!(!d.join("g.png").exists());
+}
+
+#[test]
+fn bad_latent_files_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let t = tiny();
+    npy::write_f32(&d.join("shape.npy"), &[5, 7, 1, 1], &[0.0; 35]).unwrap();
+    npy::write_f32(&d.join("flat.npy"), &[5, 8], &[0.0; 40]).unwrap();
+    let mut f64_file = std::fs::read(d.join("flat.npy")).unwrap();
+    let at = f64_file.windows(3).position(|w| w == b"<f4").unwrap();
+    f64_file[at..at + 3].copy_from_slice(b"<f8");
+    f64_file.extend_from_slice(&[0u8; 160]);
+    std::fs::write(d.join("f64.npy"), f64_file).unwrap();
+    std::fs::write(d.join("junk.npy"), b"junk").unwrap();
+    let gen = |z: &str, needle: &str| {
+        fails(
+            d,
+            &["gen", "--model", &t, "--latents", z, "--grid", "g.png"],
+            needle,
+        )
+    };
+    gen(
+        "shape.npy",
+        "have shape [5, 7, 1, 1]; the model takes [N, 8, 1, 1]",
+    );
+    gen(
+        "flat.npy",
+        "have shape [5, 8]; the model takes [N, 8, 1, 1]",
+    );
+    gen(
+        "f64.npy",
+        "holds float64 values ('<f8'); expected float32 ('<f4')",
+    );
+    gen("junk.npy", "no .npy magic number");
+    gen("none.npy", "cannot read none.npy");
+    fails(
+        d,
+        &[
+            "gen",
+            "--model",
+            &t,
+            "--latents",
+            "shape.npy",
+            "--n",
+            "3",
+            "--grid",
+            "g.png",
+        ],
+        "cannot be used with",
+    );
+}
+
+#[cfg(not(feature = "ort"))]
+#[test]
+fn ort_backend_missing_from_the_build_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    fails(
+        dir.path(),
+        &[
+            "gen",
+            "--model",
+            &tiny(),
+            "--backend",
+            "ort",
+            "--grid",
+            "g.png",
+        ],
+        "rebuild with `--features ort`",
+    );
+    fails(
+        dir.path(),
+        &["bench", "--backend", "ort"],
+        "the ort backend is not compiled into this build",
+    );
+}
+
+#[cfg(feature = "ort")]
+mod ort {
+    use super::*;
+
+    fn ort_lib() -> String {
+        if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+            return p.to_string_lossy().into_owned();
+        }
+        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/lib");
+        let lib = std::fs::read_dir(&venv).ok().and_then(|dirs| {
+            dirs.flatten().find_map(|py| {
+                let capi = py.path().join("site-packages/onnxruntime/capi");
+                std::fs::read_dir(capi)
+                    .ok()?
+                    .flatten()
+                    .map(|e| e.path())
+                    .find(|p| {
+                        p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so"))
+                    })
+            })
+        });
+        lib.map(|p| p.display().to_string()).unwrap_or_else(|| {
+            panic!(
+                "ONNX Runtime's library is missing: run `eval \"$(scripts/test-env.sh)\"` from the workspace root \
+                 (it installs the onnxruntime wheel into .venv and sets ORT_DYLIB_PATH)"
+            )
+        })
+    }
+
+    #[test]
+    fn gen_with_ort_matches_onnxruntime() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let lib = ort_lib();
+        let args = [
+            "gen",
+            "--model",
+            &tiny(),
+            "--backend",
+            "ort",
+            "--n",
+            "5",
+            "--seed",
+            "42",
+            "--save-raw",
+            "raw.npy",
+        ];
+        // Through ORT_DYLIB_PATH, then through --ort-lib.
+        ok_env(d, &args, &[("ORT_DYLIB_PATH", &lib)]);
+        let raw = npy::read_f32(&d.join("raw.npy")).unwrap();
+        let expected = npy::read_f32(&fixture("tiny-gen.out.npy")).unwrap();
+        assert!(max_abs_diff(&raw.data, &expected.data) <= 1e-4);
+        let mut with_flag = args.to_vec();
+        with_flag.extend(["--ort-lib", &lib]);
+        let out = ok(d, &with_flag);
+        assert!(out.contains("onnxruntime from"), "{out}");
+        let bench = ok(
+            d,
+            &[
+                "bench",
+                "--model",
+                &tiny(),
+                "--backend",
+                "ort",
+                "--ort-lib",
+                &lib,
+                "--batch-sizes",
+                "2",
+                "--iters",
+                "2",
+            ],
+        );
+        assert!(bench.contains("median ms"), "{bench}");
+    }
+
+    #[test]
+    fn missing_onnxruntime_library_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let t = tiny();
+        fails(
+            d,
+            &["gen", "--model", &t, "--backend", "ort", "--grid", "g.png"],
+            "ONNX Runtime library not found: install the onnxruntime wheel",
+        );
+        fails(
+            d,
+            &[
+                "gen",
+                "--model",
+                &t,
+                "--backend",
+                "ort",
+                "--ort-lib",
+                "nope.so",
+                "--grid",
+                "g.png",
+            ],
+            "nope.so does not exist (from --ort-lib)",
+        );
+        fails_env(
+            d,
+            &["gen", "--model", &t, "--backend", "ort", "--grid", "g.png"],
+            &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")],
+            "from ORT_DYLIB_PATH",
+        );
+        std::fs::write(d.join("fake.so"), b"not a library").unwrap();
+        fails(
+            d,
+            &[
+                "gen",
+                "--model",
+                &t,
+                "--backend",
+                "ort",
+                "--ort-lib",
+                "fake.so",
+                "--grid",
+                "g.png",
+            ],
+            "cannot load ONNX Runtime",
+        );
+    }
+
+    #[test]
+    fn required_provider_that_is_missing_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = ort_lib();
+        let args = [
+            "gen",
+            "--model",
+            &tiny(),
+            "--backend",
+            "ort",
+            "--ort-lib",
+            &lib,
+            "--provider",
+            "tensorrt,cuda",
+            "--grid",
+            "g.png",
+        ];
+        let out = runtime(dir.path(), &args, &[]);
+        let err = text(&out.stderr);
+        if out.status.success() && !err.contains("warning:") {
+            return; // A GPU build on a GPU machine: both registered.
+        }
+        assert!(out.status.success(), "{err}");
+        assert!(
+            err.contains("warning: execution provider tensorrt not used"),
+            "{err}"
+        );
+        let mut required = args.to_vec();
+        required.push("--require-provider");
+        fails(
+            dir.path(),
+            &required,
+            "execution provider tensorrt is required",
+        );
+    }
+}
