@@ -160,7 +160,11 @@ pub fn temp_path_beside(path: &Path) -> Result<std::path::PathBuf> {
     let name = path
         .file_name()
         .with_context(|| format!("{} is not a file path", path.display()))?;
-    Ok(dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id())))
+    Ok(dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
 }
 
 /// Writes `bytes` to `path` atomically (temporary file in the same directory, fsync, rename).
