@@ -15,7 +15,6 @@ and a release build of the trainer (`cargo build --release -p wgan-trainer`).
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -61,51 +60,84 @@ def torch_child(preset, batch, iters, threads, channels=1):
     print(json.dumps({"times": times[1:]}))
 
 
+def run_with_rss(cmd, env):
+    """Runs `cmd`; returns (stdout, peak resident memory of that process in MB)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # Read the pipes on threads so the child never blocks on a full pipe, then reap it with
+    # wait4, which reports this child's own peak RSS.
+    import threading
+    chunks = {"out": "", "err": ""}
+
+    def drain(name, pipe):
+        chunks[name] = pipe.read()
+
+    threads = [threading.Thread(target=drain, args=(k, p)) for k, p in (("out", proc.stdout), ("err", proc.stderr))]
+    for t in threads:
+        t.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    for t in threads:
+        t.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"{cmd[0]} failed ({proc.returncode}):\n{chunks['err']}")
+    return chunks["out"], usage.ru_maxrss / 1024
+
+
+def torch_round(a):
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
+    out, rss = run_with_rss(
+        [sys.executable, __file__, "--child", "--preset", a.preset, "--batch", str(a.batch),
+         "--iters", str(a.iters), "--threads", str(a.threads)], env)
+    return json.loads(out)["times"], rss
+
+
+def ours_round(a):
+    with tempfile.TemporaryDirectory() as tmp:
+        run = os.path.join(tmp, "run")
+        env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
+        _, rss = run_with_rss(
+            [a.trainer, "train", "--preset", a.preset, "--batch-size", str(a.batch),
+             "--steps", str(a.iters + 1), "--sample-every", "1000000",
+             "--checkpoint-every", "1000000", "--out", run], env)
+        with open(os.path.join(run, "metrics.csv")) as f:
+            secs = [float(line.split(",")[6]) for line in f.read().splitlines()[1:]]
+    return secs[1:], rss
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="small", choices=["tiny", "small", "dcgan64"])
     ap.add_argument("--batch", type=int, default=64)
-    ap.add_argument("--iters", type=int, default=4)
+    ap.add_argument("--iters", type=int, default=4, help="timed iterations per round")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="alternating rounds of each engine (drift on a shared machine hits both)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--trainer", default=os.path.join(ROOT, "target", "release", "trainer"))
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         return torch_child(a.preset, a.batch, a.iters, a.threads)
+    if not os.path.exists(a.trainer):
+        sys.exit(f"no trainer at {a.trainer}: build it with `cargo build --release -p wgan-trainer`")
 
-    rows = []
-    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
-    out = subprocess.run(
-        [sys.executable, __file__, "--child", "--preset", a.preset, "--batch", str(a.batch),
-         "--iters", str(a.iters), "--threads", str(a.threads)],
-        check=True, capture_output=True, text=True, env=env).stdout
-    torch_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    rows.append(("PyTorch eager", statistics.median(json.loads(out)["times"]), torch_rss))
+    engines = [("PyTorch eager", torch_round), ("this project", ours_round)]
+    times = {name: [] for name, _ in engines}
+    peak = {name: 0.0 for name, _ in engines}
+    for _ in range(a.rounds):
+        for name, fn in engines:
+            t, rss = fn(a)
+            times[name] += t
+            peak[name] = max(peak[name], rss)
 
-    with tempfile.TemporaryDirectory() as tmp:
-        run = os.path.join(tmp, "run")
-        env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
-        subprocess.run(
-            [a.trainer, "train", "--preset", a.preset, "--batch-size", str(a.batch),
-             "--steps", str(a.iters + 1), "--sample-every", "1000000",
-             "--checkpoint-every", "1000000", "--out", run],
-            check=True, capture_output=True, text=True, env=env)
-        ours_rss = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 0)
-        with open(os.path.join(run, "metrics.csv")) as f:
-            secs = [float(line.split(",")[6]) for line in f.read().splitlines()[1:]]
-        # ru_maxrss of children is the maximum over all children so far: report it only if
-        # it grew past PyTorch's peak, else say "≤".
-        rows.append(("this project (candle)", statistics.median(secs[1:]),
-                     ours_rss if ours_rss > torch_rss else None))
-
-    base_t, base_m = rows[0][1], rows[0][2]
-    print(f"\n{a.preset}, batch {a.batch}, {a.threads} threads, median of {a.iters} iterations "
-          f"(5 critic + 1 generator step)\n")
-    print(f"| engine | s / iteration | ratio | peak RSS (MB) |")
-    print(f"|---|---|---|---|")
-    for name, t, m in rows:
-        mem = f"{m:.0f}" if m is not None else f"≤ {base_m:.0f}"
-        print(f"| {name} | {t:.3f} | {t / base_t:.2f}× | {mem} |")
+    base_t = statistics.median(times["PyTorch eager"])
+    base_m = peak["PyTorch eager"]
+    print(f"\n{a.preset}, batch {a.batch}, {a.threads} threads: median of {a.rounds}×{a.iters} "
+          f"iterations (5 critic + 1 generator step), rounds alternating\n")
+    print("| engine | s / iteration (median) | ratio | peak RSS (MB) | ratio |")
+    print("|---|---|---|---|---|")
+    for name, _ in engines:
+        t, m = statistics.median(times[name]), peak[name]
+        print(f"| {name} | {t:.3f} | {t / base_t:.2f}× | {m:.0f} | {m / base_m:.2f}× |")
 
 
 if __name__ == "__main__":

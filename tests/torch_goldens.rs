@@ -9,7 +9,7 @@
 
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
-use wgan_models::{preset, Critic, Generator, Mode, Params};
+use wgan_models::{preset, Critic, Generator, Gradients, Mode, Params};
 use wgan_trainer::adam::{Adam, AdamConfig};
 use wgan_trainer::wgan;
 
@@ -127,7 +127,12 @@ fn step_against_goldens(dtype: DType, tol: f64) -> f64 {
             want,
         ));
     }
-    opt_c.step(&critic.params, &grads).unwrap();
+    opt_c
+        .step(
+            &critic.params,
+            &Gradients::from_grad_store(&critic.params, &grads).unwrap(),
+        )
+        .unwrap();
     for (info, var) in critic.params.trainable().filter(|_| adam_checked) {
         compare(
             &format!("critic after Adam {}", info.name),
@@ -153,7 +158,12 @@ fn step_against_goldens(dtype: DType, tol: f64) -> f64 {
             want,
         ));
     }
-    opt_g.step(&generator.params, &grads).unwrap();
+    opt_g
+        .step(
+            &generator.params,
+            &Gradients::from_grad_store(&generator.params, &grads).unwrap(),
+        )
+        .unwrap();
     for (info, var) in generator.params.iter() {
         let key = if info.role.trainable() {
             format!("out.gen_after_adam.{}", info.name)

@@ -12,40 +12,9 @@
 //! On devices other than the CPU the same functions fall back to candle's own convolutions
 //! (through NCHW views), so the layer code is device-neutral.
 
+use crate::engine::kernels::{self, Geometry};
+use crate::engine::Real;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
-use rayon::prelude::*;
-
-/// Geometry of a square-kernel convolution from an `h × w` image with `c` channels to an
-/// `ho × wo` grid of patches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Geometry {
-    pub n: usize,
-    pub h: usize,
-    pub w: usize,
-    pub c: usize,
-    pub k: usize,
-    pub stride: usize,
-    pub pad: usize,
-    pub ho: usize,
-    pub wo: usize,
-}
-
-impl Geometry {
-    fn image_shape(&self) -> Shape {
-        Shape::from((self.n, self.h, self.w, self.c))
-    }
-
-    fn cols_shape(&self) -> Shape {
-        Shape::from(vec![self.n, self.ho, self.wo, self.k, self.k, self.c])
-    }
-
-    /// Image coordinate read by patch position `o` at kernel tap `t`, if inside the image.
-    #[inline]
-    fn source(&self, o: usize, t: usize, size: usize) -> Option<usize> {
-        let i = (o * self.stride + t).checked_sub(self.pad)?;
-        (i < size).then_some(i)
-    }
-}
 
 /// `[N, H, W, C]` → `[N, Ho, Wo, k, k, C]`: every patch of the convolution, zero outside.
 #[derive(Clone, Copy, Debug)]
@@ -66,60 +35,23 @@ fn contiguous_slice<'a, T: WithDType>(
     }
 }
 
-fn im2col<T: WithDType>(src: &[T], g: &Geometry) -> Vec<T> {
-    let (k, c) = (g.k, g.c);
-    let row = g.wo * k * k * c;
-    let mut dst = vec![T::zero(); g.n * g.ho * row];
-    dst.par_chunks_mut(row).enumerate().for_each(|(ny, out)| {
-        let (n, oy) = (ny / g.ho, ny % g.ho);
-        for ox in 0..g.wo {
-            for ky in 0..k {
-                let Some(iy) = g.source(oy, ky, g.h) else {
-                    continue;
-                };
-                for kx in 0..k {
-                    let Some(ix) = g.source(ox, kx, g.w) else {
-                        continue;
-                    };
-                    let s = ((n * g.h + iy) * g.w + ix) * c;
-                    let d = ((ox * k + ky) * k + kx) * c;
-                    out[d..d + c].copy_from_slice(&src[s..s + c]);
-                }
-            }
-        }
-    });
+fn image_shape(g: &Geometry) -> Shape {
+    Shape::from((g.n, g.h, g.w, g.c))
+}
+
+fn cols_shape(g: &Geometry) -> Shape {
+    Shape::from(vec![g.n, g.ho, g.wo, g.k, g.k, g.c])
+}
+
+fn im2col<T: Real>(src: &[T], g: &Geometry) -> Vec<T> {
+    let mut dst = vec![T::zero(); g.cols_len()];
+    kernels::im2col(src, g, &mut dst);
     dst
 }
 
-fn col2im<T: WithDType>(src: &[T], g: &Geometry) -> Vec<T> {
-    let (k, c, s) = (g.k, g.c, g.stride);
-    let row = g.w * c;
-    let mut dst = vec![T::zero(); g.n * g.h * row];
-    // A gather: each image row sums the patch entries that read it, so rows are independent.
-    dst.par_chunks_mut(row).enumerate().for_each(|(ny, out)| {
-        let (n, iy) = (ny / g.h, ny % g.h);
-        for ky in 0..k {
-            let t = iy + g.pad;
-            if t < ky || !(t - ky).is_multiple_of(s) || (t - ky) / s >= g.ho {
-                continue;
-            }
-            let oy = (t - ky) / s;
-            for ix in 0..g.w {
-                let acc = &mut out[ix * c..(ix + 1) * c];
-                for kx in 0..k {
-                    let t = ix + g.pad;
-                    if t < kx || !(t - kx).is_multiple_of(s) || (t - kx) / s >= g.wo {
-                        continue;
-                    }
-                    let ox = (t - kx) / s;
-                    let base = ((((n * g.ho + oy) * g.wo + ox) * k + ky) * k + kx) * c;
-                    for (a, &v) in acc.iter_mut().zip(&src[base..base + c]) {
-                        *a += v;
-                    }
-                }
-            }
-        }
-    });
+fn col2im<T: Real>(src: &[T], g: &Geometry) -> Vec<T> {
+    let mut dst = vec![T::zero(); g.image_len()];
+    kernels::col2im(src, g, &mut dst);
     dst
 }
 
@@ -139,7 +71,7 @@ impl CustomOp1 for Im2Col {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        if layout.shape() != &self.0.image_shape() {
+        if layout.shape() != &image_shape(&self.0) {
             candle_core::bail!(
                 "im2col: input {:?} does not match {:?}",
                 layout.shape(),
@@ -148,7 +80,7 @@ impl CustomOp1 for Im2Col {
         }
         Ok((
             dispatch!(storage, layout, "im2col", im2col, &self.0),
-            self.0.cols_shape(),
+            cols_shape(&self.0),
         ))
     }
 
@@ -163,7 +95,7 @@ impl CustomOp1 for Col2Im {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        if layout.shape() != &self.0.cols_shape() {
+        if layout.shape() != &cols_shape(&self.0) {
             candle_core::bail!(
                 "col2im: input {:?} does not match {:?}",
                 layout.shape(),
@@ -172,7 +104,7 @@ impl CustomOp1 for Col2Im {
         }
         Ok((
             dispatch!(storage, layout, "col2im", col2im, &self.0),
-            self.0.image_shape(),
+            image_shape(&self.0),
         ))
     }
 

@@ -1,5 +1,6 @@
 //! The generator and the critic, built from a [`Preset`]'s layer specs.
 
+use crate::engine::BatchStats;
 use crate::layers::{self, Mode};
 use crate::params::Params;
 use crate::spec::{NetSpec, Norm, Preset};
@@ -96,6 +97,31 @@ impl Generator {
             self.params.batches_tracked += 1;
         }
         Ok(x.permute((0, 3, 1, 2))?.contiguous()?)
+    }
+}
+
+impl Generator {
+    /// Folds the batch statistics of an explicit training forward
+    /// ([`crate::engine::GeneratorEngine::forward_train`]) into the running statistics, as
+    /// [`Generator::forward`] in [`Mode::Train`] does.
+    pub fn apply_batch_stats(&mut self, stats: &[BatchStats]) -> Result<()> {
+        let names = self.spec.layer_names();
+        for s in stats {
+            let Some(n) = names.get(s.layer).and_then(|l| l.norm.as_ref()) else {
+                bail!("batch statistics for layer {}, which has no norm", s.layer)
+            };
+            for (buffer, batch) in [("running_mean", &s.mean), ("running_var", &s.var_unbiased)] {
+                let var = self.params.get(&format!("{n}.{buffer}"));
+                let t = var.as_tensor();
+                let batch = Tensor::from_vec(batch.clone(), batch.len(), t.device())?
+                    .to_dtype(t.dtype())?;
+                var.set(&layers::running_update(t, &batch)?)?;
+            }
+        }
+        if !stats.is_empty() {
+            self.params.batches_tracked += 1;
+        }
+        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::spec::{NetSpec, ParamInfo, ParamRole};
 use anyhow::{bail, Context, Result};
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use std::collections::HashMap;
 use std::path::Path;
@@ -174,6 +175,24 @@ impl Params {
             .unwrap_or(0);
         Self::from_tensors(spec, tensors, batches, dtype, device)
             .with_context(|| format!("{} does not match the architecture", path.display()))
+    }
+}
+
+/// Gradients of a network's trainable tensors, in [`Params::trainable`] order.
+pub struct Gradients(pub Vec<Tensor>);
+
+impl Gradients {
+    /// From candle's autograd. A tensor the objective does not depend on gets a zero gradient
+    /// (candle then records none).
+    pub fn from_grad_store(params: &Params, grads: &GradStore) -> Result<Self> {
+        params
+            .trainable()
+            .map(|(_, var)| match grads.get(var.as_tensor()) {
+                Some(g) => Ok(g.detach()),
+                None => Ok(var.as_tensor().zeros_like()?),
+            })
+            .collect::<Result<_>>()
+            .map(Self)
     }
 }
 

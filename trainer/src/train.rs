@@ -14,7 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use wgan_models::checkpoint::{self as ckpt, CheckpointHeader, FORMAT_VERSION, OPTIMIZER_FILE};
-use wgan_models::{Critic, Generator, Mode, Preset};
+use wgan_models::engine::{
+    nchw_to_nhwc, to_gradients, BatchStats, CriticEngine, GeneratorEngine, NetWeights,
+};
+use wgan_models::{Critic, Generator, Gradients, Mode, Preset};
 use wgan_runtime::images::{grid, save_png, BatchShape};
 use wgan_runtime::latent::{latents, Rng};
 
@@ -82,6 +85,48 @@ pub struct Trainer {
     sample_seed: u64,
     elapsed_secs: f64,
     metrics: Vec<MetricsRow>,
+    /// The explicit CPU passes, or `None` to use candle's autograd (other devices).
+    engines: Option<Box<Engines>>,
+}
+
+/// Explicit forward/backward passes for CPU training (see [`wgan_models::engine`]).
+struct Engines {
+    critic: CriticEngine<f32>,
+    generator: GeneratorEngine<f32>,
+    /// The generator's weights in engine layout while they are unchanged (they change only
+    /// in the generator step's Adam update, which clears this).
+    generator_weights: Option<NetWeights<f32>>,
+}
+
+impl Engines {
+    /// `G(noise)` in training mode (channels-last images) with its batch statistics; the
+    /// weights are converted to engine layout once per generator update.
+    fn generator_forward(
+        &mut self,
+        g: &Generator,
+        noise: &[f32],
+    ) -> Result<(Vec<f32>, Vec<BatchStats>)> {
+        if self.generator_weights.is_none() {
+            self.generator_weights = Some(NetWeights::from_params(&g.spec, &g.params)?);
+        }
+        let gw = self.generator_weights.as_ref().expect("set above");
+        let (fake, stats) = self.generator.forward_train(gw, noise)?;
+        Ok((fake.to_vec(), stats))
+    }
+}
+
+impl Engines {
+    /// The engines for `preset` on `device`, when it is the CPU.
+    fn for_device(preset: &Preset, device: &Device) -> Result<Option<Box<Self>>> {
+        if !device.is_cpu() {
+            return Ok(None);
+        }
+        Ok(Some(Box::new(Self {
+            critic: CriticEngine::new(&preset.critic, preset.channels, preset.image_size)?,
+            generator: GeneratorEngine::new(&preset.generator, preset.z_dim)?,
+            generator_weights: None,
+        })))
+    }
 }
 
 impl Trainer {
@@ -100,6 +145,7 @@ impl Trainer {
         let data_seed = rng.next_u64();
         let sample_seed = rng.next_u64();
         let loader = Loader::new(dataset.clone(), config.batch_size, data_seed, 0);
+        let engines = Engines::for_device(&preset, &device)?;
         wgan_runtime::images::write_atomic(
             &run_dir.join("config.json"),
             serde_json::to_string_pretty(&config)?.as_bytes(),
@@ -121,6 +167,7 @@ impl Trainer {
             sample_seed,
             elapsed_secs: 0.0,
             metrics: Vec::new(),
+            engines,
         })
     }
 
@@ -174,6 +221,7 @@ impl Trainer {
             state.data_seed,
             state.data_cursor,
         );
+        let engines = Engines::for_device(&preset, &device)?;
         let metrics_path = run_dir_of(&dir).join("metrics.csv");
         let metrics = metrics::read_csv(&metrics_path, header.step)?;
         metrics::write_csv(&metrics_path, &metrics)?;
@@ -194,12 +242,18 @@ impl Trainer {
             sample_seed: state.sample_seed,
             elapsed_secs: state.elapsed_secs,
             metrics,
+            engines,
         })
     }
 
-    fn normal(&mut self, shape: &[usize]) -> Result<Tensor> {
-        let mut v = vec![0f32; shape.iter().product()];
+    fn normal_vec(&mut self, n: usize) -> Vec<f32> {
+        let mut v = vec![0f32; n];
         self.rng.fill_normal(&mut v);
+        v
+    }
+
+    fn normal(&mut self, shape: &[usize]) -> Result<Tensor> {
+        let v = self.normal_vec(shape.iter().product());
         Ok(Tensor::from_vec(v, shape, &self.device)?)
     }
 
@@ -216,61 +270,127 @@ impl Trainer {
         )?)
     }
 
+    /// Whether steps run on the explicit engine (CPU) rather than candle's autograd.
+    pub fn uses_explicit_engine(&self) -> bool {
+        self.engines.is_some()
+    }
+
     /// The critic half of an iteration (`n_critic` steps); returns the mean critic loss,
-    /// Wasserstein estimate, penalty and gradient norm. Runs on the calling thread, which must
-    /// compute second-order gradients (it checks, see [`second_order`]).
+    /// Wasserstein estimate, penalty and gradient norm. On candle's autograd (non-CPU
+    /// devices) the calling thread must compute second-order gradients (it checks, see
+    /// [`second_order`]).
     pub fn critic_steps(&mut self) -> Result<(f64, f64, f64, f64)> {
-        second_order::check_current_thread()?;
-        let (b, z) = (self.config.batch_size, self.preset.z_dim);
         let mut sums = (0.0, 0.0, 0.0, 0.0);
         for _ in 0..self.config.n_critic {
-            let real = self.real_batch()?;
-            let noise = self.normal(&[b, z, 1, 1])?;
-            let fake = self.generator.forward(&noise, Mode::Train)?.detach();
-            let eps: Vec<f32> = (0..b).map(|_| self.rng.uniform_f32()).collect();
-            let eps = Tensor::from_vec(eps, (b, 1, 1, 1), &self.device)?;
-            let critic = &self.critic;
-            let obj = wgan::critic_objective(
-                |x| critic.forward(x),
-                &real,
-                &fake,
-                &eps,
-                self.config.lambda_gp,
-            )?;
-            let grads = obj.loss.backward()?;
-            self.opt_c.step(&self.critic.params, &grads)?;
-            sums.0 += obj.loss.to_scalar::<f32>()? as f64;
-            sums.1 += obj.wasserstein.to_scalar::<f32>()? as f64;
-            sums.2 += obj.penalty.to_scalar::<f32>()? as f64;
-            sums.3 += obj.grad_norms.mean_all()?.to_scalar::<f32>()? as f64;
+            let v = match self.engines.take() {
+                Some(mut engines) => {
+                    let v = self.critic_step_explicit(&mut engines);
+                    self.engines = Some(engines);
+                    v?
+                }
+                None => self.critic_step_autograd()?,
+            };
+            sums.0 += v.loss;
+            sums.1 += v.wasserstein;
+            sums.2 += v.penalty;
+            sums.3 += v.grad_norm_mean;
         }
         let n = self.config.n_critic as f64;
         Ok((sums.0 / n, sums.1 / n, sums.2 / n, sums.3 / n))
     }
 
+    fn critic_step_explicit(&mut self, e: &mut Engines) -> Result<wgan::CriticValues> {
+        let (b, z, c) = (
+            self.config.batch_size,
+            self.preset.z_dim,
+            self.preset.channels,
+        );
+        let hw = self.preset.image_size * self.preset.image_size;
+        let real = nchw_to_nhwc(&self.loader.next_batch(), b, c, hw);
+        let noise = self.normal_vec(b * z);
+        let (fake, stats) = e.generator_forward(&self.generator, &noise)?;
+        self.generator.apply_batch_stats(&stats)?;
+        let eps: Vec<f32> = (0..b).map(|_| self.rng.uniform_f32()).collect();
+        let cw = NetWeights::from_params(&self.critic.spec, &self.critic.params)?;
+        let (values, _, grads) = wgan::critic_objective_explicit(
+            &mut e.critic,
+            &cw,
+            &real,
+            &fake,
+            &eps,
+            self.config.lambda_gp,
+        )?;
+        let grads = to_gradients(&self.critic.spec, &grads, &self.device)?;
+        self.opt_c.step(&self.critic.params, &grads)?;
+        Ok(values)
+    }
+
+    fn critic_step_autograd(&mut self) -> Result<wgan::CriticValues> {
+        second_order::check_current_thread()?;
+        let (b, z) = (self.config.batch_size, self.preset.z_dim);
+        let real = self.real_batch()?;
+        let noise = self.normal(&[b, z, 1, 1])?;
+        let fake = self.generator.forward(&noise, Mode::Train)?.detach();
+        let eps: Vec<f32> = (0..b).map(|_| self.rng.uniform_f32()).collect();
+        let eps = Tensor::from_vec(eps, (b, 1, 1, 1), &self.device)?;
+        let critic = &self.critic;
+        let obj = wgan::critic_objective(
+            |x| critic.forward(x),
+            &real,
+            &fake,
+            &eps,
+            self.config.lambda_gp,
+        )?;
+        let grads = Gradients::from_grad_store(&self.critic.params, &obj.loss.backward()?)?;
+        self.opt_c.step(&self.critic.params, &grads)?;
+        Ok(wgan::CriticValues {
+            loss: obj.loss.to_scalar::<f32>()? as f64,
+            penalty: obj.penalty.to_scalar::<f32>()? as f64,
+            wasserstein: obj.wasserstein.to_scalar::<f32>()? as f64,
+            grad_norm_mean: obj.grad_norms.mean_all()?.to_scalar::<f32>()? as f64,
+        })
+    }
+
     /// The generator step: fresh latents, loss `−mean C(G(z))`, one Adam step.
     pub fn generator_step(&mut self) -> Result<f64> {
+        if let Some(mut engines) = self.engines.take() {
+            let r = self.generator_step_explicit(&mut engines);
+            self.engines = Some(engines);
+            return r;
+        }
         let (b, z) = (self.config.batch_size, self.preset.z_dim);
         let noise = self.normal(&[b, z, 1, 1])?;
         let fake = self.generator.forward(&noise, Mode::Train)?;
         let critic = &self.critic;
         let loss = wgan::generator_loss(|x| critic.forward(x), &fake)?;
-        let grads = loss.backward()?;
+        let grads = Gradients::from_grad_store(&self.generator.params, &loss.backward()?)?;
         self.opt_g.step(&self.generator.params, &grads)?;
         Ok(loss.to_scalar::<f32>()? as f64)
+    }
+
+    fn generator_step_explicit(&mut self, e: &mut Engines) -> Result<f64> {
+        let noise = self.normal_vec(self.config.batch_size * self.preset.z_dim);
+        let (fake, stats) = e.generator_forward(&self.generator, &noise)?;
+        self.generator.apply_batch_stats(&stats)?;
+        let cw = NetWeights::from_params(&self.critic.spec, &self.critic.params)?;
+        let (loss, grad_fake) = wgan::generator_objective_explicit(&mut e.critic, &cw, &fake)?;
+        let gw = e.generator_weights.as_ref().expect("converted above");
+        let grads = e.generator.backward(gw, &grad_fake)?;
+        let grads = to_gradients(&self.generator.spec, &grads, &self.device)?;
+        e.generator_weights = None;
+        self.opt_g.step(&self.generator.params, &grads)?;
+        Ok(loss)
     }
 
     /// One iteration: `n_critic` critic steps (on a fresh thread, where second-order
     /// gradients are on) and one generator step (on the calling thread). Fails, naming the
     /// step, if a loss is not finite.
     pub fn iteration(&mut self) -> Result<IterationStats> {
-        let critic = std::thread::scope(|s| {
-            std::thread::Builder::new()
-                .name("critic".into())
-                .spawn_scoped(s, || self.critic_steps())
-                .expect("spawning the critic thread")
-                .join()
-        });
+        let critic = if self.uses_explicit_engine() {
+            Ok(self.critic_steps())
+        } else {
+            self.critic_steps_on_second_order_thread()
+        };
         let (critic_loss, wasserstein, penalty, grad_norm) = match critic {
             Ok(r) => r?,
             Err(_) => bail!("the critic step panicked at step {}", self.step + 1),
@@ -293,6 +413,20 @@ impl Trainer {
             penalty,
             grad_norm,
             generator_loss,
+        })
+    }
+
+    /// Critic steps on candle's autograd, on a fresh thread where second-order gradients are
+    /// on (see [`second_order`]).
+    fn critic_steps_on_second_order_thread(
+        &mut self,
+    ) -> std::thread::Result<Result<(f64, f64, f64, f64)>> {
+        std::thread::scope(|s| {
+            std::thread::Builder::new()
+                .name("critic".into())
+                .spawn_scoped(s, || self.critic_steps())
+                .expect("spawning the critic thread")
+                .join()
         })
     }
 

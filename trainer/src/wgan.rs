@@ -1,6 +1,7 @@
 //! The WGAN-GP objectives (Gulrajani et al. 2017, Algorithm 1).
 
 use candle_core::{Result, Tensor, Var};
+use wgan_models::engine::{CriticEngine, LayerGrads, NetWeights, Real};
 
 /// Epsilon inside the square root of the per-sample gradient norm: keeps the norm's
 /// derivative finite where the gradient is zero, and is small enough that a zero gradient
@@ -68,6 +69,93 @@ pub fn critic_objective(
         wasserstein,
         grad_norms,
     })
+}
+
+/// Values of one critic objective, for metrics.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CriticValues {
+    /// `mean C(fake) − mean C(real) + penalty`.
+    pub loss: f64,
+    pub penalty: f64,
+    /// `mean C(real) − mean C(fake)`.
+    pub wasserstein: f64,
+    /// Mean over the batch of `‖∇x̂ C(x̂)‖₂`.
+    pub grad_norm_mean: f64,
+}
+
+/// The critic objective of [`critic_objective`] and its parameter gradients through the
+/// explicit engine (no autograd): `real` and `fake` channels-last `[B, H, W, C]`, `eps` `[B]`.
+/// Returns the values, the per-sample gradient norms and the gradients layer by layer.
+pub fn critic_objective_explicit<T: Real>(
+    engine: &mut CriticEngine<T>,
+    weights: &NetWeights<T>,
+    real: &[T],
+    fake: &[T],
+    eps: &[T],
+    lambda: f64,
+) -> anyhow::Result<(CriticValues, Vec<f64>, Vec<LayerGrads<T>>)> {
+    let b = eps.len();
+    if b == 0 || real.len() != fake.len() || !real.len().is_multiple_of(b) {
+        anyhow::bail!(
+            "critic step: {} real and {} fake values for {b} samples",
+            real.len(),
+            fake.len()
+        );
+    }
+    let per = real.len() / b;
+    // Rows: real, fake, interpolates x̂ = ε·real + (1 − ε)·fake.
+    let mut x = Vec::with_capacity(3 * real.len());
+    x.extend_from_slice(real);
+    x.extend_from_slice(fake);
+    for ((r, f), &e) in real.chunks(per).zip(fake.chunks(per)).zip(eps) {
+        let one_minus = T::one() - e;
+        x.extend(r.iter().zip(f).map(|(&r, &f)| r * e + f * one_minus));
+    }
+    let inv_b = 1.0 / b as f64;
+    let mut w = vec![T::of(-inv_b); b];
+    w.extend(std::iter::repeat_n(T::of(inv_b), b));
+    w.extend(std::iter::repeat_n(T::zero(), b));
+    let mut norms = Vec::with_capacity(b);
+    let (scores, grads) =
+        engine.gradients_with_input_penalty(weights, &x, &w, 2 * b..3 * b, |g| {
+            // Φ(g) = λ·mean((‖g‖ − 1)²): ∂Φ/∂gᵢ = (2λ/B)·(‖gᵢ‖ − 1)/‖gᵢ‖ · gᵢ.
+            let mut gbar = vec![T::zero(); g.len()];
+            for (gi, out) in g.chunks(per).zip(gbar.chunks_mut(per)) {
+                let sq: f64 = gi.iter().map(|v| v.f64() * v.f64()).sum();
+                let norm = (sq + GP_NORM_EPS).sqrt();
+                norms.push(norm);
+                let k = T::of(2.0 * lambda * inv_b * (norm - 1.0) / norm);
+                for (o, &v) in out.iter_mut().zip(gi) {
+                    *o = k * v;
+                }
+            }
+            Ok(gbar)
+        })?;
+    let mean = |s: &[T]| s.iter().map(|v| v.f64()).sum::<f64>() * inv_b;
+    let (c_real, c_fake) = (mean(&scores[..b]), mean(&scores[b..2 * b]));
+    let penalty = lambda * norms.iter().map(|n| (n - 1.0).powi(2)).sum::<f64>() * inv_b;
+    let values = CriticValues {
+        loss: c_fake - c_real + penalty,
+        penalty,
+        wasserstein: c_real - c_fake,
+        grad_norm_mean: norms.iter().sum::<f64>() * inv_b,
+    };
+    Ok((values, norms, grads))
+}
+
+/// The generator objective `−mean C(fake)` through the explicit engine, and its gradient with
+/// respect to `fake` (channels-last `[B, H, W, C]`).
+pub fn generator_objective_explicit<T: Real>(
+    engine: &mut CriticEngine<T>,
+    weights: &NetWeights<T>,
+    fake: &[T],
+) -> anyhow::Result<(f64, Vec<T>)> {
+    let scores = engine.forward(weights, fake)?;
+    let b = scores.len();
+    let loss = -scores.iter().map(|v| v.f64()).sum::<f64>() / b as f64;
+    let upstream = vec![T::of(-1.0 / b as f64); b];
+    let grad = engine.input_gradient(weights, 0..b, &upstream)?.to_vec();
+    Ok((loss, grad))
 }
 
 /// The generator objective `−mean C(G(z))` for generated images `fake` (not detached).

@@ -1,0 +1,134 @@
+//! A bounds-checked matrix product on strided views, over the `gemm` crate.
+
+use super::Real;
+
+/// A read-only view of a `rows × cols` matrix: element `(i, j)` is `data[i·rs + j·cs]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Mat<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a, T> Mat<'a, T> {
+    /// A row-major `rows × cols` matrix over the first `rows·cols` elements of `data`.
+    pub fn rows(data: &'a [T], rows: usize, cols: usize) -> Self {
+        assert!(data.len() >= rows * cols, "matrix view out of bounds");
+        Self {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transpose (no copy).
+    pub fn t(self) -> Self {
+        Self {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+}
+
+/// `dst = (accumulate ? dst : 0) + scale · a · b`, with `dst` row-major `a.rows × b.cols`.
+/// Runs on rayon's pool.
+pub fn matmul<T: Real>(dst: &mut [T], a: Mat<T>, b: Mat<T>, accumulate: bool, scale: T) {
+    assert_eq!(a.cols, b.rows, "matmul: inner dimensions differ");
+    let (m, n, k) = (a.rows, b.cols, a.cols);
+    assert_eq!(dst.len(), m * n, "matmul: destination size");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(T::zero());
+        }
+        return;
+    }
+    let threads = rayon::current_num_threads();
+    let parallelism = if threads > 1 && m * n * k >= 1 << 15 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: `Mat::rows` checked that every (i, j) of each view is inside its slice (the
+    // transpose keeps the same extent), and `dst` has exactly m·n elements, row-major.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            T::one(),
+            scale,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn products_of_views_match_the_definition() {
+        let a: Vec<f64> = (0..6).map(|v| v as f64 + 0.5).collect(); // 2×3
+        let b: Vec<f64> = (0..12).map(|v| (v as f64).sin()).collect(); // 3×4
+        let naive = |at: bool, bt: bool| {
+            let mut out = vec![0.0; 8];
+            for i in 0..2 {
+                for j in 0..4 {
+                    for p in 0..3 {
+                        let x = if at { a[p * 2 + i] } else { a[i * 3 + p] };
+                        let y = if bt { b[j * 3 + p] } else { b[p * 4 + j] };
+                        out[i * 4 + j] += x * y;
+                    }
+                }
+            }
+            out
+        };
+        let mut dst = vec![1.0; 8];
+        matmul(
+            &mut dst,
+            Mat::rows(&a, 2, 3),
+            Mat::rows(&b, 3, 4),
+            false,
+            1.0,
+        );
+        for (x, y) in dst.iter().zip(&naive(false, false)) {
+            assert!((x - y).abs() < 1e-12);
+        }
+        // Transposed views: a stored 3×2, b stored 4×3; accumulate with a scale.
+        let mut acc = vec![1.0; 8];
+        matmul(
+            &mut acc,
+            Mat::rows(&a, 3, 2).t(),
+            Mat::rows(&b, 4, 3).t(),
+            true,
+            2.0,
+        );
+        let want: Vec<f64> = naive(true, true).iter().map(|v| 1.0 + 2.0 * v).collect();
+        for (x, y) in acc.iter().zip(&want) {
+            assert!((x - y).abs() < 1e-12);
+        }
+    }
+}
