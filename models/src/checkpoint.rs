@@ -70,6 +70,12 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
         }
         return Ok(dir);
     }
+    if path.join("config.json").exists() {
+        bail!(
+            "{} holds a run that stopped before its first checkpoint: there is nothing to resume or load",
+            path.display()
+        );
+    }
     bail!(
         "{} is neither a checkpoint (no {STATE_FILE}) nor a run directory (no {CHECKPOINTS_DIR}/{LATEST_FILE})",
         path.display()

@@ -35,6 +35,7 @@ pub enum Command {
 }
 
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
     /// Training data: an image folder (searched recursively), an MNIST IDX file or directory,
     /// or CIFAR-10 binary batches. Default: the MNIST subset built into this binary.
@@ -52,6 +53,7 @@ pub struct TrainArgs {
     /// Generator steps (each preceded by --n-critic critic steps).
     #[arg(long, default_value_t = 2000)]
     pub steps: u64,
+    /// Images per batch (each critic and generator step).
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
     /// Critic steps per generator step.
@@ -63,8 +65,10 @@ pub struct TrainArgs {
     /// Adam learning rate (both networks).
     #[arg(long, default_value_t = 1e-4)]
     pub lr: f64,
+    /// Adam β₁ (decay of the first moment; WGAN-GP uses 0).
     #[arg(long, default_value_t = 0.0)]
     pub beta1: f64,
+    /// Adam β₂ (decay of the second moment).
     #[arg(long, default_value_t = 0.9)]
     pub beta2: f64,
     /// L2 weight decay added to the gradients (WGAN-GP uses none).
@@ -91,6 +95,7 @@ pub struct TrainArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct ResumeArgs {
     /// Run directory (or one of its checkpoint directories).
     pub run_dir: PathBuf,
@@ -103,6 +108,7 @@ pub struct ResumeArgs {
 }
 
 #[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
 pub struct SampleArgs {
     /// Checkpoint directory, or a run directory (its latest checkpoint).
     #[arg(long)]
@@ -113,9 +119,10 @@ pub struct SampleArgs {
     /// Latent seed: the same seed gives the same images in the trainer and the runtime.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Output PNG grid.
+    /// Output PNG grid (`.png`).
     #[arg(long)]
     pub out: PathBuf,
+    /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }
@@ -147,30 +154,6 @@ impl TrainArgs {
     }
 }
 
-fn default_run_dir() -> PathBuf {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    PathBuf::from(format!(
-        "runs/{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    ))
-}
-
 fn stop_flag() -> Arc<AtomicBool> {
     let flag = Arc::new(AtomicBool::new(false));
     let f = flag.clone();
@@ -194,13 +177,22 @@ fn progress(trainer: &Trainer) -> ProgressBar {
     };
     pb.set_style(
         ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} it · {per_sec} · ETA {eta} · {msg}",
+            "{spinner} [{elapsed_precise}] {bar:24} {pos}/{len} · ETA {eta} · {msg}",
         )
         .expect("valid template"),
     );
     pb.set_position(trainer.step);
     pb.reset_eta();
     pb
+}
+
+/// Iterations per second, or seconds per iteration when slower than one per second.
+fn rate(sec_per_iter: f64) -> String {
+    if sec_per_iter > 0.0 && sec_per_iter < 1.0 {
+        format!("{:.1} it/s", 1.0 / sec_per_iter)
+    } else {
+        format!("{sec_per_iter:.2} s/it")
+    }
 }
 
 fn drive(mut trainer: Trainer) -> Result<()> {
@@ -220,8 +212,12 @@ fn drive(mut trainer: Trainer) -> Result<()> {
     let every = trainer.config.sample_every;
     let result = trainer.run(&stop, |r: &MetricsRow| {
         let msg = format!(
-            "W {:.3} · GP {:.3} · D {:.3} · G {:.3} · {:.2} s/it",
-            r.wasserstein, r.penalty, r.critic_loss, r.generator_loss, r.sec_per_iter
+            "{} · W {:.3} · GP {:.3} · D {:.3} · G {:.3}",
+            rate(r.sec_per_iter),
+            r.wasserstein,
+            r.penalty,
+            r.critic_loss,
+            r.generator_loss
         );
         if plain && (r.step.is_multiple_of(every) || r.step == 1) {
             eprintln!("step {} · {msg}", r.step);
@@ -232,8 +228,9 @@ fn drive(mut trainer: Trainer) -> Result<()> {
     pb.finish_and_clear();
     match result? {
         RunEnd::Finished => eprintln!(
-            "done: {} steps; samples, checkpoints, metrics.csv and losses.png in {}",
+            "done: {} step{}; samples, checkpoints, metrics.csv and losses.png in {}",
             trainer.step,
+            if trainer.step == 1 { "" } else { "s" },
             run_dir.display()
         ),
         RunEnd::Interrupted => eprintln!(
@@ -245,16 +242,41 @@ fn drive(mut trainer: Trainer) -> Result<()> {
     Ok(())
 }
 
+/// Most images `trainer sample` draws into one grid.
+const MAX_SAMPLES: usize = 10_000;
+
+/// Images per generator forward in `trainer sample`.
+const SAMPLE_BATCH: usize = 64;
+
 fn sample(args: &SampleArgs) -> Result<()> {
-    if args.n == 0 {
-        bail!("--n must be at least 1");
+    if args.n == 0 || args.n > MAX_SAMPLES {
+        bail!(
+            "--n must be between 1 and {MAX_SAMPLES} (one grid); for more images use `runtime gen`"
+        );
+    }
+    let is_png = args
+        .out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    if !is_png {
+        bail!(
+            "--out {}: the grid is written as PNG; name the file *.png",
+            args.out.display()
+        );
     }
     let device = parse_device(&args.device)?;
     let (mut g, header) =
         wgan_models::checkpoint::load_generator(&args.checkpoint, DType::F32, &device)?;
     let z = wgan_runtime::latent::latents(args.seed, args.n, g.z_dim);
-    let z = Tensor::from_vec(z, (args.n, g.z_dim, 1, 1), &device)?;
-    let images = g.forward(&z, Mode::Eval)?.flatten_all()?.to_vec1::<f32>()?;
+    let mut images = Vec::new();
+    for chunk in z.chunks(SAMPLE_BATCH * g.z_dim) {
+        let z = Tensor::from_vec(
+            chunk.to_vec(),
+            (chunk.len() / g.z_dim, g.z_dim, 1, 1),
+            &device,
+        )?;
+        images.extend(g.forward(&z, Mode::Eval)?.flatten_all()?.to_vec1::<f32>()?);
+    }
     let p = header.preset()?;
     let shape = BatchShape {
         n: args.n,
@@ -277,8 +299,11 @@ fn sample(args: &SampleArgs) -> Result<()> {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => {
-            let out = args.out.clone().unwrap_or_else(default_run_dir);
-            drive(Trainer::new(args.config(), &out)?)
+            let trainer = match &args.out {
+                Some(out) => Trainer::new(args.config(), out)?,
+                None => Trainer::new_in_default_dir(args.config())?,
+            };
+            drive(trainer)
         }
         Command::Resume(args) => {
             check_exists(&args.run_dir)?;
@@ -299,12 +324,40 @@ fn check_exists(p: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Prints help or version (exit 0) or a usage error as one line (exit 2).
+fn usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            std::process::exit(0)
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            std::process::exit(2)
+        }
+        _ => {
+            let text = e.render().to_string();
+            let line = text
+                .lines()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("invalid arguments");
+            let line = line.strip_prefix("error: ").unwrap_or(line);
+            eprintln!("error: {line} (see --help)");
+            std::process::exit(2)
+        }
+    }
+}
+
 /// Entry point of the binary: sets up second-order gradients (see
 /// [`crate::second_order`]), parses arguments, and exits 2 with one line on any error.
 pub fn main() -> ! {
     crate::second_order::pin_first_order_on_this_thread();
     crate::second_order::enable_for_new_threads();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => usage_error(e),
+    };
     match run(cli).context("trainer failed") {
         Ok(()) => std::process::exit(0),
         Err(e) => {

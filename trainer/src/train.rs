@@ -24,6 +24,9 @@ use wgan_runtime::latent::{latents, Rng};
 /// Images in each sample grid.
 pub const SAMPLE_COUNT: usize = 64;
 
+/// Images per generator forward when drawing the sample grid.
+const SAMPLE_CHUNK: usize = 8;
+
 /// Parses `cpu`, `cuda` or `cuda:N`.
 pub fn parse_device(spec: &str) -> Result<Device> {
     let ordinal = match spec {
@@ -130,13 +133,29 @@ impl Engines {
 }
 
 impl Trainer {
-    /// Starts a new run in `run_dir` (created; it must not already hold a run).
+    /// Starts a new run in `run_dir`: a new or empty directory (created with its parents).
+    /// Nothing is created until the configuration, device and data have been checked.
     pub fn new(config: TrainConfig, run_dir: &Path) -> Result<Self> {
+        Self::start(config, || {
+            claim_run_dir(run_dir).map(|()| run_dir.to_path_buf())
+        })
+    }
+
+    /// Starts a new run in a fresh directory `runs/<UTC timestamp>` (with a `-N` suffix when
+    /// that name is taken, so runs started in the same second never share a directory).
+    pub fn new_in_default_dir(config: TrainConfig) -> Result<Self> {
+        Self::start(config, claim_default_run_dir)
+    }
+
+    fn start(mut config: TrainConfig, claim: impl FnOnce() -> Result<PathBuf>) -> Result<Self> {
         config.validate()?;
-        prepare_run_dir(run_dir)?;
         let preset = wgan_models::preset(&config.preset, config.channels)?;
         let device = parse_device(&config.device)?;
         let dataset = Arc::new(load_dataset(&config, &preset)?);
+        // Absolute, so that `trainer resume` finds the data from any working directory.
+        if let Some(data) = &config.data {
+            config.data = Some(std::fs::canonicalize(data).unwrap_or_else(|_| data.clone()));
+        }
         let mut rng = Rng::new(config.seed);
         let generator = Generator::new(&preset, &mut rng, DType::F32, &device)?;
         let critic = Critic::new(&preset, &mut rng, DType::F32, &device)?;
@@ -146,6 +165,7 @@ impl Trainer {
         let sample_seed = rng.next_u64();
         let loader = Loader::new(dataset.clone(), config.batch_size, data_seed, 0);
         let engines = Engines::for_device(&preset, &device)?;
+        let run_dir = claim()?;
         wgan_runtime::images::write_atomic(
             &run_dir.join("config.json"),
             serde_json::to_string_pretty(&config)?.as_bytes(),
@@ -155,7 +175,7 @@ impl Trainer {
             config,
             preset,
             device,
-            run_dir: run_dir.to_path_buf(),
+            run_dir,
             generator,
             critic,
             opt_g,
@@ -181,6 +201,9 @@ impl Trainer {
         let state: TrainState = serde_json::from_str(&std::fs::read_to_string(&state_path)?)
             .with_context(|| format!("{} is not a valid training state", state_path.display()))?;
         let mut config = state.config.clone();
+        config
+            .validate()
+            .with_context(|| format!("{} holds an invalid configuration", state_path.display()))?;
         if let Some(s) = steps {
             config.steps = s;
         }
@@ -196,25 +219,38 @@ impl Trainer {
         }
         let preset = header.preset()?;
         let device = parse_device(&config.device)?;
-        let generator = Generator::load(
-            &preset,
-            &dir.join(ckpt::GENERATOR_FILE),
-            DType::F32,
-            &device,
-        )?;
-        let critic = Critic::load(&preset, &dir.join(ckpt::CRITIC_FILE), DType::F32, &device)?;
-        let opt_state = wgan_models::params::read_safetensors(&dir.join(OPTIMIZER_FILE))?;
-        let mut opt_g = Adam::new(config.adam, &generator.params)?;
-        let mut opt_c = Adam::new(config.adam, &critic.params)?;
-        opt_g
-            .load_state("generator", &opt_state, &generator.params)
-            .context("restoring the generator's optimiser")?;
-        opt_c
-            .load_state("critic", &opt_state, &critic.params)
-            .context("restoring the critic's optimiser")?;
-        let rng = Rng::from_state(state.rng_state)
-            .context("the checkpoint's RNG state is invalid (all zero)")?;
-        let dataset = Arc::new(load_dataset(&config, &preset)?);
+        let load = || -> Result<_> {
+            let generator = Generator::load(
+                &preset,
+                &dir.join(ckpt::GENERATOR_FILE),
+                DType::F32,
+                &device,
+            )?;
+            let critic = Critic::load(&preset, &dir.join(ckpt::CRITIC_FILE), DType::F32, &device)?;
+            let opt_state = wgan_models::params::read_safetensors(&dir.join(OPTIMIZER_FILE))?;
+            let mut opt_g = Adam::new(config.adam, &generator.params)?;
+            let mut opt_c = Adam::new(config.adam, &critic.params)?;
+            opt_g
+                .load_state("generator", &opt_state, &generator.params)
+                .context("restoring the generator's optimiser")?;
+            opt_c
+                .load_state("critic", &opt_state, &critic.params)
+                .context("restoring the critic's optimiser")?;
+            let rng = Rng::from_state(state.rng_state)
+                .context("the checkpoint's RNG state is invalid (all zero)")?;
+            Ok((generator, critic, opt_g, opt_c, rng))
+        };
+        let (generator, critic, opt_g, opt_c, rng) =
+            load().map_err(|e| match older_checkpoints(&dir) {
+                Some(older) => e.context(format!(
+                    "checkpoint {} is damaged; older ones can be resumed instead: {older}",
+                    dir.display()
+                )),
+                None => e,
+            })?;
+        let dataset = Arc::new(
+            load_dataset(&config, &preset).context("cannot load the run's training data")?,
+        );
         let loader = Loader::new(
             dataset.clone(),
             config.batch_size,
@@ -403,7 +439,10 @@ impl Trainer {
             ("generator loss", generator_loss),
         ] {
             if !v.is_finite() {
-                bail!("training diverged at step {step}: the {name} is {v}; the last good checkpoint is kept");
+                bail!(
+                    "training diverged at step {step}: the {name} is {v}; {}",
+                    self.checkpoint_kept()
+                );
             }
         }
         self.step = step;
@@ -450,7 +489,47 @@ impl Trainer {
     }
 
     /// Writes a checkpoint of the current step and returns its directory.
+    /// What a failed run leaves to resume from, for error messages.
+    fn checkpoint_kept(&self) -> String {
+        let latest = self
+            .run_dir
+            .join(ckpt::CHECKPOINTS_DIR)
+            .join(ckpt::LATEST_FILE);
+        match std::fs::read_to_string(latest) {
+            Ok(name) => format!(
+                "the last good checkpoint ({}) is kept",
+                self.run_dir
+                    .join(ckpt::CHECKPOINTS_DIR)
+                    .join(name.trim())
+                    .display()
+            ),
+            Err(_) => "no checkpoint had been written yet, so there is nothing to resume".into(),
+        }
+    }
+
+    /// Writes a checkpoint of the current step (see [`checkpoints::save`]). Refuses weights
+    /// that are not finite, so a checkpoint is always one to resume from.
     pub fn save_checkpoint(&self) -> Result<PathBuf> {
+        for (net, params) in [
+            ("generator", &self.generator.params),
+            ("critic", &self.critic.params),
+        ] {
+            for (info, var) in params.iter() {
+                let sum = var
+                    .as_tensor()
+                    .sum_all()?
+                    .to_dtype(DType::F64)?
+                    .to_scalar::<f64>()?;
+                if !sum.is_finite() {
+                    bail!(
+                        "training diverged at step {}: the {net} weight {} is not finite; {}",
+                        self.step,
+                        info.name,
+                        self.checkpoint_kept()
+                    );
+                }
+            }
+        }
         let mut optimizer = self.opt_g.state_tensors("generator")?;
         optimizer.extend(self.opt_c.state_tensors("critic")?);
         let state = self.state();
@@ -468,13 +547,17 @@ impl Trainer {
         let dir = self.run_dir.join("samples");
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("step_{:06}.png", self.step));
-        let z = latents(self.sample_seed, SAMPLE_COUNT, self.preset.z_dim);
-        let z = Tensor::from_vec(z, (SAMPLE_COUNT, self.preset.z_dim, 1, 1), &self.device)?;
-        let images = self
-            .generator
-            .forward(&z, Mode::Eval)?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
+        let zd = self.preset.z_dim;
+        let z = latents(self.sample_seed, SAMPLE_COUNT, zd);
+        // A few images at a time: a batch of 64 through the candle module would hold several
+        // hundred MB of temporaries for dcgan64, more than a training step.
+        let mut images = Vec::new();
+        for chunk in z.chunks(SAMPLE_CHUNK * zd) {
+            let n = chunk.len() / zd;
+            let z = Tensor::from_vec(chunk.to_vec(), (n, zd, 1, 1), &self.device)?;
+            let out = self.generator.forward(&z, Mode::Eval)?;
+            images.extend(out.flatten_all()?.to_vec1::<f32>()?);
+        }
         let s = self.preset.image_size;
         let shape = BatchShape {
             n: SAMPLE_COUNT,
@@ -503,6 +586,7 @@ impl Trainer {
         while self.step < self.config.steps {
             if stop.load(Ordering::SeqCst) {
                 self.save_checkpoint()?;
+                self.save_samples()?;
                 metrics::plot(&plot_path, &self.metrics)?;
                 return Ok(RunEnd::Interrupted);
             }
@@ -535,6 +619,20 @@ impl Trainer {
     }
 }
 
+/// The other checkpoints of the run that holds checkpoint `dir`, newest first, as one line
+/// (`None` when there are none).
+fn older_checkpoints(dir: &Path) -> Option<String> {
+    let root = dir.parent()?;
+    let others: Vec<String> = checkpoints::list(root)
+        .ok()?
+        .into_iter()
+        .rev()
+        .filter(|d| d.as_path() != dir)
+        .map(|d| d.display().to_string())
+        .collect();
+    (!others.is_empty()).then(|| others.join(", "))
+}
+
 /// The run directory of a checkpoint directory (`RUN/checkpoints/step_N` → `RUN`).
 fn run_dir_of(checkpoint_dir: &Path) -> PathBuf {
     checkpoint_dir
@@ -544,23 +642,98 @@ fn run_dir_of(checkpoint_dir: &Path) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// Creates `dir` for a new run; refuses a file, or a directory that already holds a run.
-fn prepare_run_dir(dir: &Path) -> Result<()> {
-    if dir.exists() {
-        if !dir.is_dir() {
+/// Claims `dir` for a new run: creates it (and its parents) or takes an existing empty
+/// directory. The claim itself is the exclusive creation of `dir/checkpoints`, so two runs
+/// started at once never share a directory. Refuses a file and any non-empty directory,
+/// saying what it holds.
+fn claim_run_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!(
+            "--out {} names an existing file; choose a directory path",
+            dir.display()
+        );
+    }
+    if dir.is_dir() {
+        let occupied = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .next()
+            .is_some();
+        if occupied {
+            let latest = dir.join(ckpt::CHECKPOINTS_DIR).join(ckpt::LATEST_FILE);
+            if latest.exists() {
+                bail!(
+                    "{} already holds a run: continue it with `trainer resume {}` or choose another --out",
+                    dir.display(),
+                    dir.display()
+                );
+            }
+            if dir.join("config.json").exists() {
+                bail!(
+                    "{} holds a run that stopped before its first checkpoint (nothing to resume): delete it or choose another --out",
+                    dir.display()
+                );
+            }
             bail!(
-                "--out {} names an existing file; choose a directory path",
-                dir.display()
-            );
-        }
-        if dir.join("config.json").exists() || dir.join(ckpt::CHECKPOINTS_DIR).exists() {
-            bail!(
-                "{} already holds a run: continue it with `trainer resume {}` or choose another --out",
-                dir.display(),
+                "--out {} is a directory that is not empty; choose a new or empty directory",
                 dir.display()
             );
         }
     }
     std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create run directory {}", dir.display()))
+        .with_context(|| format!("cannot create run directory {}", dir.display()))?;
+    match std::fs::create_dir(dir.join(ckpt::CHECKPOINTS_DIR)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
+            "{} was claimed by another run that started at the same time; choose another --out",
+            dir.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot create run directory {}", dir.display())),
+    }
+}
+
+/// Claims `runs/<UTC timestamp>`, or `…-2`, `…-3`, … when taken.
+fn claim_default_run_dir() -> Result<PathBuf> {
+    let base = default_run_dir_name();
+    for i in 1..1000 {
+        let dir = if i == 1 {
+            base.clone()
+        } else {
+            PathBuf::from(format!("{}-{i}", base.display()))
+        };
+        if dir.exists() {
+            continue;
+        }
+        match claim_run_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            // Taken between the check and the claim: try the next name.
+            Err(_) if dir.join(ckpt::CHECKPOINTS_DIR).exists() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    bail!("cannot find a free run directory name under runs/; pass --out")
+}
+
+/// `runs/YYYYMMDD-HHMMSS` in UTC, for the current time.
+fn default_run_dir_name() -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    PathBuf::from(format!(
+        "runs/{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    ))
 }

@@ -133,12 +133,32 @@ fn bad_input_is_one_clear_line_and_exit_code_2() {
     }
     // Nothing was overwritten.
     assert_eq!(std::fs::read_to_string(d.join("file")).unwrap(), "x");
-    // Negative numbers are usage errors (clap), also exit code 2.
+    // Usage errors are one line too, naming the flag.
+    assert_input_error(&trainer(d, &[TINY, &["--steps", "-3"]].concat()), "--steps");
+    assert_input_error(&trainer(d, &[TINY, &["--bogus"]].concat()), "--bogus");
+    // A run that could not start leaves no directory behind.
+    for (flag, value) in [
+        ("--data", "missing"),
+        ("--device", "tpu"),
+        ("--preset", "resnet"),
+    ] {
+        let o = trainer(d, &[TINY, &[flag, value, "--out", "never"]].concat());
+        assert_eq!(o.status.code(), Some(2));
+        assert!(
+            !d.join("never").exists(),
+            "{flag} {value} left a run directory"
+        );
+    }
+    // A directory holding other files is not taken over.
+    std::fs::create_dir(d.join("mine")).unwrap();
+    std::fs::write(d.join("mine/metrics.csv"), "precious").unwrap();
+    assert_input_error(
+        &trainer(d, &[TINY, &["--out", "mine"]].concat()),
+        "not empty",
+    );
     assert_eq!(
-        trainer(d, &[TINY, &["--steps", "-3"]].concat())
-            .status
-            .code(),
-        Some(2)
+        std::fs::read_to_string(d.join("mine/metrics.csv")).unwrap(),
+        "precious"
     );
 
     assert_input_error(&trainer(d, &["resume", "empty"]), "neither a checkpoint");
@@ -182,4 +202,95 @@ fn cuda_without_the_feature_says_how_to_get_it() {
         &trainer(tmp.path(), &[TINY, &["--device", "cuda"]].concat()),
         "--features cuda",
     );
+}
+
+#[test]
+fn sample_checks_its_arguments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let o = trainer(d, &[TINY, &["--steps", "1", "--out", "run"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sample = |extra: &[&str]| trainer(d, &[&["sample", "--checkpoint", "run"], extra].concat());
+    assert_input_error(&sample(&["--n", "0", "--out", "g.png"]), "--n");
+    assert_input_error(&sample(&["--n", "100000000", "--out", "g.png"]), "--n");
+    assert_input_error(&sample(&["--n", "-4", "--out", "g.png"]), "--n");
+    assert_input_error(&sample(&["--out", "g.jpg"]), "PNG");
+    assert!(!d.join("g.png").exists() && !d.join("g.jpg").exists());
+    // More images than one generator batch.
+    let o = sample(&["--n", "70", "--out", "g.png"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.join("g.png").exists());
+}
+
+#[test]
+fn a_run_that_diverges_before_its_first_checkpoint_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let o = trainer(
+        d,
+        &[TINY, &["--steps", "2", "--lr", "1e30", "--out", "run"]].concat(),
+    );
+    // After the run's header line, one error line.
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let last = err.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: training diverged at step 1"),
+        "{err}"
+    );
+    assert!(last.contains("no checkpoint had been written"), "{err}");
+    assert_input_error(
+        &trainer(d, &["resume", "run"]),
+        "before its first checkpoint",
+    );
+    assert_input_error(
+        &trainer(d, &[TINY, &["--steps", "1", "--out", "run"]].concat()),
+        "before its first checkpoint",
+    );
+}
+
+#[test]
+fn runs_started_together_get_their_own_directories() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let spawn = |seed: &str| {
+        Command::new(env!("CARGO_BIN_EXE_trainer"))
+            .args([TINY, &["--steps", "1", "--seed", seed]].concat())
+            .current_dir(d)
+            .env_remove("CANDLE_GRAD_DO_NOT_DETACH")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let children: Vec<_> = ["1", "2", "3"].into_iter().map(spawn).collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let runs: Vec<_> = std::fs::read_dir(d.join("runs")).unwrap().collect();
+    assert_eq!(runs.len(), 3, "each run in its own directory");
+    for r in runs {
+        let r = r.unwrap().path();
+        let rows = std::fs::read_to_string(r.join("metrics.csv")).unwrap();
+        assert_eq!(rows.lines().count(), 2, "{}: {rows}", r.display());
+    }
+}
+
+#[test]
+fn resume_finds_relative_data_from_another_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::create_dir(d.join("work")).unwrap();
+    std::fs::create_dir(d.join("work/digits")).unwrap();
+    let mnist = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist-10k");
+    for f in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"] {
+        std::fs::copy(mnist.join(f), d.join("work/digits").join(f)).unwrap();
+    }
+    let o = trainer(
+        &d.join("work"),
+        &[TINY, &["--steps", "1", "--data", "digits", "--out", "run"]].concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = trainer(d, &["resume", "work/run", "--steps", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }

@@ -14,9 +14,10 @@
 
 use super::gemm::{matmul, Mat};
 use super::kernels::{
-    activation_backward, bias_activation, col2im, im2col, is_piecewise_linear, norm_backward,
-    norm_forward, norm_second_order, Geometry, NormForward, NormGrads, NormState,
+    activation_backward, bias_activation, is_piecewise_linear, norm_backward, norm_forward,
+    norm_second_order, Geometry, NormForward, NormGrads, NormState,
 };
+use super::patches::{for_each_patch_chunk, patch_rows, scatter_patch_chunks};
 use super::weights::{LayerGrads, NetWeights};
 use super::{sized, Real};
 use crate::spec::{LayerKind, LayerSpec, NetSpec, Norm, NORM_EPS};
@@ -71,8 +72,6 @@ pub struct CriticEngine<T: Real> {
     /// Rows of the last forward.
     rows: usize,
     input: Vec<T>,
-    /// im2col of each layer's input over all rows (empty where the patch matrix is the input).
-    cols: Vec<Vec<T>>,
     /// Activated output of each layer.
     outs: Vec<Vec<T>>,
     xhat: Vec<Vec<T>>,
@@ -137,7 +136,6 @@ impl<T: Real> CriticEngine<T> {
             plans,
             rows: 0,
             input: Vec::new(),
-            cols: vec![Vec::new(); n],
             outs: vec![Vec::new(); n],
             xhat: vec![Vec::new(); n],
             inv_std: vec![Vec::new(); n],
@@ -178,35 +176,39 @@ impl<T: Real> CriticEngine<T> {
         for (l, p) in self.plans.iter().enumerate() {
             let lw = &weights.layers[l];
             let g = p.geometry(n);
-            let mut cols = std::mem::take(&mut self.cols[l]);
             let mut out_buf = std::mem::take(&mut self.outs[l]);
             let prev: &[T] = if l == 0 {
                 &self.input[..n * p.in_len()]
             } else {
                 &self.outs[l - 1][..n * p.in_len()]
             };
-            let patches: &[T] = if g.is_identity() {
-                prev
-            } else {
-                let c = sized(&mut cols, g.cols_len());
-                im2col(prev, &g, c);
-                c
-            };
             let cout = p.spec.out_channels;
             let m = n * p.ho * p.wo;
-            let a = Mat::rows(patches, m, p.patch());
             let wt = Mat::rows(&lw.weight, cout, p.patch()).t();
+            let z = match p.spec.norm {
+                Norm::Instance => sized(&mut self.pre_norm, m * cout),
+                _ => sized(&mut out_buf, m * cout),
+            };
+            let pr = patch_rows(&g);
+            for_each_patch_chunk(prev, &g, &mut self.scratch, |r, patches| {
+                let a = Mat::rows(patches, r.len() * pr, p.patch());
+                matmul(
+                    &mut z[r.start * pr * cout..r.end * pr * cout],
+                    a,
+                    wt,
+                    false,
+                    T::one(),
+                );
+            });
             match p.spec.norm {
                 Norm::Instance => {
-                    let z = sized(&mut self.pre_norm, m * cout);
-                    matmul(z, a, wt, false, T::one());
                     let (gamma, beta) = (lw.gamma.as_deref(), lw.beta.as_deref());
                     let (Some(gamma), Some(beta)) = (gamma, beta) else {
                         bail!("critic layer {l}: norm weights missing")
                     };
                     norm_forward(
                         &NormForward {
-                            z,
+                            z: &self.pre_norm[..m * cout],
                             a: n,
                             m: p.ho * p.wo,
                             c: cout,
@@ -220,13 +222,13 @@ impl<T: Real> CriticEngine<T> {
                         sized(&mut self.inv_std[l], n * cout),
                     );
                 }
-                _ => {
-                    let out = sized(&mut out_buf, m * cout);
-                    matmul(out, a, wt, false, T::one());
-                    bias_activation(out, cout, lw.bias.as_deref(), p.spec.activation);
-                }
+                _ => bias_activation(
+                    &mut out_buf[..m * cout],
+                    cout,
+                    lw.bias.as_deref(),
+                    p.spec.activation,
+                ),
             }
-            self.cols[l] = cols;
             self.outs[l] = out_buf;
         }
         Ok(&self.outs[self.plans.len() - 1][..n])
@@ -264,15 +266,22 @@ impl<T: Real> CriticEngine<T> {
     ) {
         let p = self.plans[l];
         let g = p.geometry(n);
-        let wm = Mat::rows(&weights.layers[l].weight, p.spec.out_channels, p.patch());
-        let dzm = Mat::rows(dz, n * p.ho * p.wo, p.spec.out_channels);
-        if g.is_identity() {
-            matmul(sized(dst, g.image_len()), dzm, wm, false, T::one());
-        } else {
-            let cols = sized(&mut self.scratch, g.cols_len());
-            matmul(cols, dzm, wm, false, T::one());
-            col2im(cols, &g, sized(dst, g.image_len()));
-        }
+        let cout = p.spec.out_channels;
+        let wm = Mat::rows(&weights.layers[l].weight, cout, p.patch());
+        let pr = patch_rows(&g);
+        scatter_patch_chunks(
+            sized(dst, g.image_len()),
+            &g,
+            &mut self.scratch,
+            |r, cols| {
+                let dzm = Mat::rows(
+                    &dz[r.start * pr * cout..r.end * pr * cout],
+                    r.len() * pr,
+                    cout,
+                );
+                matmul(cols, dzm, wm, false, T::one());
+            },
+        );
     }
 
     /// The adjoint pass: `∇ₓ Σᵢ wᵢ·C(xᵢ)` over `rows` of the last forward, `[n, H, W, C]`,
@@ -354,33 +363,34 @@ impl<T: Real> CriticEngine<T> {
             let g = p.geometry(n);
             let m = n * p.ho * p.wo;
             let cout = p.spec.out_channels;
-            let patches: &[T] = if g.is_identity() {
-                &ubar[..g.image_len()]
-            } else {
-                let c = sized(&mut self.scratch, g.cols_len());
-                im2col(&ubar[..g.image_len()], &g, c);
-                c
-            };
-            // ∂W += δzᵀ · im2col(ā₋).
-            matmul(
-                &mut grad.weight,
-                Mat::rows(&self.adj_dz[l], m, cout).t(),
-                Mat::rows(patches, m, p.patch()),
-                true,
-                T::one(),
-            );
-            if l == last {
-                break;
-            }
             let lw = &weights.layers[l];
-            let ub = sized(&mut u, m * cout);
-            matmul(
-                ub,
-                Mat::rows(patches, m, p.patch()),
-                Mat::rows(&lw.weight, cout, p.patch()).t(),
-                false,
-                T::one(),
+            let wt = Mat::rows(&lw.weight, cout, p.patch()).t();
+            let pr = patch_rows(&g);
+            // Not needed after the last layer: ū feeds the next layer's reverse.
+            let mut ub = (l != last).then(|| sized(&mut u, m * cout));
+            let dz = &self.adj_dz[l];
+            for_each_patch_chunk(
+                &ubar[..g.image_len()],
+                &g,
+                &mut self.scratch,
+                |r, patches| {
+                    let (rows, span) = (r.len() * pr, r.start * pr * cout..r.end * pr * cout);
+                    let pm = Mat::rows(patches, rows, p.patch());
+                    // ∂W += δzᵀ · im2col(ā₋).
+                    matmul(
+                        &mut grad.weight,
+                        Mat::rows(&dz[span.clone()], rows, cout).t(),
+                        pm,
+                        true,
+                        T::one(),
+                    );
+                    // ū = im2col(ā₋) · Wᵀ.
+                    if let Some(ub) = ub.as_deref_mut() {
+                        matmul(&mut ub[span], pm, wt, false, T::one());
+                    }
+                },
             );
+            let Some(ub) = ub else { break };
             match p.spec.norm {
                 Norm::Instance => {
                     let Some(dgamma) = grad.gamma.as_deref_mut() else {
@@ -462,22 +472,24 @@ impl<T: Real> CriticEngine<T> {
                 }
             }
             let g = p.geometry(n);
-            let patches: &[T] = if g.is_identity() {
-                if l == 0 {
-                    &self.input[..g.image_len()]
-                } else {
-                    &self.outs[l - 1][..g.image_len()]
-                }
+            let prev: &[T] = if l == 0 {
+                &self.input[..g.image_len()]
             } else {
-                &self.cols[l][..g.cols_len()]
+                &self.outs[l - 1][..g.image_len()]
             };
-            matmul(
-                &mut lg.weight,
-                Mat::rows(d, m, cout).t(),
-                Mat::rows(patches, m, p.patch()),
-                true,
-                T::one(),
-            );
+            let pr = patch_rows(&g);
+            let d: &[T] = d;
+            // ∂W += δzᵀ · im2col(a₋), the patches recomputed chunk by chunk.
+            for_each_patch_chunk(prev, &g, &mut self.scratch, |r, patches| {
+                let rows = r.len() * pr;
+                matmul(
+                    &mut lg.weight,
+                    Mat::rows(&d[r.start * pr * cout..r.end * pr * cout], rows, cout).t(),
+                    Mat::rows(patches, rows, p.patch()),
+                    true,
+                    T::one(),
+                );
+            });
             if l > 0 {
                 let d = std::mem::take(&mut dz);
                 self.input_grad_of(weights, l, n, &d[..len], &mut grad);

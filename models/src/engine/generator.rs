@@ -5,9 +5,10 @@
 
 use super::gemm::{matmul, Mat};
 use super::kernels::{
-    activation_backward, bias_activation, col2im, im2col, norm_backward, norm_forward, Geometry,
-    NormForward, NormGrads, NormState,
+    activation_backward, bias_activation, norm_backward, norm_forward, Geometry, NormForward,
+    NormGrads, NormState,
 };
+use super::patches::{for_each_patch_chunk, patch_rows, scatter_patch_chunks};
 use super::weights::{LayerGrads, NetWeights};
 use super::{sized, Real};
 use crate::spec::{LayerKind, LayerSpec, NetSpec, Norm, NORM_EPS};
@@ -72,6 +73,7 @@ pub struct GeneratorEngine<T: Real> {
     outs: Vec<Vec<T>>,
     xhat: Vec<Vec<T>>,
     inv_std: Vec<Vec<T>>,
+    /// Patch-matrix scratch of one sample chunk.
     cols: Vec<T>,
     pre_norm: Vec<T>,
     grad_a: Vec<T>,
@@ -164,7 +166,6 @@ impl<T: Real> GeneratorEngine<T> {
             } else {
                 &self.outs[l - 1][..n * p.in_len()]
             };
-            let xm = Mat::rows(x, n * p.h * p.w, p.spec.in_channels);
             let wm = Mat::rows(&lw.weight, p.spec.in_channels, p.patch());
             let len = n * p.out_len();
             let z = if p.spec.norm == Norm::Batch {
@@ -172,13 +173,13 @@ impl<T: Real> GeneratorEngine<T> {
             } else {
                 sized(&mut out_buf, len)
             };
-            if g.is_identity() {
-                matmul(z, xm, wm, false, T::one());
-            } else {
-                let cols = sized(&mut self.cols, g.cols_len());
+            // z = col2im(x · W), chunk by chunk.
+            let pr = patch_rows(&g);
+            let cin = p.spec.in_channels;
+            scatter_patch_chunks(z, &g, &mut self.cols, |r, cols| {
+                let xm = Mat::rows(&x[r.start * pr * cin..r.end * pr * cin], r.len() * pr, cin);
                 matmul(cols, xm, wm, false, T::one());
-                col2im(cols, &g, z);
-            }
+            });
             if p.spec.norm == Norm::Batch {
                 let (Some(gamma), Some(beta)) = (lw.gamma.as_deref(), lw.beta.as_deref()) else {
                     bail!("generator layer {l}: norm weights missing")
@@ -278,37 +279,30 @@ impl<T: Real> GeneratorEngine<T> {
                 );
             }
             let g = p.geometry(n);
-            let rows_in = n * p.h * p.w;
-            let patches: &[T] = if g.is_identity() {
-                &d[..len]
-            } else {
-                let c = sized(&mut self.cols, g.cols_len());
-                im2col(&d[..len], &g, c);
-                c
-            };
             let x: &[T] = if l == 0 {
                 &self.input[..n * p.in_len()]
             } else {
                 &self.outs[l - 1][..n * p.in_len()]
             };
-            // ∂W += xᵀ · im2col(δz).
-            matmul(
-                &mut lg.weight,
-                Mat::rows(x, rows_in, p.spec.in_channels).t(),
-                Mat::rows(patches, rows_in, p.patch()),
-                true,
-                T::one(),
-            );
-            if l > 0 {
-                // δx = im2col(δz) · Wᵀ.
+            let (cin, pr) = (p.spec.in_channels, patch_rows(&g));
+            let wt = Mat::rows(&weights.layers[l].weight, cin, p.patch()).t();
+            let mut dx = (l > 0).then(|| sized(&mut grad, n * p.in_len()));
+            for_each_patch_chunk(&d[..len], &g, &mut self.cols, |r, patches| {
+                let (rows, span) = (r.len() * pr, r.start * pr * cin..r.end * pr * cin);
+                let pm = Mat::rows(patches, rows, p.patch());
+                // ∂W += xᵀ · im2col(δz).
                 matmul(
-                    sized(&mut grad, n * p.in_len()),
-                    Mat::rows(patches, rows_in, p.patch()),
-                    Mat::rows(&weights.layers[l].weight, p.spec.in_channels, p.patch()).t(),
-                    false,
+                    &mut lg.weight,
+                    Mat::rows(&x[span.clone()], rows, cin).t(),
+                    pm,
+                    true,
                     T::one(),
                 );
-            }
+                // δx = im2col(δz) · Wᵀ.
+                if let Some(dx) = dx.as_deref_mut() {
+                    matmul(&mut dx[span], pm, wt, false, T::one());
+                }
+            });
         }
         self.grad_a = grad;
         self.grad_b = dz;

@@ -22,6 +22,7 @@ mod critic;
 mod gemm;
 mod generator;
 pub(crate) mod kernels;
+mod patches;
 mod weights;
 
 pub use critic::CriticEngine;

@@ -88,10 +88,9 @@ pub fn load(path: &Path, format: Format, channels: usize, size: usize) -> Result
     check_shape(channels, size)?;
     match std::fs::metadata(path) {
         Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-            "data path {} does not exist (pass an existing directory or file with --data)",
-            path.display()
-        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("data path {} does not exist", path.display())
+        }
         Err(e) => bail!("cannot read data path {}: {e}", path.display()),
     }
     let format = match format {
