@@ -30,15 +30,19 @@ fn slice<'a, T: WithDType>(data: &'a [T], layout: &Layout) -> Result<&'a [T]> {
     }
 }
 
+/// Sums in f64 whatever the input type: a sequential f32 sum over the `N·H·W` rows of a
+/// BatchNorm (tens of thousands) loses digits exactly where the norm's gradients cancel.
 fn sum_kernel<T: WithDType>(src: &[T], (a, m, c): (usize, usize, usize)) -> Vec<T> {
-    let mut dst = vec![T::zero(); a * c];
+    let mut dst = Vec::with_capacity(a * c);
+    let mut acc = vec![0f64; c];
     for i in 0..a {
-        let acc = &mut dst[i * c..(i + 1) * c];
+        acc.fill(0.0);
         for row in src[i * m * c..(i + 1) * m * c].chunks_exact(c) {
             for (d, &v) in acc.iter_mut().zip(row) {
-                *d += v;
+                *d += v.to_f64();
             }
         }
+        dst.extend(acc.iter().map(|&v| T::from_f64(v)));
     }
     dst
 }

@@ -32,6 +32,35 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Draw a grid of images from a checkpoint's generator.
     Sample(SampleArgs),
+    /// Check a device: one critic step (with the gradient penalty) and one generator step on
+    /// the device through candle's autograd, in f32 and in f64, against the CPU engine in f64
+    /// on the same weights and inputs; prints every relative error, fails above tolerance.
+    CheckDevice(CheckDeviceArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(allow_negative_numbers = true)]
+pub struct CheckDeviceArgs {
+    /// cpu, cuda or cuda:N. On cpu this checks the CPU engine against candle's autograd.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Architecture: dcgan64, small or tiny.
+    #[arg(long, default_value = "dcgan64")]
+    pub preset: String,
+    /// Image channels: 1 or 3.
+    #[arg(long, default_value_t = 1)]
+    pub channels: usize,
+    /// Images per batch.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Seed of the weights and inputs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Largest accepted relative error of the device's f32 step against the f64 reference
+    /// (1e-3 allows TF32 matrix products on a GPU); a quantity within 10× of the CPU engine's
+    /// own f32 error also passes. In f64 the device must agree to 1e-9.
+    #[arg(long, default_value_t = 1e-3)]
+    pub tolerance: f64,
 }
 
 #[derive(Args, Debug)]
@@ -295,6 +324,73 @@ fn sample(args: &SampleArgs) -> Result<()> {
     Ok(())
 }
 
+fn check_device(args: &CheckDeviceArgs) -> Result<()> {
+    use crate::parity::{autograd_step, engine_step, errors, Setup};
+    if !(args.tolerance > 0.0) {
+        bail!("--tolerance must be positive");
+    }
+    let preset = wgan_models::preset(&args.preset, args.channels)?;
+    let device = parse_device(&args.device)?;
+    let setup = Setup::new(&preset, args.batch_size, args.seed)?;
+    let reference = engine_step::<f64>(&setup)?;
+    let cpu32 = errors(&engine_step::<f32>(&setup)?, &reference);
+    let dev32 = errors(&autograd_step(&setup, DType::F32, &device)?, &reference);
+    let dev64 = errors(&autograd_step(&setup, DType::F64, &device)?, &reference);
+    println!(
+        "{}, batch {}, seed {}: relative errors against the CPU engine in f64\n",
+        preset.name, args.batch_size, args.seed
+    );
+    let d = &args.device;
+    println!("| quantity | max abs | CPU engine f32 | {d} autograd f32 | {d} autograd f64 |");
+    println!("|---|---|---|---|---|");
+    for ((a, b), c) in cpu32.iter().zip(&dev32).zip(&dev64) {
+        println!(
+            "| {} | {:.3e} | {:.1e} | {:.1e} | {:.1e} |",
+            a.name, a.scale, a.rel_error, b.rel_error, c.rel_error
+        );
+    }
+    let worst = |rows: &[crate::parity::Comparison]| {
+        rows.iter()
+            .max_by(|a, b| a.rel_error.total_cmp(&b.rel_error))
+            .cloned()
+            .expect("at least one comparison")
+    };
+    let (w32, w64, wcpu) = (worst(&dev32), worst(&dev64), worst(&cpu32));
+    println!(
+        "\nworst: {d} f64 {:.1e} ({}), {d} f32 {:.1e} ({}), CPU engine f32 {:.1e} ({})",
+        w64.rel_error, w64.name, w32.rel_error, w32.name, wcpu.rel_error, wcpu.name
+    );
+    if !(w64.rel_error <= F64_PARITY) {
+        bail!(
+            "in f64, {} on {d} differs from the CPU engine by {:.1e} (relative), above {F64_PARITY:.0e}: the two implementations disagree",
+            w64.name,
+            w64.rel_error
+        );
+    }
+    // In f32 a quantity passes within --tolerance, or within 10× of what the CPU engine's own
+    // f32 rounding gives on it (some gradients are ill-conditioned in any f32 implementation).
+    let failed = dev32
+        .iter()
+        .zip(&cpu32)
+        .find(|(d, c)| !(d.rel_error <= args.tolerance || d.rel_error <= 10.0 * c.rel_error));
+    if let Some((d32, c32)) = failed {
+        bail!(
+            "in f32, {} on {d} differs by {:.1e} (relative), above --tolerance {:.0e} and 10× the CPU engine's f32 error ({:.1e})",
+            d32.name,
+            d32.rel_error,
+            args.tolerance,
+            c32.rel_error
+        );
+    }
+    println!(
+        "ok: {d} agrees with the CPU engine (f64 within {F64_PARITY:.0e}, f32 within tolerance)"
+    );
+    Ok(())
+}
+
+/// Largest relative error accepted between two f64 implementations of one step.
+const F64_PARITY: f64 = 1e-9;
+
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
@@ -314,6 +410,7 @@ pub fn run(cli: Cli) -> Result<()> {
             )?)
         }
         Command::Sample(args) => sample(&args),
+        Command::CheckDevice(args) => check_device(&args),
     }
 }
 

@@ -294,3 +294,20 @@ fn resume_finds_relative_data_from_another_directory() {
     let o = trainer(d, &["resume", "work/run", "--steps", "2"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn check_device_on_the_cpu_agrees_with_the_engine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = trainer(
+        tmp.path(),
+        &["check-device", "--preset", "small", "--batch-size", "4"],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}{}", out, stderr(&o));
+    assert!(out.contains("critic grad disc.2.0.weight"), "{out}");
+    assert!(out.contains("ok: cpu agrees"), "{out}");
+    assert_input_error(
+        &trainer(tmp.path(), &["check-device", "--batch-size", "0"]),
+        "--batch-size",
+    );
+}
