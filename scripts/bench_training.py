@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def torch_child(preset, batch, iters, threads, channels=1):
+def torch_child(preset, batch, iters, threads, device="cpu", channels=1):
     import torch
 
     sys.path.insert(0, HERE)
@@ -33,18 +33,22 @@ def torch_child(preset, batch, iters, threads, channels=1):
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    dev = torch.device(device)
     g, c = build(preset, channels)
+    g, c = g.to(dev), c.to(dev)
     z_dim, size = PRESETS[preset]["z_dim"], PRESETS[preset]["image"]
-    data = torch.rand(2048, channels, size, size) * 2 - 1
+    data = (torch.rand(2048, channels, size, size) * 2 - 1).to(dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     opt_g = torch.optim.Adam(g.parameters(), lr=1e-4, betas=(0.0, 0.9))
     opt_c = torch.optim.Adam(c.parameters(), lr=1e-4, betas=(0.0, 0.9))
     times = []
     for _ in range(iters + 1):
+        sync()
         t0 = time.perf_counter()
         for _ in range(5):
-            real = data[torch.randint(0, data.shape[0], (batch,))]
-            fake = g(torch.randn(batch, z_dim, 1, 1)).detach()
-            eps = torch.rand(batch, 1, 1, 1)
+            real = data[torch.randint(0, data.shape[0], (batch,), device=dev)]
+            fake = g(torch.randn(batch, z_dim, 1, 1, device=dev)).detach()
+            eps = torch.rand(batch, 1, 1, 1, device=dev)
             x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
             grad = torch.autograd.grad(c(x_hat).sum(), x_hat, create_graph=True)[0]
             norm = torch.sqrt((grad * grad).flatten(1).sum(1) + 1e-16)
@@ -52,10 +56,11 @@ def torch_child(preset, batch, iters, threads, channels=1):
             opt_c.zero_grad(set_to_none=True)
             loss.backward()
             opt_c.step()
-        loss_g = -c(g(torch.randn(batch, z_dim, 1, 1))).mean()
+        loss_g = -c(g(torch.randn(batch, z_dim, 1, 1, device=dev))).mean()
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
+        sync()
         times.append(time.perf_counter() - t0)
     print(json.dumps({"times": times[1:]}))
 
@@ -87,7 +92,7 @@ def torch_round(a):
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
     out, rss = run_with_rss(
         [sys.executable, __file__, "--child", "--preset", a.preset, "--batch", str(a.batch),
-         "--iters", str(a.iters), "--threads", str(a.threads)], env)
+         "--iters", str(a.iters), "--threads", str(a.threads), "--device", a.device], env)
     return json.loads(out)["times"], rss
 
 
@@ -98,7 +103,7 @@ def ours_round(a):
         _, rss = run_with_rss(
             [a.trainer, "train", "--preset", a.preset, "--batch-size", str(a.batch),
              "--steps", str(a.iters + 1), "--sample-every", "1000000",
-             "--checkpoint-every", "1000000", "--out", run], env)
+             "--checkpoint-every", "1000000", "--device", a.device, "--out", run], env)
         with open(os.path.join(run, "metrics.csv")) as f:
             secs = [float(line.split(",")[6]) for line in f.read().splitlines()[1:]]
     return secs[1:], rss
@@ -112,11 +117,12 @@ def main():
     ap.add_argument("--rounds", type=int, default=2,
                     help="alternating rounds of each engine (drift on a shared machine hits both)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (both engines on it)")
     ap.add_argument("--trainer", default=os.path.join(ROOT, "target", "release", "trainer"))
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        return torch_child(a.preset, a.batch, a.iters, a.threads)
+        return torch_child(a.preset, a.batch, a.iters, a.threads, a.device)
     if not os.path.exists(a.trainer):
         sys.exit(f"no trainer at {a.trainer}: build it with `cargo build --release -p wgan-trainer`")
 
@@ -131,7 +137,7 @@ def main():
 
     base_t = statistics.median(times["PyTorch eager"])
     base_m = peak["PyTorch eager"]
-    print(f"\n{a.preset}, batch {a.batch}, {a.threads} threads: median of {a.rounds}×{a.iters} "
+    print(f"\n{a.preset}, batch {a.batch}, {a.device}, {a.threads} threads: median of {a.rounds}×{a.iters} "
           f"iterations (5 critic + 1 generator step), rounds alternating\n")
     print("| engine | s / iteration (median) | ratio | peak RSS (MB) | ratio |")
     print("|---|---|---|---|---|")

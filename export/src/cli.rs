@@ -28,10 +28,11 @@ struct Cli {
 enum Command {
     /// Write a checkpoint's generator (eval mode) as an ONNX file.
     ///
-    /// Input `z` f32 [N, z_dim, 1, 1], output `image` f32 [N, C, H, W] in [-1, 1]; IR version 8;
-    /// only standard ops (ConvTranspose, BatchNormalization or folded, Relu, Tanh); metadata_props
-    /// `wgan.*` carry z_dim, channels, image size, preset, step, data set, output range, producer
-    /// and the latent function. The file is written atomically: a failed export leaves no file.
+    /// Input `z` f32 [N, z_dim, 1, 1], output `image` f32 [N, C, H, W] in [-1, 1]; the IR version
+    /// that ONNX pairs with the opset (8 for the default opset 17); only standard ops
+    /// (ConvTranspose, BatchNormalization or folded, Relu, Tanh); metadata_props `wgan.*` carry
+    /// z_dim, channels, image size, preset, step, data set, output range, producer and the
+    /// latent function. The file is written atomically: a failed export leaves no file.
     #[command(after_help = AFTER_HELP)]
     Onnx(OnnxArgs),
 }
@@ -47,7 +48,8 @@ struct OnnxArgs {
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
 
-    /// ONNX opset of the default domain (13–21).
+    /// ONNX opset of the default domain (13–21). The file's IR version follows it: 8 for
+    /// opsets 13–18, 9 for 19–20, 10 for 21.
     #[arg(long, value_name = "N", default_value_t = crate::DEFAULT_OPSET)]
     opset: i64,
 
@@ -111,12 +113,13 @@ fn human_bytes(n: u64) -> String {
 
 fn summary(r: &ExportReport, options: &ExportOptions) -> String {
     let mut s = format!(
-        "wrote {} ({}): preset {}, step {}, opset {}, batch {}, BatchNorm {}\n  ops: {}; {} weights; from {}",
+        "wrote {} ({}): preset {}, step {}, opset {} (IR {}), batch {}, BatchNorm {}\n  ops: {}; {} weights; from {}",
         r.out.display(),
         human_bytes(r.bytes),
         r.header.preset,
         r.header.step,
         r.opset,
+        r.ir_version,
         options.build.batch,
         if options.build.fold_bn { "folded" } else { "kept" },
         r.ops_summary(),
@@ -142,7 +145,8 @@ fn summary(r: &ExportReport, options: &ExportOptions) -> String {
     s
 }
 
-/// Parses the arguments and runs the command.
+/// Parses the arguments and runs the command. Never returns for `--help`, `--version` (exit 0)
+/// or a usage error (one `error:` line on stderr, exit 2; a bare call prints the help there).
 pub fn run() -> Result<()> {
     let bin = std::env::args_os()
         .next()
@@ -152,8 +156,11 @@ pub fn run() -> Result<()> {
                 .map(|n| n.to_string_lossy().into_owned())
         })
         .unwrap_or_else(|| "wgan-export".into());
-    let matches = Cli::command().bin_name(bin).get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let cli = Cli::command()
+        .bin_name(bin)
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+        .unwrap_or_else(|e| exit_on_usage_error(e));
     match cli.command {
         Command::Onnx(args) => {
             let options = args.options();
@@ -162,6 +169,53 @@ pub fn run() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Ends the process for a command-line parse result that is not a command: `--help` and
+/// `--version` print to stdout and exit 0; a bare call prints the help on stderr and exits 2;
+/// any other usage error is one `error: … (see --help)` line on stderr and exit status 2.
+fn exit_on_usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            std::process::exit(0);
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = e.print();
+            std::process::exit(2);
+        }
+        _ => {
+            eprintln!(
+                "error: {} (see --help)",
+                usage_error_line(&e.render().to_string())
+            );
+            std::process::exit(2);
+        }
+    }
+}
+
+/// clap's rendered message on one line: the lines before `Usage:`, without the leading
+/// `error: `, joined (after a line ending in `:` by a space, else by `; `).
+pub fn usage_error_line(rendered: &str) -> String {
+    let mut line = String::new();
+    for l in rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+    {
+        if !line.is_empty() {
+            line.push_str(if line.ends_with(':') { " " } else { "; " });
+        }
+        line.push_str(l);
+    }
+    let line = line.strip_prefix("error: ").unwrap_or(&line).to_string();
+    if line.is_empty() {
+        "invalid arguments".into()
+    } else {
+        line
+    }
 }
 
 /// An error's cause chain on one line.
@@ -245,6 +299,43 @@ mod tests {
             "0"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn usage_errors_fit_on_one_line() {
+        let line = |args: &[&str]| {
+            let e = Cli::try_parse_from(args).unwrap_err();
+            usage_error_line(&e.render().to_string())
+        };
+        assert_eq!(
+            line(&["export", "onnx", "--out", "o.onnx"]),
+            "the following required arguments were not provided: --checkpoint <DIR|RUN_DIR>"
+        );
+        let e = line(&[
+            "export",
+            "onnx",
+            "--fold",
+            "--checkpoint",
+            "c",
+            "--out",
+            "o",
+        ]);
+        assert!(
+            e.starts_with("unexpected argument '--fold' found; tip:") && e.contains("--fold-bn"),
+            "{e}"
+        );
+        let e = line(&[
+            "export",
+            "onnx",
+            "--checkpoint",
+            "c",
+            "--out",
+            "o",
+            "--opset",
+            "x",
+        ]);
+        assert!(e.starts_with("invalid value 'x' for '--opset <N>'"), "{e}");
+        assert_eq!(usage_error_line(""), "invalid arguments");
     }
 
     #[test]

@@ -22,8 +22,22 @@ use wgan_models::spec::{
 };
 use wgan_models::Generator;
 
-/// ONNX IR version of exported files (the version of tract-onnx's protobuf types).
+/// ONNX IR version of files exported at the default opset ([`ir_version_for`] gives it for
+/// every opset).
 pub const IR_VERSION: i64 = 8;
+
+/// The IR version written with a default-domain opset, as ONNX pairs them: 8 for opsets 13–18,
+/// 9 for 19–20, 10 for 21 (opsets outside [`MIN_OPSET`]..=[`MAX_OPSET`] are rejected by
+/// [`BuildOptions::check`]). tract-onnx's protobuf types are IR 8's; IR 9 and 10 only add what
+/// these graphs do not use (float8 and 4-bit types, function overloads), so the encoding of
+/// such a model is the same under every one of these IR versions.
+pub fn ir_version_for(opset: i64) -> i64 {
+    match opset {
+        ..=18 => 8,
+        19 | 20 => 9,
+        _ => 10,
+    }
+}
 /// Default opset (the contract's).
 pub const DEFAULT_OPSET: i64 = 17;
 /// Lowest accepted opset: every op used here has had its current form since 13 or earlier.
@@ -456,7 +470,7 @@ pub fn build_model(
         ..Default::default()
     };
     Ok(ModelProto {
-        ir_version: IR_VERSION,
+        ir_version: ir_version_for(options.opset),
         opset_import: vec![OperatorSetIdProto {
             domain: String::new(),
             version: options.opset,
@@ -679,6 +693,26 @@ mod tests {
         assert!(meta
             .iter()
             .any(|(k, v)| k == "wgan.producer" && v.starts_with("wgan-export ")));
+    }
+
+    #[test]
+    fn ir_version_follows_the_opset() {
+        let pairs: Vec<(i64, i64)> = (MIN_OPSET..=MAX_OPSET)
+            .map(|o| (o, ir_version_for(o)))
+            .collect();
+        let mut want: Vec<(i64, i64)> = (13..=18).map(|o| (o, 8)).collect();
+        want.extend([(19, 9), (20, 9), (21, 10)]);
+        assert_eq!(pairs, want);
+        assert_eq!(ir_version_for(DEFAULT_OPSET), IR_VERSION);
+        let g = generator("tiny", 1);
+        for (opset, ir) in [(13, 8), (17, 8), (18, 8), (19, 9), (20, 9), (21, 10)] {
+            let options = BuildOptions {
+                opset,
+                ..Default::default()
+            };
+            let m = build_model(&g, &header("tiny", 1), &options).unwrap();
+            assert_eq!((m.ir_version, m.opset_import[0].version), (ir, opset));
+        }
     }
 
     #[test]

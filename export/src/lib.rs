@@ -4,7 +4,8 @@
 //! list the candle [`Generator`] is built from — so a new preset needs no exporter change.
 //! The file follows the workspace's ONNX generator contract (DESIGN.md §2): input `z`
 //! `[N, z_dim, 1, 1]` f32 with a symbolic `N` (or a fixed batch), output `image` `[N, C, H, W]`
-//! in [-1, 1], opset 17 by default, IR version 8, only standard ops, and `metadata_props`
+//! in [-1, 1], opset 17 by default with IR version 8 (other opsets get the IR version ONNX pairs
+//! them with: [`graph::ir_version_for`]), only standard ops, and `metadata_props`
 //! (see [`metadata`]) so the runtime needs no side file.
 //!
 //! - [`graph`]: [`build_model`], the `ModelProto` (tract-onnx's prost types) from a generator.
@@ -27,7 +28,8 @@ pub mod write;
 pub mod cli;
 
 pub use graph::{
-    build_model, BatchDim, BuildOptions, DEFAULT_OPSET, IR_VERSION, MAX_OPSET, MIN_OPSET,
+    build_model, ir_version_for, BatchDim, BuildOptions, DEFAULT_OPSET, IR_VERSION, MAX_OPSET,
+    MIN_OPSET,
 };
 pub use test_data::{write_test_data, TEST_DATA_DIR};
 pub use verify::{candle_images, verify_with_tract, VerifyReport, TOLERANCE};
@@ -109,6 +111,8 @@ pub struct ExportReport {
     /// Size of the written file in bytes.
     pub bytes: u64,
     pub opset: i64,
+    /// The file's ONNX IR version ([`ir_version_for`] the opset).
+    pub ir_version: i64,
     /// Node count per op type.
     pub ops: BTreeMap<String, usize>,
     /// Number of initializer values (weights).
@@ -194,6 +198,7 @@ pub fn export_onnx(checkpoint: &Path, options: &ExportOptions) -> Result<ExportR
         out: options.out.clone(),
         bytes: bytes.len() as u64,
         opset: options.build.opset,
+        ir_version: model.ir_version,
         ops: op_counts(&model),
         weights: graph::weight_count(&model),
         verify,

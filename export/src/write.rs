@@ -2,6 +2,12 @@
 //! directory (named `.<name>.<random>.tmp`, never `*.onnx`), are flushed to disk, and the file
 //! is renamed over the destination only when complete. A failure at any point removes the
 //! temporary file, so no partial `.onnx` is ever left behind.
+//!
+//! Destinations are classified by [`wgan_runtime::output::Destination`]: a symbolic link to a
+//! file has the file it points to replaced; an existing character device, FIFO or socket
+//! (`/dev/null`, a named pipe) is never renamed over but written in place at [`commit`] (the
+//! staged copy then lives in the system's temporary directory, for verification); a directory
+//! or block device is an error.
 
 use crate::pb::ModelProto;
 use anyhow::{bail, Context, Result};
@@ -9,6 +15,7 @@ use prost::Message;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
+use wgan_runtime::output::{open_in_place, Destination};
 
 /// The protobuf encoding of a model.
 pub fn encode_model(model: &ModelProto) -> Vec<u8> {
@@ -24,7 +31,7 @@ pub fn parent_dir(path: &Path) -> PathBuf {
 }
 
 /// Cheap checks of a destination before any work: it must name a file in an existing
-/// directory.
+/// directory, or an existing device or FIFO; never a directory or a block device.
 pub fn check_output_path(path: &Path) -> Result<()> {
     if path.as_os_str().is_empty() {
         bail!("the output path is empty");
@@ -47,24 +54,35 @@ pub fn check_output_path(path: &Path) -> Result<()> {
             dir.display()
         );
     }
+    Destination::of(path)?;
     Ok(())
 }
 
 /// A complete, flushed temporary file waiting for [`commit`].
-pub struct Staged(NamedTempFile);
+pub struct Staged {
+    file: NamedTempFile,
+    /// Where [`commit`] puts the bytes.
+    dest: Destination,
+}
 
 impl Staged {
     /// Where the staged bytes are (for verification before the commit).
     pub fn path(&self) -> &Path {
-        self.0.path()
+        self.file.path()
     }
 }
 
-/// Writes `bytes` to a temporary file beside `dest` and flushes it.
+/// Writes `bytes` to a temporary file and flushes it: beside `dest` (beside the file a link
+/// points to), or, for a device or FIFO, in the system's temporary directory.
 pub fn stage(dest: &Path, bytes: &[u8]) -> Result<Staged> {
     check_output_path(dest)?;
-    let dir = parent_dir(dest);
-    let name = dest
+    let destination = Destination::of(dest)?;
+    let target = destination.path();
+    let dir = match destination {
+        Destination::Replace(_) => parent_dir(target),
+        Destination::InPlace(_) => std::env::temp_dir(),
+    };
+    let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -83,17 +101,26 @@ pub fn stage(dest: &Path, bytes: &[u8]) -> Result<Staged> {
     file.write_all(bytes)
         .and_then(|_| file.as_file().sync_all())
         .with_context(|| format!("cannot write {}", dest.display()))?;
-    Ok(Staged(file))
+    Ok(Staged {
+        file,
+        dest: destination,
+    })
 }
 
-/// Renames a staged file over `dest`.
+/// Puts a staged file in place: renames it over the destination it was staged for, or copies
+/// it into a device or FIFO (and then removes it). `dest` (the path as given) names the
+/// destination in errors; a write error such as `/dev/full`'s "no space left" is one.
 pub fn commit(staged: Staged, dest: &Path) -> Result<()> {
-    staged
-        .0
-        .persist(dest)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write {}", dest.display()))?;
-    Ok(())
+    let Staged { file, dest: target } = staged;
+    match target {
+        Destination::Replace(target) => file.persist(&target).map_err(|e| e.error).map(drop),
+        Destination::InPlace(device) => (|| -> std::io::Result<()> {
+            let mut out = open_in_place(&device)?;
+            std::io::copy(&mut file.reopen()?, &mut out)?;
+            out.flush()
+        })(),
+    }
+    .with_context(|| format!("cannot write {}", dest.display()))
 }
 
 /// Encodes `model` and writes it to `path` atomically.
@@ -138,5 +165,60 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("does not exist"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_are_followed_and_fifos_written_in_place() {
+        use std::io::Read;
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempfile::tempdir().unwrap();
+        let model = ModelProto {
+            ir_version: 8,
+            producer_name: "t".into(),
+            ..Default::default()
+        };
+        // A link to a file: the file is replaced, the link stays.
+        let (file, link) = (dir.path().join("real.onnx"), dir.path().join("link.onnx"));
+        std::fs::write(&file, b"old").unwrap();
+        std::os::unix::fs::symlink("real.onnx", &link).unwrap();
+        write_model_atomic(&model, &link).unwrap();
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(std::fs::read(&file).unwrap(), encode_model(&model));
+        // A FIFO: written through, still a FIFO, nothing staged beside it.
+        let fifo = dir.path().join("pipe.onnx");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                std::fs::File::open(fifo)
+                    .unwrap()
+                    .read_to_end(&mut got)
+                    .unwrap();
+                got
+            })
+        };
+        let staged = stage(&fifo, &encode_model(&model)).unwrap();
+        assert!(!staged.path().starts_with(dir.path()));
+        commit(staged, &fifo).unwrap();
+        assert!(std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        assert_eq!(reader.join().unwrap(), encode_model(&model));
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["link.onnx", "pipe.onnx", "real.onnx"]);
     }
 }

@@ -342,3 +342,194 @@ fn bad_inputs_fail_cleanly() {
     );
     assert_eq!(std::fs::read(root.join("g.onnx")).unwrap(), before);
 }
+
+#[test]
+fn usage_errors_are_one_line_for_both_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    for bin in [
+        env!("CARGO_BIN_EXE_export"),
+        env!("CARGO_BIN_EXE_wgan-export"),
+    ] {
+        let cases: [(&[&str], &str); 5] = [
+            (
+                &["onnx", "--out", "x.onnx"],
+                "required arguments were not provided: --checkpoint <DIR|RUN_DIR>",
+            ),
+            (
+                &["onnx", "--checkpoint", "c", "--out", "o", "--batch", "zero"],
+                "invalid value 'zero' for '--batch <dynamic|N>'",
+            ),
+            (
+                &["onnx", "--checkpoint", "c", "--out", "o", "--opset", "x"],
+                "invalid value 'x' for '--opset <N>'",
+            ),
+            (
+                &["onnx", "--frobnicate"],
+                "unexpected argument '--frobnicate'",
+            ),
+            (&["frobnicate"], "unrecognized subcommand 'frobnicate'"),
+        ];
+        for (args, needle) in cases {
+            let o = Command::new(bin)
+                .current_dir(tmp.path())
+                .args(args)
+                .output()
+                .unwrap();
+            assert_eq!(o.status.code(), Some(2), "{bin} {args:?}\n{}", show(&o));
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            let lines: Vec<&str> = stderr.lines().collect();
+            assert_eq!(lines.len(), 1, "{bin} {args:?}: one line\n{}", show(&o));
+            assert!(
+                lines[0].starts_with("error: ")
+                    && lines[0].contains(needle)
+                    && lines[0].ends_with("(see --help)"),
+                "{bin} {args:?}: {needle:?}\n{}",
+                show(&o)
+            );
+            assert!(o.stdout.is_empty(), "{}", show(&o));
+        }
+        for args in [&["--help"][..], &["onnx", "--help"], &["--version"]] {
+            let o = Command::new(bin).args(args).output().unwrap();
+            assert_eq!(o.status.code(), Some(0), "{bin} {args:?}\n{}", show(&o));
+            assert!(!o.stdout.is_empty() && o.stderr.is_empty(), "{}", show(&o));
+        }
+    }
+}
+
+/// Exports with each opset class through the binary and checks the IR version, the opset and
+/// `onnx.checker.check_model(full_check=True)` in Python.
+#[test]
+fn the_ir_version_follows_the_opset() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tmp.path().join("ckpt");
+    make_checkpoint(&ckpt, "tiny", 1, 5);
+    let mut jobs = Vec::new();
+    for (opset, ir) in [
+        (None, 8),
+        (Some("13"), 8),
+        (Some("19"), 9),
+        (Some("21"), 10),
+    ] {
+        let out = format!("g{}.onnx", opset.unwrap_or("default"));
+        let mut args = vec![
+            "onnx",
+            "--checkpoint",
+            ckpt.to_str().unwrap(),
+            "--out",
+            &out,
+        ];
+        if let Some(o) = opset {
+            args.extend(["--opset", o]);
+        }
+        let o = run(tmp.path(), &args);
+        assert!(o.status.success(), "{}", show(&o));
+        let opset = opset.unwrap_or("17");
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            stdout.contains(&format!("opset {opset} (IR {ir})")),
+            "{stdout}"
+        );
+        jobs.push(format!("({:?}, {opset}, {ir})", tmp.path().join(out)));
+    }
+    let script = format!(
+        "import onnx\n\
+         for path, opset, ir in [{}]:\n\
+         \x20   onnx.checker.check_model(path, full_check=True)\n\
+         \x20   m = onnx.load(path)\n\
+         \x20   assert m.ir_version == ir, (path, m.ir_version, ir)\n\
+         \x20   assert [(o.domain, o.version) for o in m.opset_import] == [('', opset)], m.opset_import\n\
+         \x20   print(path, 'IR', m.ir_version, 'opset', opset, 'full_check ok')\n",
+        jobs.join(", ")
+    );
+    let o = Command::new(python())
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", show(&o));
+    println!("{}", String::from_utf8_lossy(&o.stdout));
+}
+
+/// Devices and FIFOs are written in place, never replaced by a regular file; a device that
+/// refuses the bytes (`/dev/full`) is a one-line error. The FIFO comes first and the system's
+/// own `/dev/null` last, so that a writer that renames over its target fails the test on a
+/// private node before it can touch `/dev`.
+#[cfg(unix)]
+#[test]
+fn devices_and_fifos_are_written_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let ckpt = root.join("ckpt");
+    make_checkpoint(&ckpt, "tiny", 1, 2);
+    let ckpt = ckpt.to_str().unwrap();
+    let o = run(root, &["onnx", "--checkpoint", ckpt, "--out", "g.onnx"]);
+    assert!(o.status.success(), "{}", show(&o));
+    let want = std::fs::read(root.join("g.onnx")).unwrap();
+
+    // A FIFO gets the same bytes as the file, and stays a FIFO.
+    let fifo = root.join("pipe.onnx");
+    mkfifo(&fifo);
+    let reader = drain_fifo(&fifo);
+    let o = run(
+        root,
+        &[
+            "onnx",
+            "--checkpoint",
+            ckpt,
+            "--out",
+            "pipe.onnx",
+            "--verify",
+        ],
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+        assert!(kind.is_fifo(), "the FIFO was replaced: {kind:?}");
+    }
+    assert!(reader.join().unwrap() == want, "the FIFO got other bytes");
+
+    let dev = root.join("dev");
+    std::fs::create_dir(&dev).unwrap();
+    let (null, full) = (
+        device_like(&dev, "/dev/null"),
+        device_like(&dev, "/dev/full"),
+    );
+    for target in [&null, &PathBuf::from("/dev/null")] {
+        let o = run(
+            root,
+            &[
+                "onnx",
+                "--checkpoint",
+                ckpt,
+                "--out",
+                target.to_str().unwrap(),
+                "--verify",
+            ],
+        );
+        assert!(o.status.success(), "{}", show(&o));
+        assert!(is_char_device(target), "{} was replaced", target.display());
+    }
+    let e = fails(
+        root,
+        &[
+            "onnx",
+            "--checkpoint",
+            ckpt,
+            "--out",
+            full.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        e.contains(&format!("cannot write {}", full.display()))
+            && e.contains("No space left on device"),
+        "{e}"
+    );
+    assert!(is_char_device(&full), "{} was replaced", full.display());
+    // Nothing staged was left beside the targets.
+    let mut names: Vec<String> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["ckpt", "dev", "g.onnx", "pipe.onnx"]);
+}

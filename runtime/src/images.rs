@@ -4,6 +4,8 @@ use anyhow::{bail, Context, Result};
 use image::{DynamicImage, GrayImage, RgbImage};
 use std::path::Path;
 
+pub use crate::output::{temp_path_beside, write_atomic};
+
 /// Shape of a batch of images, `[n, channels, height, width]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchShape {
@@ -139,7 +141,8 @@ impl GridCanvas {
     }
 }
 
-/// Writes a PNG atomically: to a temporary file beside `path`, then renamed over it.
+/// Writes a PNG through [`write_atomic`]: atomically (temporary file beside `path`, renamed over
+/// it) for a new or regular file, in place for a device or FIFO such as `/dev/null`.
 pub fn save_png(img: &DynamicImage, path: &Path) -> Result<()> {
     let mut bytes = Vec::new();
     img.write_to(
@@ -148,40 +151,6 @@ pub fn save_png(img: &DynamicImage, path: &Path) -> Result<()> {
     )
     .context("encoding PNG")?;
     write_atomic(path, &bytes)
-}
-
-/// The temporary path an atomic write of `path` goes through: a hidden file in the same
-/// directory (so the final rename stays on one file system).
-pub fn temp_path_beside(path: &Path) -> Result<std::path::PathBuf> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file path", path.display()))?;
-    Ok(dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    )))
-}
-
-/// Writes `bytes` to `path` atomically (temporary file in the same directory, fsync, rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = temp_path_beside(path)?;
-    let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]
@@ -240,18 +209,5 @@ mod tests {
         }
         assert!(c.put(5, &batch[..18]).is_err());
         assert_eq!(c.finish(), grid(&batch, shape, Some(2)).unwrap());
-    }
-
-    #[test]
-    fn atomic_write_replaces_and_leaves_no_temp() {
-        let dir = std::env::temp_dir().join(format!("wgan-rt-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("a.bin");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
-        assert!(write_atomic(&dir.join("missing/x.bin"), b"x").is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -1,7 +1,8 @@
 //! Generator runtime: the latent function, image output, and ONNX inference backends.
 //!
 //! Without features this crate is only [`latent`], [`images`], [`npy`], [`onnx`] (reading and
-//! checking an ONNX file's interface) and the backend-independent [`Generator`] API (what the
+//! checking an ONNX file's interface), [`output`] (atomic writes that leave devices and pipes in
+//! place) and the backend-independent [`Generator`] API (what the
 //! trainer shares; loading then says which backend is missing); the inference backends and the
 //! CLI come with their features:
 //!
@@ -29,6 +30,7 @@ pub mod npy;
 pub mod onnx;
 #[cfg(feature = "ort")]
 mod ort_backend;
+pub mod output;
 #[cfg(feature = "tract")]
 mod tract_backend;
 

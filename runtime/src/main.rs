@@ -8,6 +8,7 @@ use std::time::Instant;
 use wgan_runtime::images::{save_png, BatchShape, GridCanvas};
 use wgan_runtime::npy::{self, NpyWriter};
 use wgan_runtime::onnx::{BatchDim, Contract, ModelInfo};
+use wgan_runtime::output::Destination;
 use wgan_runtime::{Backend, Generator, Options, Provider};
 
 /// The model used without `--model`: embedded in the binary. A `small`-preset generator trained
@@ -15,6 +16,8 @@ use wgan_runtime::{Backend, Generator, Options, Provider};
 /// `runtime/assets/README.md`).
 const DEFAULT_MODEL: &[u8] = include_bytes!("../assets/mnist-small.onnx");
 const DEFAULT_MODEL_NAME: &str = "<embedded mnist-small.onnx>";
+/// The grid `gen` writes, in the current folder, when no output flag is given.
+const DEFAULT_GRID: &str = "generated.png";
 
 #[derive(Parser)]
 #[command(
@@ -35,7 +38,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Generate N images: PNG files, one grid, and/or the raw output as .npy.
+    /// Generate N images: PNG files, one grid, and/or the raw output as .npy (by default one
+    /// grid, generated.png in the current folder).
     Gen(GenArgs),
     /// Print a model's contract, metadata and graph summary.
     Info {
@@ -91,7 +95,8 @@ struct GenArgs {
     /// Write one PNG per image into DIR (created if missing), named 00000.png, 00001.png, ….
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
-    /// Write all images as one grid PNG.
+    /// Write all images as one grid PNG. Without --out, --grid and --save-raw, gen writes one
+    /// grid to generated.png in the current folder (replacing it) and says so.
     #[arg(long, value_name = "FILE")]
     grid: Option<PathBuf>,
     /// Columns of the grid [default: about square].
@@ -207,11 +212,10 @@ impl EngineArgs {
     }
 }
 
-fn gen(args: GenArgs) -> Result<()> {
-    ensure!(
-        args.out.is_some() || args.grid.is_some() || args.save_raw.is_some(),
-        "nothing to write: pass --out DIR, --grid FILE and/or --save-raw FILE.npy"
-    );
+fn gen(mut args: GenArgs) -> Result<()> {
+    if args.out.is_none() && args.grid.is_none() && args.save_raw.is_none() {
+        args.grid = Some(PathBuf::from(DEFAULT_GRID));
+    }
     ensure!(args.batch_size > 0, "--batch-size must be at least 1");
     if args.latents.is_none() {
         ensure!(args.n > 0, "--n must be at least 1");
@@ -325,17 +329,28 @@ fn gen(args: GenArgs) -> Result<()> {
     Ok(())
 }
 
-/// Reads `[N, z_dim, 1, 1]` f32 latents.
+/// Reads `[N, z_dim, 1, 1]` f32 latents, every one finite: a NaN or infinity is an error naming
+/// the first such value's flat index (and its latent and component).
 fn read_latents(path: &Path, z_dim: usize) -> Result<Vec<f32>> {
     let a = npy::read_f32(path)?;
     match a.shape.as_slice() {
-        [n, z, 1, 1] if *z == z_dim && *n > 0 => Ok(a.data),
+        [n, z, 1, 1] if *z == z_dim && *n > 0 => {}
         _ => bail!(
             "latents {} have shape {:?}; the model takes [N, {z_dim}, 1, 1] with N ≥ 1",
             path.display(),
             a.shape
         ),
     }
+    if let Some(i) = a.data.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "latents {} hold {} at index {i} (latent {}, component {}); latents must be finite",
+            path.display(),
+            a.data[i],
+            i / z_dim,
+            i % z_dim
+        );
+    }
+    Ok(a.data)
 }
 
 fn check_parent(file: &Path) -> Result<()> {
@@ -349,11 +364,8 @@ fn check_parent(file: &Path) -> Result<()> {
         file.display(),
         dir.display()
     );
-    ensure!(
-        !file.is_dir(),
-        "cannot write {}: it is a folder",
-        file.display()
-    );
+    // Refuses folders and block devices; devices and FIFOs are written in place later.
+    Destination::of(file)?;
     Ok(())
 }
 

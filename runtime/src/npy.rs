@@ -3,11 +3,14 @@
 //! Reads format versions 1.0, 2.0 and 3.0; writes 1.0 (2.0 when the header needs it). Any other
 //! dtype, Fortran order or a length that does not match the shape is an error naming what was
 //! found. [`NpyWriter`] streams a large array to disk batch by batch (temporary file, renamed
-//! over the target when complete).
+//! over the target when complete; devices and FIFOs such as `/dev/null` are written in place,
+//! see [`crate::output`]).
 
 use anyhow::{bail, ensure, Context, Result};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+
+use crate::output::{open_in_place, Destination};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
@@ -169,7 +172,8 @@ fn header(shape: &[usize]) -> Vec<u8> {
     out
 }
 
-/// Writes `data` with `shape` as a `.npy` file, atomically.
+/// Writes `data` with `shape` as a `.npy` file: atomically, or in place for a device or FIFO
+/// (see [`NpyWriter`]).
 pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     let mut w = NpyWriter::create(path, shape)?;
     w.write(data)?;
@@ -178,27 +182,41 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
 
 /// Streams an `f32` array of a known shape to a `.npy` file in pieces.
 ///
-/// Data goes to a temporary file beside the target, renamed over it by [`NpyWriter::finish`]
-/// once exactly `shape.product()` values were written; dropped unfinished, it removes the
-/// temporary file.
+/// For a new or regular file ([`Destination::Replace`]) data goes to a temporary file beside
+/// the target, renamed over it by [`NpyWriter::finish`] once exactly `shape.product()` values
+/// were written; dropped unfinished, it removes the temporary file. An existing device, FIFO
+/// or socket ([`Destination::InPlace`]) is written directly as the data comes. A directory or
+/// block device is refused by [`NpyWriter::create`].
 pub struct NpyWriter {
     out: Option<BufWriter<std::fs::File>>,
-    tmp: PathBuf,
+    /// The temporary file and the file it is renamed to; `None` when writing in place.
+    staging: Option<(PathBuf, PathBuf)>,
+    /// The path as given, for messages.
     path: PathBuf,
     expected: usize,
     written: usize,
 }
 
 impl NpyWriter {
+    /// Opens the destination and writes the header of an array of `shape`.
     pub fn create(path: &Path, shape: &[usize]) -> Result<Self> {
-        let tmp = crate::images::temp_path_beside(path)?;
-        let file = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        let (file, staging) = match Destination::of(path)? {
+            Destination::Replace(target) => {
+                let tmp = crate::images::temp_path_beside(&target)?;
+                let file = std::fs::File::create(&tmp)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                (file, Some((tmp, target)))
+            }
+            Destination::InPlace(p) => (
+                open_in_place(&p).with_context(|| format!("cannot write {}", path.display()))?,
+                None,
+            ),
+        };
         let mut out = BufWriter::new(file);
         let result = out.write_all(&header(shape));
         let w = Self {
             out: Some(out),
-            tmp,
+            staging,
             path: path.to_path_buf(),
             expected: shape.iter().product(),
             written: 0,
@@ -225,7 +243,7 @@ impl NpyWriter {
         Ok(())
     }
 
-    /// Checks the count, flushes, syncs and renames the file into place.
+    /// Checks the count and flushes; for a file, syncs it and renames it into place.
     pub fn finish(mut self) -> Result<()> {
         ensure!(
             self.written == self.expected,
@@ -235,13 +253,19 @@ impl NpyWriter {
             self.expected
         );
         let out = self.out.take().expect("writer is open until finish");
+        let staging = self.staging.take();
         let result = (|| -> std::io::Result<()> {
             let file = out.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-            std::fs::rename(&self.tmp, &self.path)
+            if let Some((tmp, target)) = &staging {
+                file.sync_all()?;
+                std::fs::rename(tmp, target)?;
+            }
+            Ok(())
         })();
         if result.is_err() {
-            let _ = std::fs::remove_file(&self.tmp);
+            if let Some((tmp, _)) = &staging {
+                let _ = std::fs::remove_file(tmp);
+            }
         }
         result.with_context(|| format!("cannot write {}", self.path.display()))
     }
@@ -250,7 +274,9 @@ impl NpyWriter {
 impl Drop for NpyWriter {
     fn drop(&mut self) {
         if self.out.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
+            if let Some((tmp, _)) = &self.staging {
+                let _ = std::fs::remove_file(tmp);
+            }
         }
     }
 }
@@ -332,6 +358,42 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("s.npy")]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn streaming_writer_writes_fifos_in_place() {
+        use std::io::Read;
+        use std::os::unix::fs::FileTypeExt;
+        let dir = tempdir();
+        let fifo = dir.join("pipe.npy");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                std::fs::File::open(fifo)
+                    .unwrap()
+                    .read_to_end(&mut got)
+                    .unwrap();
+                got
+            })
+        };
+        write_f32(&fifo, &[3], &[1.0, 2.0, 3.0]).unwrap();
+        assert!(std::fs::symlink_metadata(&fifo)
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        let a = parse_f32(&reader.join().unwrap()).unwrap();
+        assert_eq!((a.shape, a.data), (vec![3], vec![1.0, 2.0, 3.0]));
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        let e = NpyWriter::create(&dir, &[1]).err().unwrap().to_string();
+        assert!(e.ends_with("it is a folder"), "{e}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

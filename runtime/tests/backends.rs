@@ -106,11 +106,25 @@ mod tract {
     }
 
     #[test]
-    fn embedded_placeholder_model_has_the_small_contract() {
+    fn shipped_model_has_the_small_contract_and_metadata() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/mnist-small.onnx");
         let mut g = Generator::load(&path, &options(Backend::Tract)).unwrap();
         assert_eq!((g.z_dim(), g.image_shape()), (100, [1, 32, 32]));
         assert_eq!(g.info().meta("wgan.preset"), Some("small"));
+        // Trained by the trainer and exported by the exporter, not a stand-in.
+        assert_eq!(
+            g.info()
+                .meta("wgan.producer")
+                .map(|p| p.starts_with("wgan-export")),
+            Some(true)
+        );
+        assert!(
+            g.info()
+                .meta("wgan.step")
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0)
+                > 0
+        );
         let b = g.generate(0, 2, 2).unwrap();
         assert!(b.data.iter().all(|v| (-1.0..=1.0).contains(v)));
     }

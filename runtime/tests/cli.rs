@@ -204,6 +204,165 @@ fn gen_uses_the_embedded_model_by_default() {
     assert_eq!((g.width(), g.height()), (2 * 34 + 2, 2 * 34 + 2));
 }
 
+/// The product's first command: `runtime gen --n 64` in an empty folder, no other flag.
+#[cfg(feature = "tract")]
+#[test]
+fn gen_without_output_flags_writes_generated_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let stdout = ok(d, &["gen", "--n", "64"]);
+    assert!(stdout.contains("wrote grid generated.png"), "{stdout}");
+    assert!(stdout.contains("64 images from seed 0"), "{stdout}");
+    let g = image::open(d.join("generated.png")).unwrap();
+    assert_eq!((g.width(), g.height()), (8 * 34 + 2, 8 * 34 + 2));
+    let names: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["generated.png"]);
+    // Replaced by the next run; quiet prints nothing. An explicit output flag is the only output.
+    ok(d, &["gen", "--model", &tiny(), "--n", "2", "-q"]);
+    let g = image::open(d.join("generated.png")).unwrap();
+    assert_eq!((g.width(), g.height()), (2 * 18 + 2, 18 + 2));
+    std::fs::remove_file(d.join("generated.png")).unwrap();
+    ok(
+        d,
+        &["gen", "--model", &tiny(), "--n", "2", "--save-raw", "r.npy"],
+    );
+    assert!(!d.join("generated.png").exists());
+}
+
+#[cfg(all(unix, feature = "tract"))]
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+#[cfg(all(unix, feature = "tract"))]
+/// Reads a FIFO to its end on a thread (opening it waits for a writer).
+fn drain_fifo(path: &Path) -> std::thread::JoinHandle<Vec<u8>> {
+    use std::io::Read;
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        std::fs::File::open(path)
+            .unwrap()
+            .read_to_end(&mut got)
+            .unwrap();
+        got
+    })
+}
+
+#[cfg(all(unix, feature = "tract"))]
+fn file_type(path: &Path) -> std::fs::FileType {
+    std::fs::symlink_metadata(path).unwrap().file_type()
+}
+
+#[cfg(all(unix, feature = "tract"))]
+/// A private copy of the character device `real` in `dir`, made with `mknod` where that is
+/// allowed (as root, on a file system without `nodev`), so a broken writer replaces the copy
+/// rather than the system's node; otherwise `real` itself, which a writer without root's
+/// rights cannot replace.
+fn device_like(dir: &Path, real: &str) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let rdev = std::fs::metadata(real).unwrap().rdev();
+    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
+    let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+    let copy = dir.join(Path::new(real).file_name().unwrap());
+    let made = Command::new("mknod")
+        .arg(&copy)
+        .args(["c", &major.to_string(), &minor.to_string()])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if made && std::fs::OpenOptions::new().write(true).open(&copy).is_ok() {
+        copy
+    } else {
+        let _ = std::fs::remove_file(&copy);
+        PathBuf::from(real)
+    }
+}
+
+/// Devices and FIFOs given as --grid or --save-raw are written in place, never replaced by a
+/// regular file; a device that refuses the bytes (`/dev/full`) is a one-line error. FIFOs come
+/// first and the system's own `/dev/null` last, so that a writer that renames over its target
+/// fails the test on a private node before it can touch `/dev`.
+#[cfg(all(unix, feature = "tract"))]
+#[test]
+fn devices_and_fifos_are_written_in_place() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let t = tiny();
+    let common = ["gen", "--model", &t, "--n", "3", "--seed", "42", "-q"];
+    let with = |extra: &[&str]| -> Vec<String> {
+        common.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    fn args(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    ok(d, &args(&with(&["--grid", "g.png", "--save-raw", "r.npy"])));
+    let (grid, raw) = (
+        std::fs::read(d.join("g.png")).unwrap(),
+        std::fs::read(d.join("r.npy")).unwrap(),
+    );
+
+    // FIFOs get the same bytes as files, and stay FIFOs.
+    let (gp, rp) = (d.join("grid.fifo"), d.join("raw.fifo"));
+    mkfifo(&gp);
+    mkfifo(&rp);
+    let (gr, rr) = (drain_fifo(&gp), drain_fifo(&rp));
+    ok(
+        d,
+        &args(&with(&["--grid", "grid.fifo", "--save-raw", "raw.fifo"])),
+    );
+    assert!(file_type(&gp).is_fifo() && file_type(&rp).is_fifo());
+    assert!(gr.join().unwrap() == grid, "the grid FIFO got other bytes");
+    assert!(rr.join().unwrap() == raw, "the raw FIFO got other bytes");
+
+    let dev = d.join("dev");
+    std::fs::create_dir(&dev).unwrap();
+    let (null, full) = (
+        device_like(&dev, "/dev/null"),
+        device_like(&dev, "/dev/full"),
+    );
+    let null = null.display().to_string();
+    ok(d, &args(&with(&["--grid", &null, "--save-raw", &null])));
+    assert!(
+        file_type(Path::new(&null)).is_char_device(),
+        "{null} was replaced"
+    );
+    for flag in ["--grid", "--save-raw"] {
+        let full = full.display().to_string();
+        fails(
+            d,
+            &args(&with(&[flag, &full])),
+            &format!("cannot write {full}: No space left on device"),
+        );
+        assert!(
+            file_type(Path::new(&full)).is_char_device(),
+            "{full} was replaced"
+        );
+    }
+    ok(
+        d,
+        &args(&with(&["--grid", "/dev/null", "--save-raw", "/dev/null"])),
+    );
+    assert!(file_type(Path::new("/dev/null")).is_char_device());
+    // A folder is refused before the model runs.
+    fails(
+        d,
+        &args(&with(&["--grid", "dev"])),
+        "cannot write dev: it is a folder",
+    );
+    let mut names: Vec<String> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["dev", "g.png", "grid.fifo", "r.npy", "raw.fifo"]);
+}
+
 #[test]
 fn info_prints_the_contract_and_metadata() {
     let dir = tempfile::tempdir().unwrap();
@@ -282,6 +441,10 @@ fn help_documents_every_flag() {
     ] {
         assert!(out.contains(flag), "gen --help lacks {flag}:\n{out}");
     }
+    assert!(
+        out.contains("generated.png"),
+        "gen --help does not say where the default grid goes:\n{out}"
+    );
     assert!(ok(dir.path(), &["bench", "--help"]).contains("--batch-sizes"));
     assert!(ok(dir.path(), &["--help"]).contains("Exit status"));
 }
@@ -349,7 +512,6 @@ fn bad_arguments_and_outputs_are_one_line_errors() {
         &["gen", "--model", &t, "--n", "many", "--grid", "g.png"],
         "invalid value 'many'",
     );
-    fails(d, &["gen", "--model", &t], "nothing to write");
     fails(
         d,
         &[
@@ -443,6 +605,29 @@ fn bad_latent_files_are_one_line_errors() {
         "holds float64 values ('<f8'); expected float32 ('<f4')",
     );
     gen("junk.npy", "no .npy magic number");
+    // Non-finite values: the first one is named by flat index, latent and component.
+    let mut z = vec![0.5f32; 3 * 8];
+    z[11] = f32::NAN;
+    z[20] = f32::INFINITY;
+    npy::write_f32(&d.join("nan.npy"), &[3, 8, 1, 1], &z).unwrap();
+    gen(
+        "nan.npy",
+        "latents nan.npy hold NaN at index 11 (latent 1, component 3); latents must be finite",
+    );
+    z[11] = 0.0;
+    npy::write_f32(&d.join("inf.npy"), &[3, 8, 1, 1], &z).unwrap();
+    gen("inf.npy", "hold inf at index 20 (latent 2, component 4)");
+    z[20] = f32::NEG_INFINITY;
+    z[0] = f32::NEG_INFINITY;
+    npy::write_f32(&d.join("ninf.npy"), &[3, 8, 1, 1], &z).unwrap();
+    gen("ninf.npy", "hold -inf at index 0 (latent 0, component 0)");
+    // Also with the default output: nothing is written.
+    fails(
+        d,
+        &["gen", "--model", &t, "--latents", "nan.npy"],
+        "hold NaN at index 11",
+    );
+    assert!(!d.join("g.png").exists() && !d.join("generated.png").exists());
     gen("none.npy", "cannot read none.npy");
     fails(
         d,

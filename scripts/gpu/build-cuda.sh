@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds the CUDA trainer on a machine without a GPU: nvcc and the CUDA 13 libraries come from
-# PyPI wheels installed into the project-local .cuda/ (no system CUDA needed). Output:
-# target/cuda-bundle/ with the stripped `trainer` (CUDA) and `runtime` (ort with CUDA
-# provider options) binaries, ready to carry to a GPU machine with scripts/gpu/checks.sh.
+# PyPI wheels installed into the project-local .cuda/ (no system CUDA needed). The build goes
+# to target/cuda/ (the CPU build in target/release/ is left alone). Output:
+# target/cuda-bundle/ with the stripped `trainer` (CUDA), `runtime` (ort only, with CUDA and
+# TensorRT provider options, no tract) and `export` binaries plus the check scripts, ready
+# to carry to a GPU machine and run with `bash checks.sh` there.
 #
 # Usage: scripts/gpu/build-cuda.sh [COMPUTE_CAP]   (default 90: H100/H200)
 set -euo pipefail
@@ -27,10 +29,13 @@ export LIBRARY_PATH="${libdirs}${LIBRARY_PATH:-}"
 export LD_LIBRARY_PATH="${libdirs}${LD_LIBRARY_PATH:-}"
 export CUDA_COMPUTE_CAP="$cap"
 nvcc --version
-cargo build --release -p wgan-trainer --features cuda
-cargo build --release -p wgan-runtime --features cuda
-mkdir -p target/cuda-bundle
-cp target/release/trainer target/release/runtime target/cuda-bundle/
-strip target/cuda-bundle/trainer target/cuda-bundle/runtime
-cp scripts/gpu/checks.sh scripts/torch_goldens.py scripts/bench_training.py target/cuda-bundle/
-ls -lh target/cuda-bundle
+cargo build --release --target-dir target/cuda -p wgan-trainer --features cuda
+cargo build --release --target-dir target/cuda -p wgan-runtime --no-default-features --features cli,cuda
+cargo build --release -p wgan-export
+bundle=target/cuda-bundle
+mkdir -p "$bundle"
+cp target/cuda/release/trainer target/cuda/release/runtime target/release/export "$bundle/"
+strip "$bundle/trainer" "$bundle/runtime" "$bundle/export"
+cp scripts/gpu/checks.sh scripts/torch_goldens.py scripts/bench_training.py "$bundle/"
+ls -lh "$bundle"
+du -sh "$bundle"

@@ -418,8 +418,9 @@ impl Trainer {
         Ok(loss)
     }
 
-    /// One iteration: `n_critic` critic steps (on a fresh thread, where second-order
-    /// gradients are on) and one generator step (on the calling thread). Fails, naming the
+    /// One iteration: `n_critic` critic steps and one generator step. On the CPU both run on
+    /// the calling thread through the explicit engines; on other devices the critic steps
+    /// run on a fresh thread where candle's second-order gradients are on. Fails, naming the
     /// step, if a loss is not finite.
     pub fn iteration(&mut self) -> Result<IterationStats> {
         let critic = if self.uses_explicit_engine() {

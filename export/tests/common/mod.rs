@@ -172,3 +172,63 @@ pub fn mean_std(v: &[f32]) -> (f32, f32) {
     let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
     (mean as f32, var.sqrt() as f32)
 }
+
+/// Makes a FIFO at `path` (with `mkfifo`).
+#[cfg(unix)]
+pub fn mkfifo(path: &Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("runs mkfifo");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// Reads a FIFO to its end on a thread (opening it waits for a writer).
+#[cfg(unix)]
+pub fn drain_fifo(path: &Path) -> std::thread::JoinHandle<Vec<u8>> {
+    use std::io::Read;
+    let path = path.to_path_buf();
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        std::fs::File::open(path)
+            .unwrap()
+            .read_to_end(&mut got)
+            .unwrap();
+        got
+    })
+}
+
+/// Whether `path` is (still) a character device, not followed through links.
+#[cfg(unix)]
+pub fn is_char_device(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::symlink_metadata(path)
+        .map(|m| m.file_type().is_char_device())
+        .unwrap_or(false)
+}
+
+/// A private copy of the character device `real` (e.g. `/dev/full`) in `dir`, made with
+/// `mknod` where that is allowed (as root, on a file system without `nodev`), so a broken writer
+/// replaces the copy rather than the system's node. Otherwise `real` itself, which a writer
+/// without root's rights cannot replace.
+#[cfg(unix)]
+pub fn device_like(dir: &Path, real: &str) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let rdev = std::fs::metadata(real).unwrap().rdev();
+    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
+    let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+    let copy = dir.join(Path::new(real).file_name().unwrap());
+    let made = std::process::Command::new("mknod")
+        .arg(&copy)
+        .args(["c", &major.to_string(), &minor.to_string()])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if made && std::fs::OpenOptions::new().write(true).open(&copy).is_ok() {
+        copy
+    } else {
+        let _ = std::fs::remove_file(&copy);
+        PathBuf::from(real)
+    }
+}
