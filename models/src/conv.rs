@@ -9,8 +9,15 @@
 //! - `conv2d(x, W)           = im2col(x) · Wᵀ`
 //! - `conv_transpose2d(x, W) = col2im(x · W)` (the adjoint of the conv with the same geometry)
 //!
-//! On devices other than the CPU the same functions fall back to candle's own convolutions
-//! (through NCHW views), so the layer code is device-neutral.
+//! On devices other than the CPU the custom ops have no kernel, so the same functions are
+//! built from candle's generic tensor ops instead ([`conv2d_by_blocks`],
+//! [`conv_transpose2d_by_blocks`]): when the stride divides the kernel size, a convolution is
+//! one matrix product over shifted windows of the input cut into stride-sized blocks
+//! (space-to-depth), and a transposed convolution one matrix product followed by a sum of
+//! shifted, zero-padded block images. Their gradients, to any order, are again matrix
+//! products, pads and slices, so on CUDA everything runs through cuBLAS and copies rather
+//! than candle's direct convolution kernels. Other geometries fall back to candle's own
+//! convolutions (through NCHW views). The layer code is device-neutral either way.
 
 use crate::engine::kernels::{self, Geometry};
 use crate::engine::Real;
@@ -129,8 +136,10 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, pad: usize) -> Result<
     if cin != c {
         candle_core::bail!("conv2d: input has {c} channels, weight expects {cin}");
     }
-    if !x.device().is_cpu() {
-        return to_nhwc(&to_nchw(x)?.conv2d(weight, pad, stride, 1, 1)?);
+    if h + 2 * pad < k || w + 2 * pad < k {
+        candle_core::bail!(
+            "conv2d: a {h}×{w} input padded by {pad} is smaller than the {k}×{k} kernel"
+        );
     }
     let (ho, wo) = (
         (h + 2 * pad - k) / stride + 1,
@@ -138,7 +147,15 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, pad: usize) -> Result<
     );
     // Rows of (ky, kx, c) to match the patch layout of `Im2Col`.
     let wmat = weight.permute((2, 3, 1, 0))?.reshape((k * k * c, cout))?;
-    let cols = if pad == 0 && (h, w) == (k, k) {
+    let whole_image = pad == 0 && (h, w) == (k, k);
+    if !whole_image && !crate::cpu_custom_ops(x.device()) {
+        return if k % stride == 0 {
+            conv2d_by_blocks(x, weight, stride, pad)
+        } else {
+            to_nhwc(&to_nchw(x)?.conv2d(weight, pad, stride, 1, 1)?)
+        };
+    }
+    let cols = if whole_image {
         // One patch covering the whole image: the patch matrix is the image itself.
         x.reshape((n, k * k * c))?
     } else {
@@ -168,8 +185,16 @@ pub fn conv_transpose2d(x: &Tensor, weight: &Tensor, stride: usize, pad: usize) 
     if cin != c {
         candle_core::bail!("conv_transpose2d: input has {c} channels, weight expects {cin}");
     }
-    if !x.device().is_cpu() {
-        return to_nhwc(&to_nchw(x)?.conv_transpose2d(weight, pad, 0, stride, 1)?);
+    if h == 0 || w == 0 || (h - 1) * stride + k < 2 * pad + 1 {
+        candle_core::bail!("conv_transpose2d: padding {pad} leaves no output for a {h}×{w} input");
+    }
+    let single_pixel = pad == 0 && (h, w) == (1, 1);
+    if !single_pixel && !crate::cpu_custom_ops(x.device()) {
+        return if k % stride == 0 {
+            conv_transpose2d_by_blocks(x, weight, stride, pad)
+        } else {
+            to_nhwc(&to_nchw(x)?.conv_transpose2d(weight, pad, 0, stride, 1)?)
+        };
     }
     let (ho, wo) = (
         (h - 1) * stride + k - 2 * pad,
@@ -178,7 +203,7 @@ pub fn conv_transpose2d(x: &Tensor, weight: &Tensor, stride: usize, pad: usize) 
     // Columns of (ky, kx, cout) to match the patch layout of `Col2Im`.
     let wmat = weight.permute((0, 2, 3, 1))?.reshape((c, k * k * cout))?;
     let cols = x.reshape((n * h * w, c))?.matmul(&wmat)?;
-    if pad == 0 && (h, w) == (1, 1) {
+    if single_pixel {
         // A single input pixel: its patch is the whole output.
         return cols.reshape((n, k, k, cout));
     }
@@ -195,6 +220,104 @@ pub fn conv_transpose2d(x: &Tensor, weight: &Tensor, stride: usize, pad: usize) 
     };
     cols.reshape(vec![n, h, w, k, k, cout])?
         .apply_op1(Col2Im(g))
+}
+
+/// [`conv2d`] from generic tensor ops only (any device), for kernels that the stride divides.
+///
+/// With `k = s·A`, kernel row `ky = s·a + r` of output row `oy` reads padded input row
+/// `s·(oy + a) + r`: block `oy + a`, offset `r`, once the padded input is cut into blocks of
+/// `s` rows (and columns). The patch matrix is the `A²` windows of blocks shifted by `(a_y,
+/// a_x)`, side by side, and the convolution one matrix product with the weight in the same
+/// `(a_y, a_x, r_y, r_x, c)` order.
+pub fn conv2d_by_blocks(x: &Tensor, weight: &Tensor, stride: usize, pad: usize) -> Result<Tensor> {
+    let (n, h, w, c) = x.dims4()?;
+    let (cout, cin, k, _) = weight.dims4()?;
+    let s = stride;
+    if cin != c || k % s != 0 || h + 2 * pad < k || w + 2 * pad < k {
+        candle_core::bail!(
+            "conv2d_by_blocks: needs {c} input channels (weight has {cin}), a stride dividing the kernel ({s} vs {k}) and an input no smaller than the kernel"
+        );
+    }
+    let a = k / s;
+    let (ho, wo) = ((h + 2 * pad - k) / s + 1, (w + 2 * pad - k) / s + 1);
+    // Blocks read by some output; trailing padded rows beyond them are never read.
+    let (bh, bw) = (ho + a - 1, wo + a - 1);
+    let padded = x
+        .pad_with_zeros(1, pad, pad)?
+        .pad_with_zeros(2, pad, pad)?
+        .narrow(1, 0, bh * s)?
+        .narrow(2, 0, bw * s)?
+        .reshape(vec![n, bh, s, bw, s, c])?;
+    let mut windows = Vec::with_capacity(a * a);
+    for ay in 0..a {
+        for ax in 0..a {
+            windows.push(
+                padded
+                    .narrow(1, ay, ho)?
+                    .narrow(3, ax, wo)?
+                    .permute((0, 1, 3, 2, 4, 5))?
+                    .reshape((n * ho * wo, s * s * c))?,
+            );
+        }
+    }
+    let cols = Tensor::cat(&windows, 1)?;
+    let wmat = weight
+        .reshape(vec![cout, c, a, s, a, s])?
+        .permute(vec![2, 4, 3, 5, 1, 0])?
+        .reshape((k * k * c, cout))?;
+    cols.matmul(&wmat)?.reshape((n, ho, wo, cout))
+}
+
+/// [`conv_transpose2d`] from generic tensor ops only (any device), for kernels that the
+/// stride divides.
+///
+/// One matrix product gives every input pixel's `k×k` patch; with `k = s·A`, the patch's part
+/// `(a_y, a_x)` is an `s×s` block that lands on output block `(iy + a_y, ix + a_x)`. The output
+/// is the sum of the `A²` block images, each shifted by zero-padding, cropped by `pad`.
+pub fn conv_transpose2d_by_blocks(
+    x: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    pad: usize,
+) -> Result<Tensor> {
+    let (n, h, w, c) = x.dims4()?;
+    let (cin, cout, k, _) = weight.dims4()?;
+    let s = stride;
+    if cin != c || k % s != 0 || h == 0 || w == 0 || (h - 1) * s + k < 2 * pad + 1 {
+        candle_core::bail!(
+            "conv_transpose2d_by_blocks: needs {c} input channels (weight has {cin}), a stride dividing the kernel ({s} vs {k}) and a padding that leaves an output"
+        );
+    }
+    let a = k / s;
+    let (bh, bw) = (h + a - 1, w + a - 1);
+    let wmat = weight
+        .reshape(vec![c, cout, a, s, a, s])?
+        .permute(vec![0, 2, 4, 3, 5, 1])?
+        .reshape((c, k * k * cout))?;
+    let cols =
+        x.reshape((n * h * w, c))?
+            .matmul(&wmat)?
+            .reshape(vec![n, h, w, a * a, s, s, cout])?;
+    let mut full: Option<Tensor> = None;
+    for ay in 0..a {
+        for ax in 0..a {
+            let block = cols
+                .narrow(3, ay * a + ax, 1)?
+                .squeeze(3)?
+                .permute((0, 1, 3, 2, 4, 5))?
+                .pad_with_zeros(1, ay, a - 1 - ay)?
+                .pad_with_zeros(3, ax, a - 1 - ax)?;
+            full = Some(match full {
+                None => block,
+                Some(sum) => (sum + block)?,
+            });
+        }
+    }
+    let full = full
+        .expect("k ≥ s gives at least one block")
+        .reshape((n, bh * s, bw * s, cout))?;
+    let (ho, wo) = (bh * s - 2 * pad, bw * s - 2 * pad);
+    full.narrow(1, pad, ho)?.narrow(2, pad, wo)?.contiguous()
 }
 
 #[cfg(test)]
@@ -225,9 +348,11 @@ mod tests {
 
     /// Outputs, first-order gradients (input and weight) and a second-order quantity (the
     /// weight gradient of the squared input-gradient norm, as in the gradient penalty)
-    /// against candle's own convolutions, in f64.
+    /// against candle's own convolutions, in f64. `by_blocks` checks the generic-op forms
+    /// (the path on GPUs) instead of the custom ops.
     fn check(
         transpose: bool,
+        by_blocks: bool,
         (n, c, cout, hw, k, stride, pad): (usize, usize, usize, usize, usize, usize, usize),
     ) {
         let mut rng = Rng::new((c * 131 + hw * 7 + stride) as u64);
@@ -239,10 +364,11 @@ mod tests {
         };
         let w = Var::from_tensor(&randn(&mut rng, &wshape)).unwrap();
         let ours = |x: &Tensor, w: &Tensor| {
-            if transpose {
-                conv_transpose2d(x, w, stride, pad)
-            } else {
-                conv2d(x, w, stride, pad)
+            match (transpose, by_blocks) {
+                (true, false) => conv_transpose2d(x, w, stride, pad),
+                (true, true) => conv_transpose2d_by_blocks(x, w, stride, pad),
+                (false, false) => conv2d(x, w, stride, pad),
+                (false, true) => conv2d_by_blocks(x, w, stride, pad),
             }
             .unwrap()
         };
@@ -283,17 +409,39 @@ mod tests {
             std::env::var("CANDLE_GRAD_DO_NOT_DETACH").is_ok_and(|v| !v.is_empty() && v != "0"),
             "second-order checks need CANDLE_GRAD_DO_NOT_DETACH=1 (set in .cargo/config.toml)"
         );
-        check(false, (2, 3, 5, 8, 4, 2, 1));
-        check(false, (2, 4, 3, 4, 4, 1, 0));
-        check(false, (1, 2, 3, 7, 3, 2, 1));
-        check(false, (2, 3, 2, 4, 4, 2, 0));
+        check(false, false, (2, 3, 5, 8, 4, 2, 1));
+        check(false, false, (2, 4, 3, 4, 4, 1, 0));
+        check(false, false, (1, 2, 3, 7, 3, 2, 1));
+        check(false, false, (2, 3, 2, 4, 4, 2, 0));
     }
 
     #[test]
     fn conv_transpose2d_matches_candle_to_second_order() {
-        check(true, (2, 3, 5, 4, 4, 2, 1));
-        check(true, (2, 6, 4, 1, 4, 1, 0));
-        check(true, (1, 2, 3, 5, 3, 2, 1));
+        check(true, false, (2, 3, 5, 4, 4, 2, 1));
+        check(true, false, (2, 6, 4, 1, 4, 1, 0));
+        check(true, false, (1, 2, 3, 5, 3, 2, 1));
+    }
+
+    #[test]
+    fn block_forms_match_candle_to_second_order() {
+        // The presets' strided layers, odd sizes whose last padded row is never read,
+        // stride 1, and a transposed convolution whose padding crops more than one block.
+        check(false, true, (2, 3, 5, 8, 4, 2, 1));
+        check(false, true, (2, 3, 4, 7, 4, 2, 1));
+        check(false, true, (2, 4, 3, 5, 2, 1, 0));
+        check(false, true, (1, 2, 3, 9, 6, 3, 2));
+        check(true, true, (2, 3, 5, 4, 4, 2, 1));
+        check(true, true, (2, 6, 4, 3, 4, 1, 0));
+        check(true, true, (2, 2, 3, 3, 4, 2, 0));
+        check(true, true, (1, 3, 2, 3, 6, 2, 3));
+    }
+
+    #[test]
+    fn block_forms_refuse_strides_that_do_not_divide_the_kernel() {
+        let x = Tensor::ones((1, 5, 5, 2), DType::F64, &Device::Cpu).unwrap();
+        let w = Tensor::ones((3, 2, 3, 3), DType::F64, &Device::Cpu).unwrap();
+        assert!(conv2d_by_blocks(&x, &w, 2, 1).is_err());
+        assert!(conv_transpose2d_by_blocks(&x, &w.transpose(0, 1).unwrap(), 2, 1).is_err());
     }
 
     #[test]

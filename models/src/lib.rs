@@ -17,7 +17,23 @@ pub mod params;
 pub mod reduce;
 pub mod spec;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 pub use layers::Mode;
 pub use nets::{Critic, Generator};
 pub use params::{Gradients, Params};
 pub use spec::{preset, Preset, PRESETS};
+
+static GENERIC_OPS_ON_CPU: AtomicBool = AtomicBool::new(false);
+
+/// Makes the candle modules run on the CPU through the device-neutral forms that every other
+/// device uses (generic tensor ops instead of this crate's CPU custom ops), so that the GPU's
+/// code path can be checked on a machine without one. Process-wide; off by default.
+pub fn use_generic_ops_on_cpu(on: bool) {
+    GENERIC_OPS_ON_CPU.store(on, Ordering::Relaxed);
+}
+
+/// Whether tensors on `device` go through the CPU custom ops (im2col, col2im, channel sums).
+pub(crate) fn cpu_custom_ops(device: &candle_core::Device) -> bool {
+    device.is_cpu() && !GENERIC_OPS_ON_CPU.load(Ordering::Relaxed)
+}

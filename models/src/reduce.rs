@@ -112,7 +112,7 @@ impl CustomOp1 for ExpandMid {
 /// Sum of `x` `[A, M, C]` over `M`, keeping the axis: `[A, 1, C]`.
 pub fn sum_mid(x: &Tensor) -> Result<Tensor> {
     let (a, m, c) = x.dims3()?;
-    if !x.device().is_cpu() {
+    if !crate::cpu_custom_ops(x.device()) {
         return x.sum_keepdim(1);
     }
     x.contiguous()?.apply_op1(SumMid { a, m, c })
@@ -124,7 +124,7 @@ pub fn expand_mid(x: &Tensor, m: usize) -> Result<Tensor> {
     if one != 1 {
         candle_core::bail!("expand_mid needs [A, 1, C], got {:?}", x.dims());
     }
-    if !x.device().is_cpu() {
+    if !crate::cpu_custom_ops(x.device()) {
         return x.broadcast_as((a, m, c))?.contiguous();
     }
     x.contiguous()?.apply_op1(ExpandMid { a, m, c })

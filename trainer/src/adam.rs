@@ -330,7 +330,7 @@ mod fused {
                 T::from_f64(u.eps),
             );
             for ((p, &m), &v) in p.iter_mut().zip(m).zip(v) {
-                *p = *p - m / (v.sqrt() * inv_bc2 + eps) * lr;
+                *p -= m / (v.sqrt() * inv_bc2 + eps) * lr;
             }
         }
     }

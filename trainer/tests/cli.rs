@@ -306,6 +306,22 @@ fn check_device_on_the_cpu_agrees_with_the_engine() {
     assert!(o.status.success(), "{}{}", out, stderr(&o));
     assert!(out.contains("critic grad disc.2.0.weight"), "{out}");
     assert!(out.contains("ok: cpu agrees"), "{out}");
+    // The forms a GPU runs (generic tensor ops), checked on the CPU.
+    let o = trainer(
+        tmp.path(),
+        &[
+            "check-device",
+            "--preset",
+            "small",
+            "--batch-size",
+            "4",
+            "--generic-ops",
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}{}", out, stderr(&o));
+    assert!(out.contains("autograd through generic tensor ops"), "{out}");
+    assert!(out.contains("ok: cpu agrees"), "{out}");
     assert_input_error(
         &trainer(tmp.path(), &["check-device", "--batch-size", "0"]),
         "--batch-size",
