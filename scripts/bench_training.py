@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Side-by-side training-iteration benchmark: PyTorch (CPU, eager) against this project's
+"""Side-by-side training-iteration benchmark: PyTorch (eager, CPU or CUDA) against this project's
 `trainer`, same preset, batch size and thread count, in one run.
 
 One iteration = 5 critic steps (generator forward, critic on real, fake and interpolates,
@@ -65,8 +65,55 @@ def torch_child(preset, batch, iters, threads, device="cpu", channels=1):
     print(json.dumps({"times": times[1:]}))
 
 
-def run_with_rss(cmd, env):
-    """Runs `cmd`; returns (stdout, peak resident memory of that process in MB)."""
+def gpu_memory_used_mb():
+    """Memory in use on GPU 0 (all processes), from nvidia-smi; None when unavailable."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
+                             capture_output=True, text=True, timeout=10).stdout
+        return float(out.strip().splitlines()[0])
+    except Exception:
+        return None
+
+
+class GpuPeak:
+    """Samples GPU 0's memory in use every 50 ms while one engine runs alone on it; `peak`
+    is the highest reading minus the reading before it started (context included)."""
+
+    def __init__(self):
+        import threading
+        self.base = gpu_memory_used_mb()
+        self.peak = 0.0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.poll)
+
+    def poll(self):
+        while not self.stop.wait(0.05):
+            used = gpu_memory_used_mb()
+            if used is not None and self.base is not None:
+                self.peak = max(self.peak, used - self.base)
+
+    def __enter__(self):
+        if self.base is not None:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join()
+
+
+LAST_GPU_PEAK = {"mb": None}
+
+
+def run_with_rss(cmd, env, device="cpu"):
+    """Runs `cmd`; returns (stdout, peak resident memory of that process in MB). On a GPU the
+    peak GPU memory of the run is left in LAST_GPU_PEAK."""
+    if device.startswith("cuda"):
+        with GpuPeak() as gpu:
+            result = run_with_rss(cmd, env)
+        LAST_GPU_PEAK["mb"] = gpu.peak if gpu.base is not None else None
+        return result
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     # Read the pipes on threads so the child never blocks on a full pipe, then reap it with
     # wait4, which reports this child's own peak RSS.
@@ -92,7 +139,7 @@ def torch_round(a):
     env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
     out, rss = run_with_rss(
         [sys.executable, __file__, "--child", "--preset", a.preset, "--batch", str(a.batch),
-         "--iters", str(a.iters), "--threads", str(a.threads), "--device", a.device], env)
+         "--iters", str(a.iters), "--threads", str(a.threads), "--device", a.device], env, a.device)
     return json.loads(out)["times"], rss
 
 
@@ -103,7 +150,7 @@ def ours_round(a):
         _, rss = run_with_rss(
             [a.trainer, "train", "--preset", a.preset, "--batch-size", str(a.batch),
              "--steps", str(a.iters + 1), "--sample-every", "1000000",
-             "--checkpoint-every", "1000000", "--device", a.device, "--out", run], env)
+             "--checkpoint-every", "1000000", "--device", a.device, "--out", run], env, a.device)
         with open(os.path.join(run, "metrics.csv")) as f:
             secs = [float(line.split(",")[6]) for line in f.read().splitlines()[1:]]
     return secs[1:], rss
@@ -129,21 +176,38 @@ def main():
     engines = [("PyTorch eager", torch_round), ("this project", ours_round)]
     times = {name: [] for name, _ in engines}
     peak = {name: 0.0 for name, _ in engines}
+    gpu_peak = {name: None for name, _ in engines}
     for _ in range(a.rounds):
         for name, fn in engines:
+            LAST_GPU_PEAK["mb"] = None
             t, rss = fn(a)
             times[name] += t
             peak[name] = max(peak[name], rss)
+            if LAST_GPU_PEAK["mb"] is not None:
+                gpu_peak[name] = max(gpu_peak[name] or 0.0, LAST_GPU_PEAK["mb"])
 
     base_t = statistics.median(times["PyTorch eager"])
     base_m = peak["PyTorch eager"]
     print(f"\n{a.preset}, batch {a.batch}, {a.device}, {a.threads} threads: median of {a.rounds}×{a.iters} "
           f"iterations (5 critic + 1 generator step), rounds alternating\n")
-    print("| engine | s / iteration (median) | ratio | peak RSS (MB) | ratio |")
-    print("|---|---|---|---|---|")
+    gpu = all(v is not None for v in gpu_peak.values())
+    head = "| engine | s / iteration (median) | ratio | real images / s | peak RSS (MB) | ratio |"
+    rule = "|---|---|---|---|---|---|"
+    if gpu:
+        head += " peak GPU memory (MB) | ratio |"
+        rule += "---|---|"
+    print(head)
+    print(rule)
     for name, _ in engines:
         t, m = statistics.median(times[name]), peak[name]
-        print(f"| {name} | {t:.3f} | {t / base_t:.2f}× | {m:.0f} | {m / base_m:.2f}× |")
+        row = f"| {name} | {t:.3f} | {t / base_t:.2f}× | {5 * a.batch / t:.0f} | {m:.0f} | {m / base_m:.2f}× |"
+        if gpu:
+            g, g0 = gpu_peak[name], gpu_peak["PyTorch eager"]
+            row += f" {g:.0f} | {g / g0 if g0 else float('nan'):.2f}× |"
+        print(row)
+    print("\nreal images / s: 5 critic steps × batch per iteration. GPU memory: nvidia-smi's reading of"
+          " GPU 0 while the engine ran alone, minus the reading before (CUDA context included)."
+          if gpu else "\nreal images / s: 5 critic steps × batch per iteration.")
 
 
 if __name__ == "__main__":

@@ -159,6 +159,16 @@ pub fn export_onnx(checkpoint: &Path, options: &ExportOptions) -> Result<ExportR
     options.build.check()?;
     let samples = options.sample_count()?;
     write::check_output_path(&options.out)?;
+    if options.test_data {
+        if let wgan_runtime::output::Destination::InPlace(device) =
+            wgan_runtime::output::Destination::of(&options.out)?
+        {
+            bail!(
+                "--test-data is written beside the model, but {} is a device or pipe: export to a file in a folder",
+                device.display()
+            );
+        }
+    }
     let (mut generator, header, dir) = load_checkpoint(checkpoint)?;
     let model = build_model(&generator, &header, &options.build)?;
     let bytes = encode_model(&model);

@@ -525,6 +525,20 @@ fn devices_and_fifos_are_written_in_place() {
         "{e}"
     );
     assert!(is_char_device(&full), "{} was replaced", full.display());
+    // A test-data set has no place beside a device.
+    let e = fails(
+        root,
+        &[
+            "onnx",
+            "--checkpoint",
+            ckpt,
+            "--out",
+            null.to_str().unwrap(),
+            "--test-data",
+        ],
+    );
+    assert!(e.contains("is a device or pipe"), "{e}");
+    assert!(!dev.join("test_data_set_0").exists());
     // Nothing staged was left beside the targets.
     let mut names: Vec<String> = std::fs::read_dir(root)
         .unwrap()

@@ -240,8 +240,14 @@ fn gen(mut args: GenArgs) -> Result<()> {
             .with_context(|| format!("cannot write into output folder {}", dir.display()))?;
         let _ = std::fs::remove_file(probe);
     }
-    for f in [&args.grid, &args.save_raw].into_iter().flatten() {
-        check_parent(f)?;
+    for (flag, f, ext) in [
+        ("--grid", &args.grid, "png"),
+        ("--save-raw", &args.save_raw, "npy"),
+    ] {
+        if let Some(f) = f {
+            check_extension(flag, f, ext)?;
+            check_parent(f)?;
+        }
     }
 
     let mut generator =
@@ -351,6 +357,22 @@ fn read_latents(path: &Path, z_dim: usize) -> Result<Vec<f32>> {
         );
     }
     Ok(a.data)
+}
+
+/// The file formats are fixed: a file named with another extension (say `grid.jpg`) would get
+/// a PNG or `.npy` under a misleading name, so it is refused. Names without an extension, and
+/// existing devices and FIFOs (written in place whatever their name), pass.
+fn check_extension(flag: &str, file: &Path, ext: &str) -> Result<()> {
+    if matches!(Destination::of(file), Ok(Destination::InPlace(_))) {
+        return Ok(());
+    }
+    match file.extension().and_then(|e| e.to_str()) {
+        Some(e) if !e.eq_ignore_ascii_case(ext) => bail!(
+            "{flag} writes .{ext} files, but {} ends in .{e}: name it .{ext}",
+            file.display()
+        ),
+        _ => Ok(()),
+    }
 }
 
 fn check_parent(file: &Path) -> Result<()> {

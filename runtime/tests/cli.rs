@@ -569,7 +569,18 @@ fn bad_arguments_and_outputs_are_one_line_errors() {
         &["gen", "--model", &t, "--save-raw", "file/raw.npy"],
         "cannot write file/raw.npy",
     );
-    assert!(!d.join("g.png").exists());
+    // Fixed formats: a JPEG name would get PNG bytes.
+    fails(
+        d,
+        &["gen", "--model", &t, "--grid", "g.jpg"],
+        "--grid writes .png files, but g.jpg ends in .jpg",
+    );
+    fails(
+        d,
+        &["gen", "--model", &t, "--save-raw", "raw.bin"],
+        "--save-raw writes .npy files",
+    );
+    assert!(!d.join("g.png").exists() && !d.join("g.jpg").exists());
 }
 
 #[test]

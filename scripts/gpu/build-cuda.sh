@@ -3,30 +3,63 @@
 # PyPI wheels installed into the project-local .cuda/ (no system CUDA needed). The build goes
 # to target/cuda/ (the CPU build in target/release/ is left alone). Output:
 # target/cuda-bundle/ with the stripped `trainer` (CUDA), `runtime` (ort only, with CUDA and
-# TensorRT provider options, no tract) and `export` binaries plus the check scripts, ready
-# to carry to a GPU machine and run with `bash checks.sh` there.
+# TensorRT provider options, no tract) and `export` binaries plus the check scripts, and
+# target/cuda-bundle.tar.xz, the same compressed (about 19 MB), ready to carry to a GPU
+# machine and run with `bash checks.sh` there.
 #
 # Usage: scripts/gpu/build-cuda.sh [COMPUTE_CAP]   (default 90: H100/H200)
+#
+# The CUDA release is pinned (CUDA_RELEASE, default 13.0) to the target machine's driver:
+# candle's kernels are compiled to PTX here and JIT-compiled by the driver there, and a driver
+# refuses PTX from a newer nvcc than its own CUDA release (driver 580 = CUDA 13.0). nvcc's own
+# dependencies (nvvm, crt) are pinned too: unpinned, pip takes the newest, whose PTX the
+# pinned ptxas then rejects.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cap="${1:-90}"
+release="${CUDA_RELEASE:-13.0}"
 venv=.cuda
+# A folder filled for another release is rebuilt: wheels of two releases must not mix.
+if [[ -d "$venv" && "$(cat "$venv/release" 2>/dev/null)" != "$release" ]]; then
+  rm -rf "$venv"
+fi
 if [[ ! -x "$venv/bin/python" ]]; then
   python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check \
-  nvidia-cuda-nvcc nvidia-cuda-runtime nvidia-cublas nvidia-curand nvidia-cuda-nvrtc nvidia-cuda-cccl
+  "nvidia-cuda-nvcc==$release.*" "nvidia-nvvm==$release.*" "nvidia-cuda-crt==$release.*" \
+  "nvidia-cuda-runtime==$release.*" "nvidia-cuda-nvrtc==$release.*" \
+  "nvidia-cuda-cccl==$release.*" "nvidia-cublas==$release.*" nvidia-curand
+echo "$release" >"$venv/release"
 site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 cuda_root="$site/nvidia/cu13"
 [[ -d "$cuda_root" ]] || cuda_root="$(dirname "$(find "$site/nvidia" -name nvcc -type f | head -n1)")/.."
 export CUDA_ROOT="$(cd "$cuda_root" && pwd)"
 export PATH="$CUDA_ROOT/bin:$PATH"
-# candle's build scripts link against libcuda/libcublas/libcurand/libnvrtc: point the linker at
-# the wheels' libraries (the driver's libcuda.so comes from the GPU machine at run time; the
-# runtime wheel ships a stub for linking).
-libdirs="$(find "$site/nvidia" -name 'lib*.so*' -printf '%h\n' | sort -u | tr '\n' ':')"
-export LIBRARY_PATH="${libdirs}${LIBRARY_PATH:-}"
-export LD_LIBRARY_PATH="${libdirs}${LD_LIBRARY_PATH:-}"
+# candle links its CUDA libraries at build time (cudarc's dynamic-linking: -lcuda -lcublas
+# -lcublasLt -lcurand -lnvrtc -lcudart). The wheels ship only versioned names
+# (libcublas.so.13), so .cuda/link/ gets the unversioned names the linker looks for. The
+# driver's libcuda.so.1 exists only on GPU machines: here the linker gets a stub with its
+# soname that defines every driver entry point cudarc declares; at run time the real driver
+# library is loaded in its place.
+link="$venv/link"
+mkdir -p "$link"
+for lib in cudart cublas cublasLt curand nvrtc; do
+  f="$(find "$site/nvidia" -name "lib$lib.so.*" ! -name '*alt*' | sort | head -n1)"
+  [[ -n "$f" ]] || { echo "error: lib$lib.so.* not found under $site/nvidia" >&2; exit 1; }
+  ln -sf "$(cd "$(dirname "$f")" && pwd)/$(basename "$f")" "$link/lib$lib.so"
+done
+cudarc_src="$(cargo metadata --format-version 1 --manifest-path Cargo.toml --features wgan-trainer/cuda |
+  python3 -c 'import json,sys,os; m=json.load(sys.stdin); print(next(os.path.dirname(p["manifest_path"]) for p in m["packages"] if p["name"]=="cudarc"))')"
+python3 - "$cudarc_src/src/driver/sys/mod.rs" >"$link/cuda_stub.c" <<'PY'
+import re, sys
+names = sorted(set(re.findall(r"pub unsafe fn (cu[A-Z]\w*)\(", open(sys.argv[1]).read())))
+print("/* Link-time stand-in for the NVIDIA driver library: never loaded. */")
+for n in names:
+    print(f"void {n}(void) {{}}")
+PY
+cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$link/libcuda.so" "$link/cuda_stub.c"
+export LIBRARY_PATH="$(cd "$link" && pwd)${LIBRARY_PATH:+:$LIBRARY_PATH}"
 export CUDA_COMPUTE_CAP="$cap"
 nvcc --version
 cargo build --release --target-dir target/cuda -p wgan-trainer --features cuda
@@ -38,4 +71,8 @@ cp target/cuda/release/trainer target/cuda/release/runtime target/release/export
 strip "$bundle/trainer" "$bundle/runtime" "$bundle/export"
 cp scripts/gpu/checks.sh scripts/torch_goldens.py scripts/bench_training.py "$bundle/"
 ls -lh "$bundle"
-du -sh "$bundle"
+# One compressed file to carry (the bundle itself is larger than it compresses to).
+tar -C "$bundle" -cf - . | xz -T0 -6 >target/cuda-bundle.tar.xz.tmp
+mv target/cuda-bundle.tar.xz.tmp target/cuda-bundle.tar.xz
+ls -lh target/cuda-bundle.tar.xz
+echo "on the GPU machine: mkdir b && tar -xJf cuda-bundle.tar.xz -C b && bash b/checks.sh"

@@ -17,8 +17,15 @@ cd "$here"
 py="${PYTHON:-python3}"
 # The CUDA libraries PyTorch ships (cuBLAS, cuRAND, NVRTC, runtime) serve candle too.
 libs="$("$py" -c 'import os,glob,nvidia; r=list(nvidia.__path__)[0]; print(":".join(sorted({os.path.dirname(p) for p in glob.glob(r+"/**/lib*.so*", recursive=True)})))' 2>/dev/null)"
-export LD_LIBRARY_PATH="${libs}:${LD_LIBRARY_PATH:-}"
-out="$(mktemp -d)"
+# The driver's libcuda.so.1: on the loader's path already, or in the usual driver folders.
+drivers=""
+for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib /usr/lib/x86_64-linux-gnu /usr/local/cuda/compat; do
+  [[ -e "$d/libcuda.so.1" ]] && drivers="$drivers:$d"
+done
+export LD_LIBRARY_PATH="${libs}${drivers}:${LD_LIBRARY_PATH:-}"
+# CHECKS_OUT names the folder for logs and outputs (default: a new temporary folder).
+out="${CHECKS_OUT:-$(mktemp -d)}"
+mkdir -p "$out"
 results=()
 step() {
   local name="$1"; shift
@@ -29,6 +36,12 @@ step() {
 }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+# A binary that cannot start (a missing CUDA library) says so here, before every check fails.
+if ! ./trainer --version; then
+  echo "error: ./trainer does not start; LD_LIBRARY_PATH=$LD_LIBRARY_PATH" >&2
+  ldd ./trainer | grep 'not found' >&2
+  exit 1
+fi
 step parity-dcgan64 ./trainer check-device --device cuda --preset dcgan64 --batch-size 8
 step parity-small ./trainer check-device --device cuda --preset small --batch-size 8
 step train-cuda-dcgan64 ./trainer train --device cuda --preset dcgan64 --batch-size 64 --steps 20 --sample-every 10 --checkpoint-every 10 --out "$out/gpu-run"
