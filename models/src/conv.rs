@@ -145,8 +145,6 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, pad: usize) -> Result<
         (h + 2 * pad - k) / stride + 1,
         (w + 2 * pad - k) / stride + 1,
     );
-    // Rows of (ky, kx, c) to match the patch layout of `Im2Col`.
-    let wmat = weight.permute((2, 3, 1, 0))?.reshape((k * k * c, cout))?;
     let whole_image = pad == 0 && (h, w) == (k, k);
     if !whole_image && !crate::cpu_custom_ops(x.device()) {
         return if k % stride == 0 {
@@ -155,6 +153,8 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, pad: usize) -> Result<
             to_nhwc(&to_nchw(x)?.conv2d(weight, pad, stride, 1, 1)?)
         };
     }
+    // Rows of (ky, kx, c) to match the patch layout of `Im2Col`.
+    let wmat = weight.permute((2, 3, 1, 0))?.reshape((k * k * c, cout))?;
     let cols = if whole_image {
         // One patch covering the whole image: the patch matrix is the image itself.
         x.reshape((n, k * k * c))?
@@ -185,7 +185,7 @@ pub fn conv_transpose2d(x: &Tensor, weight: &Tensor, stride: usize, pad: usize) 
     if cin != c {
         candle_core::bail!("conv_transpose2d: input has {c} channels, weight expects {cin}");
     }
-    if h == 0 || w == 0 || (h - 1) * stride + k < 2 * pad + 1 {
+    if h == 0 || w == 0 || (h.min(w) - 1) * stride + k < 2 * pad + 1 {
         candle_core::bail!("conv_transpose2d: padding {pad} leaves no output for a {h}×{w} input");
     }
     let single_pixel = pad == 0 && (h, w) == (1, 1);
@@ -283,7 +283,7 @@ pub fn conv_transpose2d_by_blocks(
     let (n, h, w, c) = x.dims4()?;
     let (cin, cout, k, _) = weight.dims4()?;
     let s = stride;
-    if cin != c || k % s != 0 || h == 0 || w == 0 || (h - 1) * s + k < 2 * pad + 1 {
+    if cin != c || k % s != 0 || h == 0 || w == 0 || (h.min(w) - 1) * s + k < 2 * pad + 1 {
         candle_core::bail!(
             "conv_transpose2d_by_blocks: needs {c} input channels (weight has {cin}), a stride dividing the kernel ({s} vs {k}) and a padding that leaves an output"
         );
