@@ -19,7 +19,7 @@ py="${PYTHON:-python3}"
 libs="$("$py" -c 'import os,glob,nvidia; r=list(nvidia.__path__)[0]; print(":".join(sorted({os.path.dirname(p) for p in glob.glob(r+"/**/lib*.so*", recursive=True)})))' 2>/dev/null)"
 # The driver's libcuda.so.1: on the loader's path already, or in the usual driver folders.
 drivers=""
-for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib /usr/lib/x86_64-linux-gnu /usr/local/cuda/compat; do
+for d in /usr/local/nvidia/lib64 /usr/local/nvidia/lib /usr/lib/x86_64-linux-gnu; do
   [[ -e "$d/libcuda.so.1" ]] && drivers="$drivers:$d"
 done
 export LD_LIBRARY_PATH="${libs}${drivers}:${LD_LIBRARY_PATH:-}"
