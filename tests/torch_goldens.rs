@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use wgan_models::engine::{
     nchw_to_nhwc, nhwc_to_nchw, to_gradients, CriticEngine, GeneratorEngine, NetWeights, Real,
 };
-use wgan_models::{preset, Critic, Generator, Gradients, Mode, Params};
+use wgan_models::{preset, Critic, Generator, Gradients, Mode, Params, Preset};
 use wgan_trainer::adam::{Adam, AdamConfig};
 use wgan_trainer::wgan;
 
@@ -84,19 +84,8 @@ fn step_against_goldens(dtype: DType, tol: f64) -> f64 {
     let adam_checked = dtype == DType::F64;
     let g = load();
     let p = preset("tiny", 1).unwrap();
-    let dev = Device::Cpu;
     let f32t = |k: &str| g[k].to_dtype(dtype).unwrap();
-    let gen_params =
-        Params::from_tensors(&p.generator, sub(&g, "init.G."), 0, dtype, &dev).unwrap();
-    let mut generator = Generator {
-        spec: p.generator.clone(),
-        z_dim: p.z_dim,
-        params: gen_params,
-    };
-    let critic = Critic {
-        spec: p.critic.clone(),
-        params: Params::from_tensors(&p.critic, sub(&g, "init.C."), 0, dtype, &dev).unwrap(),
-    };
+    let (mut generator, critic) = golden_nets(&g, &p, dtype);
     let cfg = AdamConfig::default();
     let mut opt_c = Adam::new(cfg, &critic.params).unwrap();
     let mut opt_g = Adam::new(cfg, &generator.params).unwrap();
@@ -138,12 +127,8 @@ fn step_against_goldens(dtype: DType, tol: f64) -> f64 {
             &Gradients::from_grad_store(&critic.params, &grads).unwrap(),
         )
         .unwrap();
-    for (info, var) in critic.params.trainable().filter(|_| adam_checked) {
-        compare(
-            &format!("critic after Adam {}", info.name),
-            var.as_tensor(),
-            &g[&format!("out.critic_after_adam.{}", info.name)],
-        );
+    if adam_checked {
+        check_critic_after_adam(&compare, &critic, &g);
     }
 
     // Generator step (against the updated critic).
@@ -169,20 +154,7 @@ fn step_against_goldens(dtype: DType, tol: f64) -> f64 {
             &Gradients::from_grad_store(&generator.params, &grads).unwrap(),
         )
         .unwrap();
-    for (info, var) in generator.params.iter() {
-        let key = if info.role.trainable() {
-            format!("out.gen_after_adam.{}", info.name)
-        } else {
-            format!("out.gen_running.{}", info.name)
-        };
-        if adam_checked || !info.role.trainable() {
-            compare(
-                &format!("generator after step {}", info.name),
-                var.as_tensor(),
-                &g[&key],
-            );
-        }
-    }
+    check_generator_after_step(&compare, &generator, &g, adam_checked);
     let tracked = g["out.gen_running.net.0.1.num_batches_tracked"]
         .flatten_all()
         .unwrap()
@@ -217,15 +189,7 @@ fn engine_step_against_goldens<T: Real>(tol: f64) -> f64 {
     let hw = s * s;
     let values = |k: &str| -> Vec<T> { to_f64(&g[k]).into_iter().map(T::of).collect() };
     let tensor = |v: Vec<f64>, shape: &[usize]| Tensor::from_vec(v, shape, &dev).unwrap();
-    let mut generator = Generator {
-        spec: p.generator.clone(),
-        z_dim: p.z_dim,
-        params: Params::from_tensors(&p.generator, sub(&g, "init.G."), 0, dtype, &dev).unwrap(),
-    };
-    let critic = Critic {
-        spec: p.critic.clone(),
-        params: Params::from_tensors(&p.critic, sub(&g, "init.C."), 0, dtype, &dev).unwrap(),
-    };
+    let (mut generator, critic) = golden_nets(&g, &p, dtype);
     assert_eq!(to_f64(&g["in.eps"]).len(), b, "golden batch size");
     let cfg = AdamConfig::default();
     let mut opt_c = Adam::new(cfg, &critic.params).unwrap();
@@ -275,12 +239,8 @@ fn engine_step_against_goldens<T: Real>(tol: f64) -> f64 {
         worst = worst.max(compare(&format!("critic grad {}", info.name), got, want));
     }
     opt_c.step(&critic.params, &grads).unwrap();
-    for (info, var) in critic.params.trainable().filter(|_| adam_checked) {
-        compare(
-            &format!("critic after Adam {}", info.name),
-            var.as_tensor(),
-            &g[&format!("out.critic_after_adam.{}", info.name)],
-        );
+    if adam_checked {
+        check_critic_after_adam(&compare, &critic, &g);
     }
 
     // Generator step (against the updated critic).
@@ -300,6 +260,48 @@ fn engine_step_against_goldens<T: Real>(tol: f64) -> f64 {
         worst = worst.max(compare(&format!("generator grad {}", info.name), got, want));
     }
     opt_g.step(&generator.params, &grads).unwrap();
+    check_generator_after_step(&compare, &generator, &g, adam_checked);
+    worst
+}
+
+/// The tiny preset's generator and critic with the goldens' initial weights.
+fn golden_nets(g: &HashMap<String, Tensor>, p: &Preset, dtype: DType) -> (Generator, Critic) {
+    let dev = Device::Cpu;
+    let generator = Generator {
+        spec: p.generator.clone(),
+        z_dim: p.z_dim,
+        params: Params::from_tensors(&p.generator, sub(g, "init.G."), 0, dtype, &dev).unwrap(),
+    };
+    let critic = Critic {
+        spec: p.critic.clone(),
+        params: Params::from_tensors(&p.critic, sub(g, "init.C."), 0, dtype, &dev).unwrap(),
+    };
+    (generator, critic)
+}
+
+/// The critic's weights after its Adam step against PyTorch's.
+fn check_critic_after_adam(
+    compare: &dyn Fn(&str, &Tensor, &Tensor) -> f64,
+    critic: &Critic,
+    g: &HashMap<String, Tensor>,
+) {
+    for (info, var) in critic.params.trainable() {
+        compare(
+            &format!("critic after Adam {}", info.name),
+            var.as_tensor(),
+            &g[&format!("out.critic_after_adam.{}", info.name)],
+        );
+    }
+}
+
+/// The generator's BatchNorm running statistics after its step against PyTorch's, and, when
+/// `adam_checked`, its weights after Adam.
+fn check_generator_after_step(
+    compare: &dyn Fn(&str, &Tensor, &Tensor) -> f64,
+    generator: &Generator,
+    g: &HashMap<String, Tensor>,
+    adam_checked: bool,
+) {
     for (info, var) in generator.params.iter() {
         let key = if info.role.trainable() {
             format!("out.gen_after_adam.{}", info.name)
@@ -314,5 +316,4 @@ fn engine_step_against_goldens<T: Real>(tol: f64) -> f64 {
             );
         }
     }
-    worst
 }

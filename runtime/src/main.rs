@@ -245,8 +245,7 @@ fn gen(mut args: GenArgs) -> Result<()> {
         ("--save-raw", &args.save_raw, "npy"),
     ] {
         if let Some(f) = f {
-            check_extension(flag, f, ext)?;
-            check_parent(f)?;
+            check_output_file(flag, f, ext)?;
         }
     }
 
@@ -359,23 +358,21 @@ fn read_latents(path: &Path, z_dim: usize) -> Result<Vec<f32>> {
     Ok(a.data)
 }
 
-/// The file formats are fixed: a file named with another extension (say `grid.jpg`) would get
-/// a PNG or `.npy` under a misleading name, so it is refused. Names without an extension, and
-/// existing devices and FIFOs (written in place whatever their name), pass.
-fn check_extension(flag: &str, file: &Path, ext: &str) -> Result<()> {
-    if matches!(Destination::of(file), Ok(Destination::InPlace(_))) {
-        return Ok(());
+/// Checks an output file of `flag` before any work: its folder exists, it is not a folder or
+/// a block device, and it is named `.ext`, since a file named otherwise (say `grid.jpg`) would
+/// get a PNG or `.npy` under a misleading name. Names without an extension, and existing
+/// devices and FIFOs (written in place whatever their name), pass the name check.
+fn check_output_file(flag: &str, file: &Path, ext: &str) -> Result<()> {
+    let dest = Destination::of(file)?;
+    if !matches!(dest, Destination::InPlace(_)) {
+        if let Some(e) = file.extension().and_then(|e| e.to_str()) {
+            ensure!(
+                e.eq_ignore_ascii_case(ext),
+                "{flag} writes .{ext} files, but {} ends in .{e}: name it .{ext}",
+                file.display()
+            );
+        }
     }
-    match file.extension().and_then(|e| e.to_str()) {
-        Some(e) if !e.eq_ignore_ascii_case(ext) => bail!(
-            "{flag} writes .{ext} files, but {} ends in .{e}: name it .{ext}",
-            file.display()
-        ),
-        _ => Ok(()),
-    }
-}
-
-fn check_parent(file: &Path) -> Result<()> {
     let dir = match file.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -386,8 +383,6 @@ fn check_parent(file: &Path) -> Result<()> {
         file.display(),
         dir.display()
     );
-    // Refuses folders and block devices; devices and FIFOs are written in place later.
-    Destination::of(file)?;
     Ok(())
 }
 

@@ -284,6 +284,7 @@ impl Drop for NpyWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::test_support::*;
 
     #[test]
     fn round_trip_and_header_alignment() {
@@ -364,26 +365,11 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn streaming_writer_writes_fifos_in_place() {
-        use std::io::Read;
         use std::os::unix::fs::FileTypeExt;
         let dir = tempdir();
         let fifo = dir.join("pipe.npy");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
-        let reader = {
-            let fifo = fifo.clone();
-            std::thread::spawn(move || {
-                let mut got = Vec::new();
-                std::fs::File::open(fifo)
-                    .unwrap()
-                    .read_to_end(&mut got)
-                    .unwrap();
-                got
-            })
-        };
+        mkfifo(&fifo);
+        let reader = drain_fifo(&fifo);
         write_f32(&fifo, &[3], &[1.0, 2.0, 3.0]).unwrap();
         assert!(std::fs::symlink_metadata(&fifo)
             .unwrap()
@@ -395,17 +381,5 @@ mod tests {
         let e = NpyWriter::create(&dir, &[1]).err().unwrap().to_string();
         assert!(e.ends_with("it is a folder"), "{e}");
         std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    fn tempdir() -> PathBuf {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let d = std::env::temp_dir().join(format!(
-            "wgan-npy-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
     }
 }

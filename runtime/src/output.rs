@@ -128,21 +128,54 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result.with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Temporary folders and FIFOs for this crate's unit tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_support {
+    use std::path::{Path, PathBuf};
 
-    fn tempdir() -> PathBuf {
+    /// A new, empty folder under the system's temporary directory (the test removes it).
+    pub fn tempdir() -> PathBuf {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static N: AtomicUsize = AtomicUsize::new(0);
         let d = std::env::temp_dir().join(format!(
-            "wgan-out-{}-{}",
+            "wgan-runtime-test-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&d).unwrap();
         d
     }
+
+    /// Makes a FIFO at `path`.
+    #[cfg(unix)]
+    pub fn mkfifo(path: &Path) {
+        let made = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+    }
+
+    /// Reads the FIFO at `path` to its end on a thread; join for the bytes.
+    #[cfg(unix)]
+    pub fn drain_fifo(path: &Path) -> std::thread::JoinHandle<Vec<u8>> {
+        use std::io::Read;
+        let path = path.to_path_buf();
+        std::thread::spawn(move || {
+            let mut got = Vec::new();
+            std::fs::File::open(path)
+                .unwrap()
+                .read_to_end(&mut got)
+                .unwrap();
+            got
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp() {
@@ -190,27 +223,15 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn fifos_are_written_in_place() {
-        use std::io::Read;
         use std::os::unix::fs::FileTypeExt;
         let dir = tempdir();
         let fifo = dir.join("pipe");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
+        mkfifo(&fifo);
         assert_eq!(
             Destination::of(&fifo).unwrap(),
             Destination::InPlace(fifo.clone())
         );
-        let reader = {
-            let fifo = fifo.clone();
-            std::thread::spawn(move || {
-                let mut got = Vec::new();
-                File::open(fifo).unwrap().read_to_end(&mut got).unwrap();
-                got
-            })
-        };
+        let reader = drain_fifo(&fifo);
         write_atomic(&fifo, b"through the pipe").unwrap();
         let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
         assert!(kind.is_fifo(), "the FIFO was replaced: {kind:?}");

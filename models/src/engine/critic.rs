@@ -15,60 +15,20 @@
 use super::gemm::{matmul, Mat};
 use super::kernels::{
     activation_backward, bias_activation, is_piecewise_linear, norm_backward, norm_forward,
-    norm_second_order, Geometry, NormForward, NormGrads, NormState,
+    norm_second_order, NormForward, NormGrads, NormState,
 };
 use super::patches::{for_each_patch_chunk, patch_rows, scatter_patch_chunks};
+use super::plan::LayerPlan;
 use super::weights::{LayerGrads, NetWeights};
 use super::{sized, Real};
-use crate::spec::{LayerKind, LayerSpec, NetSpec, Norm, NORM_EPS};
+use crate::spec::{LayerKind, NetSpec, Norm, NORM_EPS};
 use anyhow::{bail, ensure, Result};
 use std::ops::Range;
-
-/// One layer's shapes: input `h × w × c`, output `ho × wo × cout`.
-#[derive(Clone, Copy, Debug)]
-struct Plan {
-    spec: LayerSpec,
-    h: usize,
-    w: usize,
-    ho: usize,
-    wo: usize,
-}
-
-impl Plan {
-    fn geometry(&self, n: usize) -> Geometry {
-        Geometry {
-            n,
-            h: self.h,
-            w: self.w,
-            c: self.spec.in_channels,
-            k: self.spec.kernel,
-            stride: self.spec.stride,
-            pad: self.spec.padding,
-            ho: self.ho,
-            wo: self.wo,
-        }
-    }
-
-    /// Input elements per row.
-    fn in_len(&self) -> usize {
-        self.h * self.w * self.spec.in_channels
-    }
-
-    /// Output elements per row.
-    fn out_len(&self) -> usize {
-        self.ho * self.wo * self.spec.out_channels
-    }
-
-    /// Patch length `k·k·Cin`.
-    fn patch(&self) -> usize {
-        self.spec.kernel * self.spec.kernel * self.spec.in_channels
-    }
-}
 
 /// Explicit passes of a critic (see the module docs). Buffers live between calls and grow to
 /// the largest batch seen.
 pub struct CriticEngine<T: Real> {
-    plans: Vec<Plan>,
+    plans: Vec<LayerPlan>,
     /// Rows of the last forward.
     rows: usize,
     input: Vec<T>,
@@ -118,15 +78,9 @@ impl<T: Real> CriticEngine<T> {
                 side + 2 * l.padding >= l.kernel,
                 "critic layer {i}: input too small"
             );
-            let out = l.out_size(side);
-            plans.push(Plan {
-                spec: *l,
-                h: side,
-                w: side,
-                ho: out,
-                wo: out,
-            });
-            (side, c) = (out, l.out_channels);
+            let plan = LayerPlan::square(*l, side);
+            plans.push(plan);
+            (side, c) = (plan.ho, l.out_channels);
         }
         if (side, c) != (1, 1) {
             bail!("the critic must end in one score per image, not {c}×{side}×{side}");
@@ -175,7 +129,7 @@ impl<T: Real> CriticEngine<T> {
         sized(&mut self.input, x.len()).copy_from_slice(x);
         for (l, p) in self.plans.iter().enumerate() {
             let lw = &weights.layers[l];
-            let g = p.geometry(n);
+            let g = p.conv_geometry(n);
             let mut out_buf = std::mem::take(&mut self.outs[l]);
             let prev: &[T] = if l == 0 {
                 &self.input[..n * p.in_len()]
@@ -184,14 +138,14 @@ impl<T: Real> CriticEngine<T> {
             };
             let cout = p.spec.out_channels;
             let m = n * p.ho * p.wo;
-            let wt = Mat::rows(&lw.weight, cout, p.patch()).t();
+            let wt = Mat::rows(&lw.weight, cout, p.conv_patch()).t();
             let z = match p.spec.norm {
                 Norm::Instance => sized(&mut self.pre_norm, m * cout),
                 _ => sized(&mut out_buf, m * cout),
             };
             let pr = patch_rows(&g);
             for_each_patch_chunk(prev, &g, &mut self.scratch, |r, patches| {
-                let a = Mat::rows(patches, r.len() * pr, p.patch());
+                let a = Mat::rows(patches, r.len() * pr, p.conv_patch());
                 matmul(
                     &mut z[r.start * pr * cout..r.end * pr * cout],
                     a,
@@ -265,9 +219,9 @@ impl<T: Real> CriticEngine<T> {
         dst: &mut Vec<T>,
     ) {
         let p = self.plans[l];
-        let g = p.geometry(n);
+        let g = p.conv_geometry(n);
         let cout = p.spec.out_channels;
-        let wm = Mat::rows(&weights.layers[l].weight, cout, p.patch());
+        let wm = Mat::rows(&weights.layers[l].weight, cout, p.conv_patch());
         let pr = patch_rows(&g);
         scatter_patch_chunks(
             sized(dst, g.image_len()),
@@ -360,11 +314,11 @@ impl<T: Real> CriticEngine<T> {
         let mut u = std::mem::take(&mut self.grad_a);
         for (l, grad) in grads.iter_mut().enumerate() {
             let p = self.plans[l];
-            let g = p.geometry(n);
+            let g = p.conv_geometry(n);
             let m = n * p.ho * p.wo;
             let cout = p.spec.out_channels;
             let lw = &weights.layers[l];
-            let wt = Mat::rows(&lw.weight, cout, p.patch()).t();
+            let wt = Mat::rows(&lw.weight, cout, p.conv_patch()).t();
             let pr = patch_rows(&g);
             // Not needed after the last layer: ū feeds the next layer's reverse.
             let mut ub = (l != last).then(|| sized(&mut u, m * cout));
@@ -375,7 +329,7 @@ impl<T: Real> CriticEngine<T> {
                 &mut self.scratch,
                 |r, patches| {
                     let (rows, span) = (r.len() * pr, r.start * pr * cout..r.end * pr * cout);
-                    let pm = Mat::rows(patches, rows, p.patch());
+                    let pm = Mat::rows(patches, rows, p.conv_patch());
                     // ∂W += δzᵀ · im2col(ā₋).
                     matmul(
                         &mut grad.weight,
@@ -471,7 +425,7 @@ impl<T: Real> CriticEngine<T> {
                     );
                 }
             }
-            let g = p.geometry(n);
+            let g = p.conv_geometry(n);
             let prev: &[T] = if l == 0 {
                 &self.input[..g.image_len()]
             } else {
@@ -485,7 +439,7 @@ impl<T: Real> CriticEngine<T> {
                 matmul(
                     &mut lg.weight,
                     Mat::rows(&d[r.start * pr * cout..r.end * pr * cout], rows, cout).t(),
-                    Mat::rows(patches, rows, p.patch()),
+                    Mat::rows(patches, rows, p.conv_patch()),
                     true,
                     T::one(),
                 );

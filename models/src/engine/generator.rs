@@ -5,54 +5,15 @@
 
 use super::gemm::{matmul, Mat};
 use super::kernels::{
-    activation_backward, bias_activation, norm_backward, norm_forward, Geometry, NormForward,
-    NormGrads, NormState,
+    activation_backward, bias_activation, norm_backward, norm_forward, NormForward, NormGrads,
+    NormState,
 };
 use super::patches::{for_each_patch_chunk, patch_rows, scatter_patch_chunks};
+use super::plan::LayerPlan;
 use super::weights::{LayerGrads, NetWeights};
 use super::{sized, Real};
-use crate::spec::{LayerKind, LayerSpec, NetSpec, Norm, NORM_EPS};
+use crate::spec::{LayerKind, NetSpec, Norm, NORM_EPS};
 use anyhow::{bail, ensure, Result};
-
-/// One layer's shapes: input `h × w × cin`, output `ho × wo × cout`.
-#[derive(Clone, Copy, Debug)]
-struct Plan {
-    spec: LayerSpec,
-    h: usize,
-    w: usize,
-    ho: usize,
-    wo: usize,
-}
-
-impl Plan {
-    /// The col2im geometry: the image is this layer's output, the patch grid its input.
-    fn geometry(&self, n: usize) -> Geometry {
-        Geometry {
-            n,
-            h: self.ho,
-            w: self.wo,
-            c: self.spec.out_channels,
-            k: self.spec.kernel,
-            stride: self.spec.stride,
-            pad: self.spec.padding,
-            ho: self.h,
-            wo: self.w,
-        }
-    }
-
-    fn in_len(&self) -> usize {
-        self.h * self.w * self.spec.in_channels
-    }
-
-    fn out_len(&self) -> usize {
-        self.ho * self.wo * self.spec.out_channels
-    }
-
-    /// Patch length `k·k·Cout`.
-    fn patch(&self) -> usize {
-        self.spec.kernel * self.spec.kernel * self.spec.out_channels
-    }
-}
 
 /// Batch statistics of one BatchNorm layer in a training forward.
 #[derive(Clone, Debug)]
@@ -67,7 +28,7 @@ pub struct BatchStats {
 
 /// Explicit passes of a generator in training mode. Buffers live between calls.
 pub struct GeneratorEngine<T: Real> {
-    plans: Vec<Plan>,
+    plans: Vec<LayerPlan>,
     rows: usize,
     input: Vec<T>,
     outs: Vec<Vec<T>>,
@@ -99,15 +60,9 @@ impl<T: Real> GeneratorEngine<T> {
                 "generator layer {i} expects {} channels, gets {c}",
                 l.in_channels
             );
-            let out = l.out_size(side);
-            plans.push(Plan {
-                spec: *l,
-                h: side,
-                w: side,
-                ho: out,
-                wo: out,
-            });
-            (side, c) = (out, l.out_channels);
+            let plan = LayerPlan::square(*l, side);
+            plans.push(plan);
+            (side, c) = (plan.ho, l.out_channels);
         }
         let n = plans.len();
         Ok(Self {
@@ -158,7 +113,7 @@ impl<T: Real> GeneratorEngine<T> {
         let mut stats = Vec::new();
         for (l, p) in self.plans.iter().enumerate() {
             let lw = &weights.layers[l];
-            let g = p.geometry(n);
+            let g = p.deconv_geometry(n);
             let cout = p.spec.out_channels;
             let mut out_buf = std::mem::take(&mut self.outs[l]);
             let x: &[T] = if l == 0 {
@@ -166,7 +121,7 @@ impl<T: Real> GeneratorEngine<T> {
             } else {
                 &self.outs[l - 1][..n * p.in_len()]
             };
-            let wm = Mat::rows(&lw.weight, p.spec.in_channels, p.patch());
+            let wm = Mat::rows(&lw.weight, p.spec.in_channels, p.deconv_patch());
             let len = n * p.out_len();
             let z = if p.spec.norm == Norm::Batch {
                 sized(&mut self.pre_norm, len)
@@ -278,18 +233,18 @@ impl<T: Real> GeneratorEngine<T> {
                     lg.bias.as_deref_mut(),
                 );
             }
-            let g = p.geometry(n);
+            let g = p.deconv_geometry(n);
             let x: &[T] = if l == 0 {
                 &self.input[..n * p.in_len()]
             } else {
                 &self.outs[l - 1][..n * p.in_len()]
             };
             let (cin, pr) = (p.spec.in_channels, patch_rows(&g));
-            let wt = Mat::rows(&weights.layers[l].weight, cin, p.patch()).t();
+            let wt = Mat::rows(&weights.layers[l].weight, cin, p.deconv_patch()).t();
             let mut dx = (l > 0).then(|| sized(&mut grad, n * p.in_len()));
             for_each_patch_chunk(&d[..len], &g, &mut self.cols, |r, patches| {
                 let (rows, span) = (r.len() * pr, r.start * pr * cin..r.end * pr * cin);
-                let pm = Mat::rows(patches, rows, p.patch());
+                let pm = Mat::rows(patches, rows, p.deconv_patch());
                 // ∂W += xᵀ · im2col(δz).
                 matmul(
                     &mut lg.weight,

@@ -23,6 +23,7 @@ mod gemm;
 mod generator;
 pub(crate) mod kernels;
 mod patches;
+mod plan;
 mod weights;
 
 pub use critic::CriticEngine;
