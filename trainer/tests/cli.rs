@@ -327,3 +327,105 @@ fn check_device_on_the_cpu_agrees_with_the_engine() {
         "--batch-size",
     );
 }
+
+/// Copies the embedded MNIST training files into `dir`.
+fn copy_mnist_training_files(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mnist = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/mnist-10k");
+    for f in ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"] {
+        std::fs::copy(mnist.join(f), dir.join(f)).unwrap();
+    }
+}
+
+#[test]
+fn eval_measures_a_run_against_the_embedded_test_digits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let o = trainer(d, &[TINY, &["--steps", "2", "--out", "run"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let eval = |extra: &[&str]| {
+        let o = trainer(
+            d,
+            &[&["eval", "--checkpoint", "run", "--n", "200"], extra].concat(),
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let json = eval(&["--json"]);
+    let r: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(r["n"], 200);
+    assert_eq!(r["step"], 2);
+    assert_eq!(r["training_len"], 9000);
+    assert!(r["held_out"].as_str().unwrap().contains("t10k"), "{json}");
+    let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("{k} in {json}"));
+    for k in [
+        "critic_held_out",
+        "critic_training",
+        "kernel_sigma2",
+        "mmd2_generated",
+        "mmd2_training",
+        "nearest_generated",
+        "nearest_held_out",
+    ] {
+        assert!(f(k).is_finite(), "{k} in {json}");
+    }
+    // A generator after two steps is far from the digits, much farther than training digits
+    // are from the held-out ones, and the embedded test digits are not training digits.
+    assert!(
+        f("mmd2_generated") > 5.0 * f("mmd2_training").abs(),
+        "{json}"
+    );
+    assert!(f("nearest_generated") > f("nearest_held_out"), "{json}");
+    assert_eq!(r["held_out_in_training"], 0);
+    // The same seed gives the same numbers; the table carries them too.
+    assert_eq!(eval(&["--json"]), json);
+    let table = eval(&[]);
+    assert!(table.contains("pixel MMD²"), "{table}");
+    assert!(
+        table.contains(&format!("{:.5}", f("mmd2_generated"))),
+        "{table}"
+    );
+    assert!(!table.contains("warning"), "{table}");
+}
+
+#[test]
+fn eval_checks_its_arguments_and_spots_training_images_among_the_held_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    copy_mnist_training_files(&d.join("digits"));
+    let o = trainer(
+        d,
+        &[TINY, &["--steps", "1", "--data", "digits", "--out", "run"]].concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (args, needle) in [
+        (&["--n", "1"][..], "--n must be between 2 and 5000"),
+        (&["--n", "5001"][..], "--n must be between 2 and 5000"),
+        (&[][..], "pass held-out images"),
+        (&["--data", "nowhere"][..], "nowhere does not exist"),
+    ] {
+        let o = trainer(d, &[&["eval", "--checkpoint", "run"], args].concat());
+        assert_input_error(&o, needle);
+    }
+    let o = trainer(d, &["eval", "--checkpoint", "missing"]);
+    assert_input_error(&o, "missing does not exist");
+    // Held-out images that are the training images: every one is found, and the table warns.
+    let o = trainer(
+        d,
+        &[
+            "eval",
+            "--checkpoint",
+            "run",
+            "--data",
+            "digits",
+            "--n",
+            "50",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("warning: 50 of 50 held-out images are also in the training set"),
+        "{out}"
+    );
+}

@@ -17,6 +17,11 @@ const LABELS_MAGIC: u32 = 0x0000_0801;
 static EMBEDDED_IMAGES: &[u8] = include_bytes!("../../data/mnist-10k/train-images-idx3-ubyte.gz");
 static EMBEDDED_LABELS: &[u8] = include_bytes!("../../data/mnist-10k/train-labels-idx1-ubyte.gz");
 const EMBEDDED_NAME: &str = "train-images-idx3-ubyte.gz";
+static EMBEDDED_TEST_IMAGES: &[u8] =
+    include_bytes!("../../data/mnist-10k/t10k-images-idx3-ubyte.gz");
+static EMBEDDED_TEST_LABELS: &[u8] =
+    include_bytes!("../../data/mnist-10k/t10k-labels-idx1-ubyte.gz");
+const EMBEDDED_TEST_NAME: &str = "t10k-images-idx3-ubyte.gz";
 
 /// `*idx3-ubyte` or `*idx3-ubyte.gz` (also the `train-images.idx3-ubyte` spelling).
 pub(crate) fn is_idx3_name(name: &str) -> bool {
@@ -258,6 +263,19 @@ pub(crate) fn embedded(channels: usize, size: usize) -> Result<Dataset> {
         Some((&labels, "embedded train-labels-idx1-ubyte.gz")),
         "embedded train-images-idx3-ubyte.gz",
         &format!("{EMBEDDED_NAME} (embedded 9000-digit subset)"),
+        channels,
+        size,
+    )
+}
+
+pub(crate) fn embedded_test(channels: usize, size: usize) -> Result<Dataset> {
+    let images = maybe_gunzip(EMBEDDED_TEST_IMAGES, "embedded t10k-images-idx3-ubyte.gz")?;
+    let labels = maybe_gunzip(EMBEDDED_TEST_LABELS, "embedded t10k-labels-idx1-ubyte.gz")?;
+    build(
+        &images,
+        Some((&labels, "embedded t10k-labels-idx1-ubyte.gz")),
+        "embedded t10k-images-idx3-ubyte.gz",
+        &format!("{EMBEDDED_TEST_NAME} (embedded 1000-digit test subset)"),
         channels,
         size,
     )

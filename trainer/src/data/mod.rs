@@ -112,6 +112,13 @@ pub fn embedded_mnist(channels: usize, size: usize) -> Result<Dataset> {
     mnist::embedded(channels, size)
 }
 
+/// The MNIST test digits embedded in the binary (`t10k-images-idx3-ubyte.gz` and its labels:
+/// 1000 digits, none of them in [`embedded_mnist`]): the held-out set of `trainer eval`.
+pub fn embedded_mnist_test(channels: usize, size: usize) -> Result<Dataset> {
+    check_shape(channels, size)?;
+    mnist::embedded_test(channels, size)
+}
+
 /// Which format `auto` picks for `path` (which must exist).
 pub fn detect(path: &Path) -> Result<Format> {
     let accepted = "accepted: a directory of images (png, jpg, gif, bmp, tiff, webp), MNIST IDX \
