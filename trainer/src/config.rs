@@ -103,3 +103,15 @@ pub struct TrainState {
     /// Wall time spent training so far.
     pub elapsed_secs: f64,
 }
+
+impl TrainState {
+    /// Reads `state.json` of checkpoint directory `dir`.
+    pub fn read(dir: &std::path::Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let path = dir.join(wgan_models::checkpoint::STATE_FILE);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a valid training state", path.display()))
+    }
+}

@@ -24,7 +24,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::Serialize;
 use std::path::Path;
 use wgan_models::checkpoint as ckpt;
-use wgan_models::{Generator, Mode};
+use wgan_models::{Critic, Generator, Mode};
 
 /// Most images `trainer eval` compares per set (its kernel matrices are `n × n` in f64).
 pub const MAX_EVAL_IMAGES: usize = 5000;
@@ -91,9 +91,7 @@ pub fn evaluate(
     }
     let dir = ckpt::resolve(path)?;
     let header = ckpt::read_header(&dir)?;
-    let state_path = dir.join(ckpt::STATE_FILE);
-    let state: TrainState = serde_json::from_str(&std::fs::read_to_string(&state_path)?)
-        .with_context(|| format!("{} is not a valid training state", state_path.display()))?;
+    let state = TrainState::read(&dir)?;
     let preset = header.preset()?;
     let held = match held_out {
         HeldOut::Path(p, format) => data::load(p, format, preset.channels, preset.image_size)?,
@@ -121,8 +119,13 @@ pub fn evaluate(
     let dim = held.sample_len();
     let device = parse_device(device)?;
 
-    let (mut g, _) = ckpt::load_generator(&dir, DType::F32, &device)?;
-    let (critic, _) = ckpt::load_critic(&dir, DType::F32, &device)?;
+    let mut g = Generator::load(
+        &preset,
+        &dir.join(ckpt::GENERATOR_FILE),
+        DType::F32,
+        &device,
+    )?;
+    let critic = Critic::load(&preset, &dir.join(ckpt::CRITIC_FILE), DType::F32, &device)?;
     let generated = generate(&mut g, seed, n, &device)?;
     let held_n = spread(&held, n);
     let train_n = spread(&training, n);
@@ -195,7 +198,7 @@ fn spread(d: &Dataset, n: usize) -> Vec<f32> {
 
 /// Mean critic score over `images` (CHW each, concatenated).
 fn mean_critic_score(
-    critic: &wgan_models::Critic,
+    critic: &Critic,
     images: &[f32],
     (c, h, w): &(usize, usize, usize),
     device: &Device,

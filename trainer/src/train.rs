@@ -198,8 +198,7 @@ impl Trainer {
             .with_context(|| format!("cannot resume from {}", run_dir.display()))?;
         let header = ckpt::read_header(&dir)?;
         let state_path = dir.join(ckpt::STATE_FILE);
-        let state: TrainState = serde_json::from_str(&std::fs::read_to_string(&state_path)?)
-            .with_context(|| format!("{} is not a valid training state", state_path.display()))?;
+        let state = TrainState::read(&dir)?;
         let mut config = state.config.clone();
         config
             .validate()

@@ -256,26 +256,35 @@ pub(crate) fn load(path: &Path, channels: usize, size: usize) -> Result<Dataset>
 }
 
 pub(crate) fn embedded(channels: usize, size: usize) -> Result<Dataset> {
-    let images = maybe_gunzip(EMBEDDED_IMAGES, "embedded train-images-idx3-ubyte.gz")?;
-    let labels = maybe_gunzip(EMBEDDED_LABELS, "embedded train-labels-idx1-ubyte.gz")?;
-    build(
-        &images,
-        Some((&labels, "embedded train-labels-idx1-ubyte.gz")),
-        "embedded train-images-idx3-ubyte.gz",
-        &format!("{EMBEDDED_NAME} (embedded 9000-digit subset)"),
-        channels,
-        size,
-    )
+    let (images, labels) = (EMBEDDED_IMAGES, EMBEDDED_LABELS);
+    let described = format!("{EMBEDDED_NAME} (embedded 9000-digit subset)");
+    embedded_split("train", images, labels, &described, channels, size)
 }
 
 pub(crate) fn embedded_test(channels: usize, size: usize) -> Result<Dataset> {
-    let images = maybe_gunzip(EMBEDDED_TEST_IMAGES, "embedded t10k-images-idx3-ubyte.gz")?;
-    let labels = maybe_gunzip(EMBEDDED_TEST_LABELS, "embedded t10k-labels-idx1-ubyte.gz")?;
+    let (images, labels) = (EMBEDDED_TEST_IMAGES, EMBEDDED_TEST_LABELS);
+    let described = format!("{EMBEDDED_TEST_NAME} (embedded 1000-digit test subset)");
+    embedded_split("t10k", images, labels, &described, channels, size)
+}
+
+/// Decodes one embedded split (`train` or `t10k`): its gzipped images and labels files.
+fn embedded_split(
+    split: &str,
+    images: &[u8],
+    labels: &[u8],
+    description: &str,
+    channels: usize,
+    size: usize,
+) -> Result<Dataset> {
+    let images_name = format!("embedded {split}-images-idx3-ubyte.gz");
+    let labels_name = format!("embedded {split}-labels-idx1-ubyte.gz");
+    let images = maybe_gunzip(images, &images_name)?;
+    let labels = maybe_gunzip(labels, &labels_name)?;
     build(
         &images,
-        Some((&labels, "embedded t10k-labels-idx1-ubyte.gz")),
-        "embedded t10k-images-idx3-ubyte.gz",
-        &format!("{EMBEDDED_TEST_NAME} (embedded 1000-digit test subset)"),
+        Some((&labels, &labels_name)),
+        &images_name,
+        description,
         channels,
         size,
     )
