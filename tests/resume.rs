@@ -1,5 +1,6 @@
 //! Resuming continues a run exactly: on CPU, N steps straight and N/2 + resume + N/2 give
-//! bit-identical weights, optimiser state and metrics.
+//! bit-identical weights (the generator's moving average included), optimiser state and
+//! metrics.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,6 +17,7 @@ fn config(steps: u64) -> TrainConfig {
         sample_every: 2,
         checkpoint_every: 2,
         seed: 5,
+        ema: Some(0.9),
         ..TrainConfig::default()
     }
 }
@@ -24,6 +26,7 @@ fn files(dir: &Path) -> HashMap<String, Vec<u8>> {
     let ck = wgan_models::checkpoint::resolve(dir).unwrap();
     [
         "generator.safetensors",
+        "generator_ema.safetensors",
         "critic.safetensors",
         "optimizer.safetensors",
     ]

@@ -8,6 +8,7 @@ use crate::{export_onnx, BatchDim, BuildOptions, ExportOptions, ExportReport, TO
 use anyhow::Result;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
+use wgan_models::checkpoint::GeneratorWeights;
 
 const AFTER_HELP: &str = "\
 Note: `export` is also a shell builtin, so typed bare `export onnx …` runs the builtin and does
@@ -84,6 +85,11 @@ struct OnnxArgs {
     /// Number of latents for --verify and --test-data [default: 4, or the fixed --batch].
     #[arg(long, value_name = "N")]
     samples: Option<usize>,
+
+    /// Which generator to export: auto (the moving average when the run kept one with
+    /// `train --ema`, else the trained weights), ema or raw.
+    #[arg(long, value_name = "WEIGHTS", default_value = "auto")]
+    weights: GeneratorWeights,
 }
 
 impl OnnxArgs {
@@ -99,6 +105,7 @@ impl OnnxArgs {
             test_data: self.test_data,
             seed: self.seed,
             samples: self.samples,
+            weights: self.weights,
         }
     }
 }
@@ -113,11 +120,12 @@ fn human_bytes(n: u64) -> String {
 
 fn summary(r: &ExportReport, options: &ExportOptions) -> String {
     let mut s = format!(
-        "wrote {} ({}): preset {}, step {}, opset {} (IR {}), batch {}, BatchNorm {}\n  ops: {}; {} weights; from {}",
+        "wrote {} ({}): preset {}, step {}{}, opset {} (IR {}), batch {}, BatchNorm {}\n  ops: {}; {} weights; from {}",
         r.out.display(),
         human_bytes(r.bytes),
         r.header.preset,
         r.header.step,
+        if r.ema { " (moving-average weights)" } else { "" },
         r.opset,
         r.ir_version,
         options.build.batch,

@@ -1,7 +1,7 @@
 //! Checkpoint → ONNX generator export.
 //!
 //! The graph is built by walking the checkpoint preset's generator [`NetSpec`] — the same layer
-//! list the candle [`Generator`] is built from — so a new preset needs no exporter change.
+//! list the candle [`Generator`](wgan_models::Generator) is built from — so a new preset needs no exporter change.
 //! The file follows the workspace's ONNX generator contract (DESIGN.md §2): input `z`
 //! `[N, z_dim, 1, 1]` f32 with a symbolic `N` (or a fixed batch), output `image` `[N, C, H, W]`
 //! in [-1, 1], opset 17 by default with IR version 8 (other opsets get the IR version ONNX pairs
@@ -42,8 +42,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use wgan_models::checkpoint::{self, CheckpointHeader};
-use wgan_models::Generator;
+use wgan_models::checkpoint::{self, CheckpointHeader, GeneratorWeights};
 
 /// Name of the graph input.
 pub const INPUT_NAME: &str = "z";
@@ -71,6 +70,9 @@ pub struct ExportOptions {
     /// Number of latents for the verification and the test data. With a fixed batch it must
     /// be that batch (`None`: 4 with a symbolic batch, the batch otherwise).
     pub samples: Option<usize>,
+    /// Which generator of the checkpoint: its moving average when it has one (default), or
+    /// the trained weights.
+    pub weights: GeneratorWeights,
 }
 
 impl ExportOptions {
@@ -84,6 +86,7 @@ impl ExportOptions {
             test_data: false,
             seed: 42,
             samples: None,
+            weights: GeneratorWeights::Auto,
         }
     }
 
@@ -107,6 +110,8 @@ pub struct ExportReport {
     /// The checkpoint directory the generator came from (after resolving a run directory).
     pub checkpoint: PathBuf,
     pub header: CheckpointHeader,
+    /// Whether the exported weights are the generator's moving average.
+    pub ema: bool,
     pub out: PathBuf,
     /// Size of the written file in bytes.
     pub bytes: u64,
@@ -142,13 +147,15 @@ pub fn op_counts(model: &pb::ModelProto) -> BTreeMap<String, usize> {
     ops
 }
 
-/// Loads the generator of a checkpoint (or of a run directory's latest checkpoint) in f32 on
-/// the CPU, with its header and the resolved directory.
-pub fn load_checkpoint(checkpoint: &Path) -> Result<(Generator, CheckpointHeader, PathBuf)> {
+/// Loads the generator (`weights`: the moving average or the trained weights) of a checkpoint
+/// (or of a run directory's latest checkpoint) in f32 on the CPU.
+pub fn load_checkpoint(
+    checkpoint: &Path,
+    weights: GeneratorWeights,
+) -> Result<checkpoint::LoadedGenerator> {
     let dir = checkpoint::resolve(checkpoint).context("cannot find a checkpoint")?;
-    let (generator, header) = checkpoint::load_generator(&dir, DType::F32, &Device::Cpu)
-        .with_context(|| format!("cannot load the generator of checkpoint {}", dir.display()))?;
-    Ok((generator, header, dir))
+    checkpoint::load_generator(&dir, weights, DType::F32, &Device::Cpu)
+        .with_context(|| format!("cannot load the generator of checkpoint {}", dir.display()))
 }
 
 /// Exports the generator of `checkpoint` (a checkpoint directory or a run directory) to
@@ -169,7 +176,12 @@ pub fn export_onnx(checkpoint: &Path, options: &ExportOptions) -> Result<ExportR
             );
         }
     }
-    let (mut generator, header, dir) = load_checkpoint(checkpoint)?;
+    let checkpoint::LoadedGenerator {
+        mut generator,
+        header,
+        dir,
+        ema,
+    } = load_checkpoint(checkpoint, options.weights)?;
     let model = build_model(&generator, &header, &options.build)?;
     let bytes = encode_model(&model);
     let staged = write::stage(&options.out, &bytes)?;
@@ -205,6 +217,7 @@ pub fn export_onnx(checkpoint: &Path, options: &ExportOptions) -> Result<ExportR
     Ok(ExportReport {
         checkpoint: dir,
         header,
+        ema,
         out: options.out.clone(),
         bytes: bytes.len() as u64,
         opset: options.build.opset,

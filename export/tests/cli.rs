@@ -547,3 +547,62 @@ fn devices_and_fifos_are_written_in_place() {
     names.sort();
     assert_eq!(names, ["ckpt", "dev", "g.onnx", "pipe.onnx"]);
 }
+
+#[test]
+fn exports_the_moving_average_when_the_run_kept_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    make_checkpoint(&d.join("plain"), "tiny", 1, 3);
+    fails(
+        d,
+        &[
+            "onnx",
+            "--checkpoint",
+            "plain",
+            "--out",
+            "x.onnx",
+            "--weights",
+            "ema",
+        ],
+    );
+    let ck = d.join("averaged");
+    make_checkpoint(&ck, "tiny", 1, 3);
+    perturbed_generator("tiny", 1, 4)
+        .params
+        .save(&ck.join(wgan_models::checkpoint::GENERATOR_EMA_FILE))
+        .unwrap();
+    let export = |out: &str, extra: &[&str]| {
+        let o = run(
+            d,
+            &[
+                &["onnx", "--checkpoint", "averaged", "--out", out, "--verify"],
+                extra,
+            ]
+            .concat(),
+        );
+        assert!(o.status.success(), "{}", show(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let auto = export("auto.onnx", &[]);
+    assert!(auto.contains("(moving-average weights)"), "{auto}");
+    let ema = export("ema.onnx", &["--weights", "ema"]);
+    assert!(ema.contains("(moving-average weights)"), "{ema}");
+    let raw = export("raw.onnx", &["--weights", "raw"]);
+    assert!(!raw.contains("moving-average"), "{raw}");
+    let bytes = |f: &str| std::fs::read(d.join(f)).unwrap();
+    assert_eq!(bytes("auto.onnx"), bytes("ema.onnx"));
+    assert_ne!(bytes("auto.onnx"), bytes("raw.onnx"));
+    let line = fails(
+        d,
+        &[
+            "onnx",
+            "--checkpoint",
+            "averaged",
+            "--out",
+            "y.onnx",
+            "--weights",
+            "best",
+        ],
+    );
+    assert!(line.contains("unknown weights 'best'"), "{line}");
+}

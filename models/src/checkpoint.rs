@@ -3,7 +3,8 @@
 //! A run directory holds `checkpoints/step_NNNNNN/` directories and a `checkpoints/latest`
 //! file naming the newest one. A checkpoint directory holds `generator.safetensors`,
 //! `critic.safetensors`, `optimizer.safetensors` and `state.json`, whose header fields are
-//! [`CheckpointHeader`] (the trainer adds its own fields beside them).
+//! [`CheckpointHeader`] (the trainer adds its own fields beside them), and, for runs trained
+//! with an exponential moving average of the generator, `generator_ema.safetensors`.
 
 use crate::nets::{Critic, Generator};
 use crate::spec::{preset, Preset};
@@ -15,6 +16,8 @@ use std::path::{Path, PathBuf};
 /// Version of the checkpoint layout written by this build.
 pub const FORMAT_VERSION: u32 = 1;
 pub const GENERATOR_FILE: &str = "generator.safetensors";
+/// The exponential moving average of the generator's weights (runs trained with `--ema`).
+pub const GENERATOR_EMA_FILE: &str = "generator_ema.safetensors";
 pub const CRITIC_FILE: &str = "critic.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const STATE_FILE: &str = "state.json";
@@ -99,16 +102,88 @@ pub fn read_header(dir: &Path) -> Result<CheckpointHeader> {
     Ok(header)
 }
 
-/// Loads the generator of a checkpoint or run directory, with its header.
+/// Which of a checkpoint's generators to use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GeneratorWeights {
+    /// The moving average when the checkpoint has one, else the trained weights.
+    #[default]
+    Auto,
+    /// The exponential moving average (an error when the run kept none).
+    Ema,
+    /// The weights as the optimiser left them.
+    Raw,
+}
+
+impl std::str::FromStr for GeneratorWeights {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "ema" => Ok(Self::Ema),
+            "raw" => Ok(Self::Raw),
+            other => Err(format!("unknown weights '{other}': use auto, ema or raw")),
+        }
+    }
+}
+
+impl GeneratorWeights {
+    /// The generator file of checkpoint directory `dir` these weights name, and whether it is
+    /// the moving average.
+    pub fn file(self, dir: &Path) -> Result<(PathBuf, bool)> {
+        let ema = dir.join(GENERATOR_EMA_FILE);
+        match self {
+            Self::Raw => Ok((dir.join(GENERATOR_FILE), false)),
+            Self::Auto if ema.exists() => Ok((ema, true)),
+            Self::Auto => Ok((dir.join(GENERATOR_FILE), false)),
+            Self::Ema if ema.exists() => Ok((ema, true)),
+            Self::Ema => bail!(
+                "checkpoint {} has no moving average of the generator ({GENERATOR_EMA_FILE}): the run was trained without --ema; use --weights raw",
+                dir.display()
+            ),
+        }
+    }
+}
+
+/// A generator loaded from a checkpoint.
+pub struct LoadedGenerator {
+    pub generator: Generator,
+    pub header: CheckpointHeader,
+    /// The checkpoint directory it came from.
+    pub dir: PathBuf,
+    /// Whether these are the moving-average weights.
+    pub ema: bool,
+}
+
+impl LoadedGenerator {
+    /// `"ema"` or `"raw"`.
+    pub fn weights_name(&self) -> &'static str {
+        if self.ema {
+            "ema"
+        } else {
+            "raw"
+        }
+    }
+}
+
+/// Loads the generator (`weights` chooses the moving average or the trained weights) of a
+/// checkpoint or run directory.
 pub fn load_generator(
     path: &Path,
+    weights: GeneratorWeights,
     dtype: DType,
     device: &Device,
-) -> Result<(Generator, CheckpointHeader)> {
+) -> Result<LoadedGenerator> {
     let dir = resolve(path)?;
     let header = read_header(&dir)?;
-    let g = Generator::load(&header.preset()?, &dir.join(GENERATOR_FILE), dtype, device)?;
-    Ok((g, header))
+    let (file, ema) = weights.file(&dir)?;
+    let generator = Generator::load(&header.preset()?, &file, dtype, device)?;
+    Ok(LoadedGenerator {
+        generator,
+        header,
+        dir,
+        ema,
+    })
 }
 
 /// Loads the critic of a checkpoint or run directory.

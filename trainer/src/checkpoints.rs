@@ -7,7 +7,8 @@ use candle_core::Tensor;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use wgan_models::checkpoint::{
-    CHECKPOINTS_DIR, CRITIC_FILE, GENERATOR_FILE, LATEST_FILE, OPTIMIZER_FILE, STATE_FILE,
+    CHECKPOINTS_DIR, CRITIC_FILE, GENERATOR_EMA_FILE, GENERATOR_FILE, LATEST_FILE, OPTIMIZER_FILE,
+    STATE_FILE,
 };
 use wgan_models::Params;
 use wgan_runtime::images::write_atomic;
@@ -20,6 +21,8 @@ pub fn dir_name(step: u64) -> String {
 /// What a checkpoint holds.
 pub struct CheckpointContents<'a> {
     pub generator: &'a Params,
+    /// The moving average of the generator, for runs that keep one.
+    pub generator_ema: Option<&'a Params>,
     pub critic: &'a Params,
     pub optimizer: HashMap<String, Tensor>,
     pub state: &'a TrainState,
@@ -38,6 +41,10 @@ pub fn save(run_dir: &Path, contents: CheckpointContents, keep: usize) -> Result
     let write = || -> Result<()> {
         contents.generator.save(&tmp.join(GENERATOR_FILE))?;
         contents.critic.save(&tmp.join(CRITIC_FILE))?;
+        if let Some(ema) = contents.generator_ema {
+            ema.save(&tmp.join(GENERATOR_EMA_FILE))?;
+            std::fs::File::open(tmp.join(GENERATOR_EMA_FILE))?.sync_all()?;
+        }
         candle_core::safetensors::save(&contents.optimizer, tmp.join(OPTIMIZER_FILE))?;
         write_atomic(
             &tmp.join(STATE_FILE),

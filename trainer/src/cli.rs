@@ -13,6 +13,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use wgan_models::checkpoint::GeneratorWeights;
 use wgan_runtime::images::{grid, save_png, BatchShape};
 
 /// Train a WGAN-GP image generator (Gulrajani et al. 2017) with candle, on CPU or CUDA.
@@ -31,11 +32,17 @@ pub enum Command {
     Resume(ResumeArgs),
     /// Draw a grid of images from a checkpoint's generator.
     Sample(SampleArgs),
-    /// Measure a checkpoint's generator on images it never saw: the critic's Wasserstein
-    /// estimate, pixel-space MMD² and the distance to the nearest training image, each beside
-    /// the value real images get (the default held-out set of a run on the embedded MNIST is
-    /// the embedded MNIST test digits).
+    /// Measure a checkpoint's generator on images it never saw, each number beside the value
+    /// real training images get: for digits, the Fréchet distance in a digit classifier's
+    /// features, class histogram, coverage and confidence; for any images, the sliced
+    /// Wasserstein distance, the critic's Wasserstein estimate, pixel-space MMD² and the
+    /// distance to the nearest training image (the default held-out set of a run on the
+    /// embedded MNIST is the embedded MNIST test digits).
     Eval(EvalArgs),
+    /// Train the MNIST digit classifier that `eval` uses for its digit measures (FD, class
+    /// histogram, coverage, confidence) on the embedded training digits, and report its
+    /// accuracy on the embedded test digits. The binary ships one made with the defaults.
+    Classifier(ClassifierArgs),
     /// Check a device: one critic step (with the gradient penalty) and one generator step on
     /// the device through candle's autograd, in f32 and in f64, against the CPU engine in f64
     /// on the same weights and inputs; prints every relative error, fails above tolerance.
@@ -69,6 +76,25 @@ pub struct CheckDeviceArgs {
     /// code a GPU runs, minus its kernels), to check that path on a machine without a GPU.
     #[arg(long)]
     pub generic_ops: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ClassifierArgs {
+    /// Where to write the weights (safetensors), e.g. trainer/assets/mnist-classifier.safetensors.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Passes over the 9,000 training digits.
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    /// Images per batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Peak Adam learning rate (cosine decay to 0).
+    #[arg(long, default_value_t = 2e-3)]
+    pub lr: f64,
+    /// Seed of initialisation, data order, shifts and dropout.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 #[derive(Args, Debug)]
@@ -129,6 +155,11 @@ pub struct TrainArgs {
     /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Also keep an exponential moving average of the generator's weights with this decay
+    /// (e.g. 0.999): saved in every checkpoint, drawn in the sample grids, and the generator
+    /// that `sample`, `eval` and `export` use unless told `--weights raw`.
+    #[arg(long, value_name = "DECAY")]
+    pub ema: Option<f64>,
 }
 
 #[derive(Args, Debug)]
@@ -162,14 +193,28 @@ pub struct SampleArgs {
     /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Which generator: auto (the moving average when the run kept one, else the trained
+    /// weights), ema or raw.
+    #[arg(long, default_value = "auto")]
+    pub weights: GeneratorWeights,
 }
 
 #[derive(Args, Debug)]
 #[command(allow_negative_numbers = true)]
 pub struct EvalArgs {
-    /// Checkpoint directory, or a run directory (its latest checkpoint).
+    /// Checkpoint directory, or a run directory (its latest checkpoint; with --all, every
+    /// checkpoint).
     #[arg(long)]
     pub checkpoint: PathBuf,
+    /// Evaluate every checkpoint of the run directory and write eval.csv and eval.png (the
+    /// measures against the step) into it (eval-raw.* with --weights raw on a run with a
+    /// moving average; -batchnorm-batch added with --batchnorm batch).
+    #[arg(long)]
+    pub all: bool,
+    /// Which generator: auto (the moving average when the run kept one, else the trained
+    /// weights), ema or raw.
+    #[arg(long, default_value = "auto")]
+    pub weights: GeneratorWeights,
     /// Held-out images, in any format `train --data` reads, converted to the run's shape.
     /// Default for a run on the embedded MNIST: the 1000 embedded MNIST test digits; other
     /// runs must name theirs.
@@ -182,10 +227,16 @@ pub struct EvalArgs {
     /// count; 2 to 5000).
     #[arg(long, default_value_t = 1000)]
     pub n: usize,
-    /// Latent seed of the generated images.
+    /// Seed of the generated images' latents and of the sliced Wasserstein distance's patches
+    /// and directions.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Print the results as one JSON object instead of a table.
+    /// BatchNorm statistics the generator draws with: running (saved with the weights, what
+    /// an exported model computes) or batch (each batch of 64 normalised with its own, as a
+    /// PyTorch generator left in train() mode samples).
+    #[arg(long, value_enum, default_value_t = crate::eval::BatchNormStats::Running)]
+    pub batchnorm: crate::eval::BatchNormStats,
+    /// Print the results as JSON (one object; an array with --all) instead of tables.
     #[arg(long)]
     pub json: bool,
     /// cpu, cuda or cuda:N, for the networks (CUDA needs a build with `--features cuda`).
@@ -216,6 +267,7 @@ impl TrainArgs {
             checkpoint_every: self.checkpoint_every,
             keep_checkpoints: self.keep_checkpoints,
             device: self.device.clone(),
+            ema: self.ema,
         }
     }
 }
@@ -328,9 +380,14 @@ fn sample(args: &SampleArgs) -> Result<()> {
         );
     }
     let device = parse_device(&args.device)?;
-    let (mut g, header) =
-        wgan_models::checkpoint::load_generator(&args.checkpoint, DType::F32, &device)?;
-    let images = crate::eval::generate(&mut g, args.seed, args.n, &device)?;
+    let mut loaded = wgan_models::checkpoint::load_generator(
+        &args.checkpoint,
+        args.weights,
+        DType::F32,
+        &device,
+    )?;
+    let images = crate::eval::generate(&mut loaded.generator, args.seed, args.n, &device)?;
+    let header = &loaded.header;
     let p = header.preset()?;
     let shape = BatchShape {
         n: args.n,
@@ -340,26 +397,150 @@ fn sample(args: &SampleArgs) -> Result<()> {
     };
     save_png(&grid(&images, shape, None)?, &args.out)?;
     eprintln!(
-        "wrote {} ({} images, step {}, seed {})",
+        "wrote {} ({} images, step {}, {} generator, seed {})",
         args.out.display(),
         args.n,
         header.step,
+        loaded.weights_name(),
         args.seed
     );
     Ok(())
 }
 
 fn eval(args: &EvalArgs) -> Result<()> {
-    use crate::eval::{evaluate, table, HeldOut};
-    let held_out = match &args.data {
-        Some(p) => HeldOut::Path(p, args.format),
-        None => HeldOut::Default,
+    use crate::eval::{self, EvalOptions, Evaluator, HeldOut};
+    let options = EvalOptions {
+        held_out: match &args.data {
+            Some(p) => HeldOut::Path(p, args.format),
+            None => HeldOut::Default,
+        },
+        n: args.n,
+        seed: args.seed,
+        device: &args.device,
+        weights: args.weights,
+        batchnorm: args.batchnorm,
     };
-    let report = evaluate(&args.checkpoint, held_out, args.n, args.seed, &args.device)?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    if !args.all {
+        let report = eval::evaluate(&args.checkpoint, &options)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{}", eval::table(&report));
+        }
+        return Ok(());
+    }
+    let dirs = eval::run_checkpoints(&args.checkpoint)?;
+    let evaluator = Evaluator::new(&args.checkpoint, &options)?;
+    let mut reports = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let t0 = std::time::Instant::now();
+        let report = evaluator.evaluate(dir)?;
+        eprintln!(
+            "[{}/{}] step {} · {} · {:.1} s",
+            i + 1,
+            dirs.len(),
+            report.step,
+            headline(&report),
+            t0.elapsed().as_secs_f64()
+        );
+        if !args.json {
+            println!("{}", eval::table(&report));
+        }
+        reports.push(report);
+    }
+    // A run with a moving average measured through its raw weights keeps both results.
+    let has_ema = dirs
+        .iter()
+        .any(|d| d.join(wgan_models::checkpoint::GENERATOR_EMA_FILE).exists());
+    let mut name = if has_ema && args.weights == GeneratorWeights::Raw {
+        "eval-raw".to_string()
     } else {
-        print!("{}", table(&report));
+        "eval".to_string()
+    };
+    if args.batchnorm == crate::eval::BatchNormStats::Batch {
+        name += "-batchnorm-batch";
+    }
+    let csv_path = args.checkpoint.join(format!("{name}.csv"));
+    let png_path = args.checkpoint.join(format!("{name}.png"));
+    wgan_runtime::images::write_atomic(&csv_path, eval::csv(&reports).as_bytes())?;
+    eval::plot(&png_path, &reports)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    }
+    eprintln!(
+        "wrote {} and {} ({} checkpoints)",
+        csv_path.display(),
+        png_path.display(),
+        reports.len()
+    );
+    Ok(())
+}
+
+/// The main numbers of a report on one line.
+fn headline(r: &crate::eval::EvalReport) -> String {
+    let mut parts = Vec::new();
+    if let Some(d) = &r.digits {
+        parts.push(format!(
+            "FD {:.2} (real {:.2}) · {}/10 classes · KL {:.3}",
+            d.generated.fd, d.training.fd, d.generated.classes_covered, d.generated.kl_uniform
+        ));
+    }
+    if let Some(w) = &r.swd {
+        parts.push(format!(
+            "SWD {:.2} (real {:.2})",
+            w.generated_mean, w.training_mean
+        ));
+    }
+    parts.push(format!(
+        "MMD² {:.5} (real {:.5})",
+        r.mmd2_generated, r.mmd2_training
+    ));
+    parts.join(" · ")
+}
+
+fn classifier(args: &ClassifierArgs) -> Result<()> {
+    use crate::classifier::{train, TrainSettings, MIN_ACCURACY};
+    let is_safetensors = args
+        .out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
+    if !is_safetensors {
+        bail!(
+            "--out {}: the weights are written as safetensors; name the file *.safetensors",
+            args.out.display()
+        );
+    }
+    let settings = TrainSettings {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        seed: args.seed,
+    };
+    let t0 = std::time::Instant::now();
+    let mut accuracy = 0.0;
+    let model = train(settings, |r| {
+        accuracy = r.held_out_accuracy;
+        eprintln!(
+            "epoch {:>2}/{} · loss {:.4} · held-out accuracy {:.2} % · {:.0} s",
+            r.epoch,
+            args.epochs,
+            r.train_loss,
+            100.0 * r.held_out_accuracy,
+            t0.elapsed().as_secs_f64()
+        );
+    })?;
+    model.save(&args.out)?;
+    eprintln!(
+        "wrote {} · accuracy on the 1000 held-out test digits {:.2} %",
+        args.out.display(),
+        100.0 * accuracy
+    );
+    if accuracy < MIN_ACCURACY {
+        bail!(
+            "held-out accuracy {:.2} % is below the {:.0} % the digit measures need; train longer (--epochs) or with another --seed",
+            100.0 * accuracy,
+            100.0 * MIN_ACCURACY
+        );
     }
     Ok(())
 }
@@ -457,6 +638,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Sample(args) => sample(&args),
         Command::Eval(args) => eval(&args),
+        Command::Classifier(args) => classifier(&args),
         Command::CheckDevice(args) => check_device(&args),
     }
 }

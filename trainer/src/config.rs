@@ -26,6 +26,10 @@ pub struct TrainConfig {
     /// Checkpoints kept on disk (older ones are deleted).
     pub keep_checkpoints: usize,
     pub device: String,
+    /// Decay of the exponential moving average of the generator's weights (`--ema`); `None`
+    /// keeps no average. Absent in runs made before the option existed.
+    #[serde(default)]
+    pub ema: Option<f64>,
 }
 
 impl Default for TrainConfig {
@@ -45,6 +49,7 @@ impl Default for TrainConfig {
             checkpoint_every: 500,
             keep_checkpoints: 3,
             device: "cpu".into(),
+            ema: None,
         }
     }
 }
@@ -80,6 +85,11 @@ impl TrainConfig {
         }
         if self.sample_every == 0 || self.checkpoint_every == 0 || self.keep_checkpoints == 0 {
             bail!("--sample-every, --checkpoint-every and --keep-checkpoints must be at least 1");
+        }
+        if let Some(d) = self.ema {
+            if !(d > 0.0 && d < 1.0) {
+                bail!("--ema must be a decay between 0 and 1 (exclusive), e.g. 0.999");
+            }
         }
         wgan_models::preset(&self.preset, self.channels)?;
         Ok(())

@@ -1,7 +1,8 @@
 //! Training curves: `metrics.csv` (one row per generator step) and the `losses.png` plot.
 
+use crate::plot::{Panel, Series};
 use anyhow::{Context, Result};
-use plotters::prelude::*;
+use plotters::style::{RGBColor, BLUE, MAGENTA, RED};
 use std::io::Write;
 use std::path::Path;
 
@@ -94,90 +95,30 @@ pub fn append_csv(path: &Path, row: MetricsRow) -> Result<()> {
     writeln!(f, "{}", row.to_csv()).with_context(|| format!("writing {}", path.display()))
 }
 
-fn register_font() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // The bundled DejaVu Sans is a valid TrueType font; a failure would only lose labels.
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            dejavu::sans::regular(),
-        );
-    });
-}
-
 /// Draws `losses.png`: critic loss, Wasserstein estimate and penalty on top, generator loss
 /// below, against the generator step.
 pub fn plot(path: &Path, rows: &[MetricsRow]) -> Result<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    register_font();
-    let tmp = path.with_extension("png.tmp.png");
-    {
-        let root = BitMapBackend::new(&tmp, (1000, 700)).into_drawing_area();
-        root.fill(&WHITE)?;
-        let (top, bottom) = root.split_vertically(380);
-        let steps = (
-            rows[0].step as f64,
-            rows.last().unwrap().step.max(rows[0].step + 1) as f64,
-        );
-        type Series<'a> = (&'a str, fn(&MetricsRow) -> f64, RGBColor);
-        let panels: [(DrawingArea<_, _>, &str, Vec<Series>); 2] = [
-            (
-                top,
-                "critic",
-                vec![
-                    ("critic loss", |r| r.critic_loss, RED),
-                    ("Wasserstein estimate", |r| r.wasserstein, BLUE),
-                    ("gradient penalty", |r| r.penalty, RGBColor(0, 150, 0)),
-                ],
-            ),
-            (
-                bottom,
-                "generator",
-                vec![("generator loss", |r| r.generator_loss, MAGENTA)],
-            ),
-        ];
-        for (area, title, series) in panels {
-            let values: Vec<f64> = series
-                .iter()
-                .flat_map(|(_, f, _)| rows.iter().map(f))
-                .filter(|v| v.is_finite())
-                .collect();
-            let (lo, hi) = values
-                .iter()
-                .fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-            let margin = ((hi - lo) * 0.05).max(1e-6);
-            let mut chart = ChartBuilder::on(&area)
-                .caption(title, ("sans-serif", 22))
-                .margin(10)
-                .x_label_area_size(30)
-                .y_label_area_size(60)
-                .build_cartesian_2d(steps.0..steps.1, (lo - margin)..(hi + margin))?;
-            chart
-                .configure_mesh()
-                .x_desc("generator step")
-                .light_line_style(WHITE.mix(0.0))
-                .draw()?;
-            for (label, f, color) in series {
-                chart
-                    .draw_series(LineSeries::new(
-                        rows.iter().map(|r| (r.step as f64, f(r))),
-                        &color,
-                    ))?
-                    .label(label)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-            }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .draw()?;
-        }
-        root.present()?;
-    }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    let series = |label: &str, f: fn(&MetricsRow) -> f64, color| Series {
+        label: label.into(),
+        points: rows.iter().map(|r| (r.step as f64, f(r))).collect(),
+        color,
+        dashed: false,
+    };
+    let panels = [
+        Panel {
+            title: "critic".into(),
+            series: vec![
+                series("critic loss", |r| r.critic_loss, RED),
+                series("Wasserstein estimate", |r| r.wasserstein, BLUE),
+                series("gradient penalty", |r| r.penalty, RGBColor(0, 150, 0)),
+            ],
+        },
+        Panel {
+            title: "generator".into(),
+            series: vec![series("generator loss", |r| r.generator_loss, MAGENTA)],
+        },
+    ];
+    crate::plot::draw(path, &panels, 1000, 350)
 }
 
 #[cfg(test)]

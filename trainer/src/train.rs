@@ -5,6 +5,7 @@ use crate::adam::Adam;
 use crate::checkpoints::{self, CheckpointContents};
 use crate::config::{TrainConfig, TrainState};
 use crate::data::{self, Dataset, Loader};
+use crate::ema::Ema;
 use crate::metrics::{self, MetricsRow};
 use crate::{second_order, wgan};
 use anyhow::{bail, Context, Result};
@@ -81,6 +82,8 @@ pub struct Trainer {
     pub opt_g: Adam,
     pub opt_c: Adam,
     pub step: u64,
+    /// The moving average of the generator, for runs with `--ema`.
+    pub ema: Option<Ema>,
     rng: Rng,
     data_seed: u64,
     loader: Loader,
@@ -161,6 +164,10 @@ impl Trainer {
         let critic = Critic::new(&preset, &mut rng, DType::F32, &device)?;
         let opt_g = Adam::new(config.adam, &generator.params)?;
         let opt_c = Adam::new(config.adam, &critic.params)?;
+        let ema = config
+            .ema
+            .map(|decay| Ema::new(decay, &generator))
+            .transpose()?;
         let data_seed = rng.next_u64();
         let sample_seed = rng.next_u64();
         let loader = Loader::new(dataset.clone(), config.batch_size, data_seed, 0);
@@ -181,6 +188,7 @@ impl Trainer {
             opt_g,
             opt_c,
             step: 0,
+            ema,
             rng,
             data_seed,
             loader,
@@ -237,9 +245,18 @@ impl Trainer {
                 .context("restoring the critic's optimiser")?;
             let rng = Rng::from_state(state.rng_state)
                 .context("the checkpoint's RNG state is invalid (all zero)")?;
-            Ok((generator, critic, opt_g, opt_c, rng))
+            let ema = match config.ema {
+                Some(decay) => Some(Ema::load(
+                    decay,
+                    &preset,
+                    &dir.join(ckpt::GENERATOR_EMA_FILE),
+                    &device,
+                )?),
+                None => None,
+            };
+            Ok((generator, critic, opt_g, opt_c, rng, ema))
         };
-        let (generator, critic, opt_g, opt_c, rng) =
+        let (generator, critic, opt_g, opt_c, rng, ema) =
             load().map_err(|e| match older_checkpoints(&dir) {
                 Some(older) => e.context(format!(
                     "checkpoint {} is damaged; older ones can be resumed instead: {older}",
@@ -271,6 +288,7 @@ impl Trainer {
             opt_g,
             opt_c,
             step: header.step,
+            ema,
             rng,
             data_seed: state.data_seed,
             loader,
@@ -433,6 +451,9 @@ impl Trainer {
         };
         let generator_loss = self.generator_step()?;
         let step = self.step + 1;
+        if let Some(ema) = &mut self.ema {
+            ema.update(&self.generator, step)?;
+        }
         for (name, v) in [
             ("critic loss", critic_loss),
             ("gradient penalty", penalty),
@@ -510,10 +531,15 @@ impl Trainer {
     /// Writes a checkpoint of the current step (see [`checkpoints::save`]). Refuses weights
     /// that are not finite, so a checkpoint is always one to resume from.
     pub fn save_checkpoint(&self) -> Result<PathBuf> {
-        for (net, params) in [
-            ("generator", &self.generator.params),
-            ("critic", &self.critic.params),
-        ] {
+        let nets = [
+            ("generator", Some(&self.generator.params)),
+            ("critic", Some(&self.critic.params)),
+            (
+                "generator's moving average",
+                self.ema.as_ref().map(|e| &e.generator.params),
+            ),
+        ];
+        for (net, params) in nets.into_iter().filter_map(|(n, p)| Some((n, p?))) {
             for (info, var) in params.iter() {
                 let sum = var
                     .as_tensor()
@@ -535,6 +561,7 @@ impl Trainer {
         let state = self.state();
         let contents = CheckpointContents {
             generator: &self.generator.params,
+            generator_ema: self.ema.as_ref().map(|e| &e.generator.params),
             critic: &self.critic.params,
             optimizer,
             state: &state,
@@ -542,7 +569,8 @@ impl Trainer {
         checkpoints::save(&self.run_dir, contents, self.config.keep_checkpoints)
     }
 
-    /// Writes `samples/step_NNNNNN.png`: the generator (eval mode) on the run's fixed latents.
+    /// Writes `samples/step_NNNNNN.png`: the generator (eval mode; its moving average when the
+    /// run keeps one) on the run's fixed latents.
     pub fn save_samples(&mut self) -> Result<PathBuf> {
         let dir = self.run_dir.join("samples");
         std::fs::create_dir_all(&dir)?;
@@ -555,7 +583,11 @@ impl Trainer {
         for chunk in z.chunks(SAMPLE_CHUNK * zd) {
             let n = chunk.len() / zd;
             let z = Tensor::from_vec(chunk.to_vec(), (n, zd, 1, 1), &self.device)?;
-            let out = self.generator.forward(&z, Mode::Eval)?;
+            let g = match &mut self.ema {
+                Some(ema) => &mut ema.generator,
+                None => &mut self.generator,
+            };
+            let out = g.forward(&z, Mode::Eval)?;
             images.extend(out.flatten_all()?.to_vec1::<f32>()?);
         }
         let s = self.preset.image_size;

@@ -111,6 +111,7 @@ pub(crate) fn load(path: &Path, channels: usize, size: usize) -> Result<Dataset>
         size,
         description,
         skipped: 0,
+        labels: None,
     })
 }
 

@@ -181,6 +181,7 @@ pub(crate) fn load(path: &Path, channels: usize, size: usize) -> Result<Dataset>
         size,
         description,
         skipped,
+        labels: None,
     })
 }
 

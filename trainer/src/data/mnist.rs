@@ -196,6 +196,7 @@ fn build(
     if let Some((labels, lname)) = labels {
         check_labels(labels, lname, n)?;
     }
+    let labels = labels.map(|(l, _)| l[8..].to_vec());
     let plane = rows * cols;
     let sample_len = channels * size * size;
     let mut out = vec![0f32; n * sample_len];
@@ -230,6 +231,7 @@ fn build(
         size,
         description,
         skipped: 0,
+        labels,
     })
 }
 

@@ -67,6 +67,8 @@ pub struct Dataset {
     pub description: String,
     /// Files or records that could not be decoded and were skipped.
     pub skipped: usize,
+    /// Class label of each image, where the format carries them (MNIST with its labels file).
+    pub labels: Option<Vec<u8>>,
 }
 
 impl Dataset {
@@ -467,6 +469,7 @@ pub(crate) mod test_util {
             size,
             description: format!("{len} numbered images"),
             skipped: 0,
+            labels: None,
         }
     }
 }
