@@ -369,16 +369,7 @@ fn sample(args: &SampleArgs) -> Result<()> {
             "--n must be between 1 and {MAX_SAMPLES} (one grid); for more images use `runtime gen`"
         );
     }
-    let is_png = args
-        .out
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
-    if !is_png {
-        bail!(
-            "--out {}: the grid is written as PNG; name the file *.png",
-            args.out.display()
-        );
-    }
+    require_extension(&args.out, "png", "the grid is written as PNG")?;
     let device = parse_device(&args.device)?;
     let mut loaded = wgan_models::checkpoint::load_generator(
         &args.checkpoint,
@@ -498,18 +489,21 @@ fn headline(r: &crate::eval::EvalReport) -> String {
     parts.join(" · ")
 }
 
+/// An error unless `out` ends in `.ext` (any case), saying `why` and what to name the file.
+fn require_extension(out: &Path, ext: &str, why: &str) -> Result<()> {
+    if !out.extension().is_some_and(|e| e.eq_ignore_ascii_case(ext)) {
+        bail!("--out {}: {why}; name the file *.{ext}", out.display());
+    }
+    Ok(())
+}
+
 fn classifier(args: &ClassifierArgs) -> Result<()> {
     use crate::classifier::{train, TrainSettings, MIN_ACCURACY};
-    let is_safetensors = args
-        .out
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("safetensors"));
-    if !is_safetensors {
-        bail!(
-            "--out {}: the weights are written as safetensors; name the file *.safetensors",
-            args.out.display()
-        );
-    }
+    require_extension(
+        &args.out,
+        "safetensors",
+        "the weights are written as safetensors",
+    )?;
     let settings = TrainSettings {
         epochs: args.epochs,
         batch_size: args.batch_size,

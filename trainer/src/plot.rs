@@ -79,6 +79,7 @@ pub fn draw(path: &Path, panels: &[Panel], width: u32, panel_height: u32) -> Res
             chart
                 .configure_mesh()
                 .x_desc("generator step")
+                .x_label_formatter(&|x| format!("{x:.0}"))
                 .light_line_style(WHITE.mix(0.0))
                 .draw()?;
             for s in &panel.series {

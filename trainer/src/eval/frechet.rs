@@ -118,15 +118,17 @@ pub(crate) mod tests {
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
     }
 
+    /// A JSON array of numbers from the goldens, as f32.
+    pub(crate) fn floats(v: &serde_json::Value) -> Vec<f32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    }
+
     #[test]
     fn matches_scipys_sqrtm_formula() {
-        let floats = |v: &serde_json::Value| -> Vec<f32> {
-            v.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect()
-        };
         let cases = goldens()["frechet"].as_array().unwrap().clone();
         assert_eq!(cases.len(), 3);
         for case in cases {

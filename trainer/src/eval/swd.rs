@@ -323,14 +323,8 @@ mod tests {
 
     #[test]
     fn the_pyramid_matches_progressive_gans_scipy_code() {
-        let goldens = crate::eval::frechet::tests::goldens();
-        let floats = |v: &serde_json::Value| -> Vec<f32> {
-            v.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect()
-        };
+        use crate::eval::frechet::tests::{floats, goldens};
+        let goldens = goldens();
         for case in goldens["pyramid"].as_array().unwrap() {
             let images = floats(&case["images"]);
             let levels = laplacian_pyramid(Images {
