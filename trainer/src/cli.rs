@@ -1,4 +1,7 @@
-//! The `trainer` command line: `train`, `resume`, `sample`, `eval` and `check-device`.
+//! The `trainer` command line: `train`, `resume`, `sample`, `eval`, `classifier` and
+//! `check-device`. The file is long because it holds every subcommand's documented arguments;
+//! each handler only checks arguments, calls the module that does the work (`train`, `eval`,
+//! `classifier`, `parity`) and prints.
 
 use crate::adam::AdamConfig;
 use crate::config::TrainConfig;
@@ -399,7 +402,7 @@ fn sample(args: &SampleArgs) -> Result<()> {
 }
 
 fn eval(args: &EvalArgs) -> Result<()> {
-    use crate::eval::{self, EvalOptions, Evaluator, HeldOut};
+    use crate::eval::{self, EvalOptions, HeldOut};
     let options = EvalOptions {
         held_out: match &args.data {
             Some(p) => HeldOut::Path(p, args.format),
@@ -420,73 +423,26 @@ fn eval(args: &EvalArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let dirs = eval::run_checkpoints(&args.checkpoint)?;
-    let evaluator = Evaluator::new(&args.checkpoint, &options)?;
-    let mut reports = Vec::new();
-    for (i, dir) in dirs.iter().enumerate() {
-        let t0 = std::time::Instant::now();
-        let report = evaluator.evaluate(dir)?;
+    let run = eval::evaluate_run(&args.checkpoint, &options, |i, total, report, seconds| {
         eprintln!(
-            "[{}/{}] step {} · {} · {:.1} s",
-            i + 1,
-            dirs.len(),
+            "[{i}/{total}] step {} · {} · {seconds:.1} s",
             report.step,
-            headline(&report),
-            t0.elapsed().as_secs_f64()
+            eval::headline(report)
         );
         if !args.json {
-            println!("{}", eval::table(&report));
+            println!("{}", eval::table(report));
         }
-        reports.push(report);
-    }
-    // A run with a moving average measured through its raw weights keeps both results.
-    let has_ema = dirs
-        .iter()
-        .any(|d| d.join(wgan_models::checkpoint::GENERATOR_EMA_FILE).exists());
-    let mut name = if has_ema && args.weights == GeneratorWeights::Raw {
-        "eval-raw".to_string()
-    } else {
-        "eval".to_string()
-    };
-    if args.batchnorm == crate::eval::BatchNormStats::Batch {
-        name += "-batchnorm-batch";
-    }
-    let csv_path = args.checkpoint.join(format!("{name}.csv"));
-    let png_path = args.checkpoint.join(format!("{name}.png"));
-    wgan_runtime::images::write_atomic(&csv_path, eval::csv(&reports).as_bytes())?;
-    eval::plot(&png_path, &reports)?;
+    })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        println!("{}", serde_json::to_string_pretty(&run.reports)?);
     }
     eprintln!(
         "wrote {} and {} ({} checkpoints)",
-        csv_path.display(),
-        png_path.display(),
-        reports.len()
+        run.csv.display(),
+        run.png.display(),
+        run.reports.len()
     );
     Ok(())
-}
-
-/// The main numbers of a report on one line.
-fn headline(r: &crate::eval::EvalReport) -> String {
-    let mut parts = Vec::new();
-    if let Some(d) = &r.digits {
-        parts.push(format!(
-            "FD {:.2} (real {:.2}) · {}/10 classes · KL {:.3}",
-            d.generated.fd, d.training.fd, d.generated.classes_covered, d.generated.kl_uniform
-        ));
-    }
-    if let Some(w) = &r.swd {
-        parts.push(format!(
-            "SWD {:.2} (real {:.2})",
-            w.generated_mean, w.training_mean
-        ));
-    }
-    parts.push(format!(
-        "MMD² {:.5} (real {:.5})",
-        r.mmd2_generated, r.mmd2_training
-    ));
-    parts.join(" · ")
 }
 
 /// An error unless `out` ends in `.ext` (any case), saying `why` and what to name the file.

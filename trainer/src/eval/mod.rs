@@ -31,7 +31,7 @@ pub mod frechet;
 pub mod report;
 pub mod swd;
 
-pub use report::{csv, plot, table};
+pub use report::{csv, headline, plot, table};
 
 use crate::classifier::Classifier;
 use crate::config::TrainState;
@@ -365,6 +365,52 @@ impl Evaluator {
 pub fn evaluate(path: &Path, options: &EvalOptions) -> Result<EvalReport> {
     let evaluator = Evaluator::new(path, options)?;
     evaluator.evaluate(&ckpt::resolve(path)?)
+}
+
+/// The reports of every checkpoint of a run and the files written from them.
+pub struct RunEvaluation {
+    pub reports: Vec<EvalReport>,
+    pub csv: PathBuf,
+    pub png: PathBuf,
+}
+
+/// Evaluates every checkpoint of run directory `run` (the data prepared once), calling
+/// `progress(i, total, report, seconds)` after each, and writes `NAME.csv` and `NAME.png` into
+/// the run: NAME is `eval`, or `eval-raw` for the raw weights of a run that keeps a moving
+/// average (so both results stay), with `-batchnorm-batch` appended for batch statistics.
+pub fn evaluate_run(
+    run: &Path,
+    options: &EvalOptions,
+    mut progress: impl FnMut(usize, usize, &EvalReport, f64),
+) -> Result<RunEvaluation> {
+    let dirs = run_checkpoints(run)?;
+    let evaluator = Evaluator::new(run, options)?;
+    let mut reports = Vec::with_capacity(dirs.len());
+    for (i, dir) in dirs.iter().enumerate() {
+        let t0 = std::time::Instant::now();
+        let report = evaluator.evaluate(dir)?;
+        progress(i + 1, dirs.len(), &report, t0.elapsed().as_secs_f64());
+        reports.push(report);
+    }
+    let has_ema = dirs
+        .iter()
+        .any(|d| d.join(ckpt::GENERATOR_EMA_FILE).exists());
+    let mut name = String::from("eval");
+    if has_ema && options.weights == GeneratorWeights::Raw {
+        name += "-raw";
+    }
+    if options.batchnorm == BatchNormStats::Batch {
+        name += "-batchnorm-batch";
+    }
+    let csv_path = run.join(format!("{name}.csv"));
+    let png_path = run.join(format!("{name}.png"));
+    wgan_runtime::images::write_atomic(&csv_path, csv(&reports).as_bytes())?;
+    plot(&png_path, &reports)?;
+    Ok(RunEvaluation {
+        reports,
+        csv: csv_path,
+        png: png_path,
+    })
 }
 
 /// The checkpoint directories of run directory `run`, oldest first.

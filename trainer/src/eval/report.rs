@@ -121,6 +121,28 @@ pub fn table(r: &EvalReport) -> String {
 /// measures a run does not have are empty.
 pub const CSV_HEADER: &str = "step,weights,fd,fd_real,kl_uniform,kl_uniform_real,classes_covered,classes_covered_real,confidence,confidence_real,swd,swd_real,mmd2,mmd2_real,nearest,nearest_real,critic_held_out,critic_training";
 
+/// The main numbers of a report on one line.
+pub fn headline(r: &EvalReport) -> String {
+    let mut parts = Vec::new();
+    if let Some(d) = &r.digits {
+        parts.push(format!(
+            "FD {:.2} (real {:.2}) · {}/10 classes · KL {:.3}",
+            d.generated.fd, d.training.fd, d.generated.classes_covered, d.generated.kl_uniform
+        ));
+    }
+    if let Some(w) = &r.swd {
+        parts.push(format!(
+            "SWD {:.2} (real {:.2})",
+            w.generated_mean, w.training_mean
+        ));
+    }
+    parts.push(format!(
+        "MMD² {:.5} (real {:.5})",
+        r.mmd2_generated, r.mmd2_training
+    ));
+    parts.join(" · ")
+}
+
 /// `eval.csv` for reports of one run (one row each).
 pub fn csv(reports: &[EvalReport]) -> String {
     let mut out = format!("{CSV_HEADER}\n");
