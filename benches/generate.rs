@@ -10,7 +10,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use wgan_models::checkpoint::{CheckpointHeader, FORMAT_VERSION};
-use wgan_runtime::latent::Rng;
+use wgan_models::latent::Rng;
 use wgan_runtime::{Backend, Generator, Options};
 
 fn dcgan64_onnx(dir: &Path) -> PathBuf {

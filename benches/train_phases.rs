@@ -13,8 +13,8 @@
 use candle_core::{DType, Device};
 use std::time::Instant;
 use wgan_models::engine::{to_gradients, CriticEngine, GeneratorEngine, NetWeights};
+use wgan_models::latent::Rng;
 use wgan_models::{preset, Critic, Generator};
-use wgan_runtime::latent::Rng;
 use wgan_trainer::adam::{Adam, AdamConfig};
 
 fn env_or(name: &str, default: &str) -> String {

@@ -6,16 +6,18 @@
 
 use crate::{export_onnx, BatchDim, BuildOptions, ExportOptions, ExportReport, TOLERANCE};
 use anyhow::Result;
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use wgan_models::checkpoint::GeneratorWeights;
+use wgan_models::outln;
 
 const AFTER_HELP: &str = "\
 Note: `export` is also a shell builtin, so typed bare `export onnx …` runs the builtin and does
 nothing. Run this program by path (target/release/export), through `cargo run -p wgan-export --`,
 or install it under its unshadowed name: `cargo install --path export --bin wgan-export`.
 
-Exit status: 0 on success, 2 on any error (one line on stderr starting with `error:`).";
+Exit status: 0 on success, 2 on any error (bad arguments, bad input, a failed run).";
 
 /// Export a WGAN-GP generator checkpoint as an ONNX model.
 #[derive(Parser, Debug)]
@@ -153,101 +155,29 @@ fn summary(r: &ExportReport, options: &ExportOptions) -> String {
     s
 }
 
-/// Parses the arguments and runs the command. Never returns for `--help`, `--version` (exit 0)
-/// or a usage error (one `error:` line on stderr, exit 2; a bare call prints the help there).
-pub fn run() -> Result<()> {
-    let bin = std::env::args_os()
-        .next()
-        .and_then(|a| {
-            PathBuf::from(a)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-        })
-        .unwrap_or_else(|| "wgan-export".into());
-    let cli = Cli::command()
-        .bin_name(bin)
-        .try_get_matches()
-        .and_then(|m| Cli::from_arg_matches(&m))
-        .unwrap_or_else(|e| exit_on_usage_error(e));
+/// Runs a parsed command line.
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Onnx(args) => {
             let options = args.options();
             let report = export_onnx(&args.checkpoint, &options)?;
-            println!("{}", summary(&report, &options));
+            outln!("{}", summary(&report, &options))?;
         }
     }
     Ok(())
 }
 
-/// Ends the process for a command-line parse result that is not a command: `--help` and
-/// `--version` print to stdout and exit 0; a bare call prints the help on stderr and exits 2;
-/// any other usage error is one `error: … (see --help)` line on stderr and exit status 2.
-fn exit_on_usage_error(e: clap::Error) -> ! {
-    use clap::error::ErrorKind;
-    match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            let _ = e.print();
-            std::process::exit(0);
-        }
-        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            let _ = e.print();
-            std::process::exit(2);
-        }
-        _ => {
-            eprintln!(
-                "error: {} (see --help)",
-                usage_error_line(&e.render().to_string())
-            );
-            std::process::exit(2);
-        }
-    }
-}
-
-/// clap's rendered message on one line: the lines before `Usage:`, without the leading
-/// `error: `, joined (after a line ending in `:` by a space, else by `; `).
-pub fn usage_error_line(rendered: &str) -> String {
-    let mut line = String::new();
-    for l in rendered
-        .lines()
-        .map(str::trim)
-        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
-        .filter(|l| !l.is_empty())
-    {
-        if !line.is_empty() {
-            line.push_str(if line.ends_with(':') { " " } else { "; " });
-        }
-        line.push_str(l);
-    }
-    let line = line.strip_prefix("error: ").unwrap_or(&line).to_string();
-    if line.is_empty() {
-        "invalid arguments".into()
-    } else {
-        line
-    }
-}
-
-/// An error's cause chain on one line.
-pub fn one_line(e: &anyhow::Error) -> String {
-    format!("{e:#}")
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Runs [`run`]; on error prints `error: <cause chain>` on stderr and exits with status 2.
-pub fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {}", one_line(&e));
-        std::process::exit(2);
-    }
+/// The body of both binaries (`export`, `wgan-export`): the workspace's CLI conventions
+/// ([`wgan_models::cli`]).
+pub fn main() -> ExitCode {
+    wgan_models::cli::main(run)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{MAX_OPSET, MIN_OPSET};
+    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_valid_and_parses() {
@@ -310,16 +240,15 @@ mod tests {
     }
 
     #[test]
-    fn usage_errors_fit_on_one_line() {
-        let line = |args: &[&str]| {
-            let e = Cli::try_parse_from(args).unwrap_err();
-            usage_error_line(&e.render().to_string())
-        };
-        assert_eq!(
-            line(&["export", "onnx", "--out", "o.onnx"]),
-            "the following required arguments were not provided: --checkpoint <DIR|RUN_DIR>"
+    fn usage_errors_name_the_argument() {
+        let message = |args: &[&str]| Cli::try_parse_from(args).unwrap_err().render().to_string();
+        let e = message(&["export", "onnx", "--out", "o.onnx"]);
+        assert!(
+            e.contains("the following required arguments were not provided")
+                && e.contains("--checkpoint <DIR|RUN_DIR>"),
+            "{e}"
         );
-        let e = line(&[
+        let e = message(&[
             "export",
             "onnx",
             "--fold",
@@ -329,10 +258,10 @@ mod tests {
             "o",
         ]);
         assert!(
-            e.starts_with("unexpected argument '--fold' found; tip:") && e.contains("--fold-bn"),
+            e.contains("unexpected argument '--fold' found") && e.contains("--fold-bn"),
             "{e}"
         );
-        let e = line(&[
+        let e = message(&[
             "export",
             "onnx",
             "--checkpoint",
@@ -342,13 +271,6 @@ mod tests {
             "--opset",
             "x",
         ]);
-        assert!(e.starts_with("invalid value 'x' for '--opset <N>'"), "{e}");
-        assert_eq!(usage_error_line(""), "invalid arguments");
-    }
-
-    #[test]
-    fn errors_fit_on_one_line() {
-        let e = anyhow::anyhow!("inner\n  detail").context("outer");
-        assert_eq!(one_line(&e), "outer: inner detail");
+        assert!(e.contains("invalid value 'x' for '--opset <N>'"), "{e}");
     }
 }

@@ -97,7 +97,7 @@ pub fn fold_batch_norm(
 mod tests {
     use super::*;
     use candle_core::{Device, Tensor};
-    use wgan_runtime::latent::Rng;
+    use wgan_models::latent::Rng;
 
     /// Eval BatchNorm on NCHW by its definition (independent of the models' layer internals).
     fn batch_norm_eval(

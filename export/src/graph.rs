@@ -14,8 +14,6 @@ use crate::pb::{
 };
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::DType;
-use std::fmt;
-use std::str::FromStr;
 use wgan_models::checkpoint::CheckpointHeader;
 use wgan_models::spec::{
     Activation, LayerKind, LayerNames, LayerSpec, NetSpec, Norm, LEAKY_SLOPE, NORM_EPS,
@@ -45,42 +43,7 @@ pub const MIN_OPSET: i64 = 13;
 /// Highest accepted opset (ConvTranspose and friends were revised in opset 22).
 pub const MAX_OPSET: i64 = 21;
 
-/// The batch dimension of the graph's input and output.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum BatchDim {
-    /// Symbolic `N`: one file for every batch size.
-    #[default]
-    Dynamic,
-    /// A fixed batch size.
-    Fixed(usize),
-}
-
-/// Name of the symbolic batch dimension.
-pub const BATCH_SYMBOL: &str = "N";
-
-impl FromStr for BatchDim {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        if s.eq_ignore_ascii_case("dynamic") {
-            return Ok(BatchDim::Dynamic);
-        }
-        match s.parse::<usize>() {
-            Ok(0) => Err("the batch size must be at least 1".into()),
-            Ok(n) => Ok(BatchDim::Fixed(n)),
-            Err(_) => Err(format!("'{s}' is neither 'dynamic' nor a batch size")),
-        }
-    }
-}
-
-impl fmt::Display for BatchDim {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BatchDim::Dynamic => write!(f, "dynamic ({BATCH_SYMBOL})"),
-            BatchDim::Fixed(n) => write!(f, "{n}"),
-        }
-    }
-}
+use wgan_models::contract::{BatchDim, BATCH_SYMBOL};
 
 /// How the graph is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -447,7 +410,7 @@ pub fn build_model(
     let mut input = input;
     input.doc_string = format!(
         "latents [N, {z}, 1, 1]: seed → z by {}",
-        crate::metadata::LATENT_FUNCTION
+        wgan_models::contract::LATENT_FUNCTION
     );
     let mut output = output;
     output.doc_string = format!("images [N, {c}, {side}, {side}], values in [-1, 1]");
@@ -501,8 +464,8 @@ pub fn weight_count(model: &ModelProto) -> usize {
 mod tests {
     use super::*;
     use candle_core::Device;
+    use wgan_models::latent::Rng;
     use wgan_models::preset;
-    use wgan_runtime::latent::Rng;
 
     fn header(name: &str, channels: usize) -> CheckpointHeader {
         CheckpointHeader {
@@ -735,9 +698,6 @@ mod tests {
         }
         .check()
         .is_ok());
-        assert_eq!("dynamic".parse::<BatchDim>(), Ok(BatchDim::Dynamic));
-        assert_eq!("8".parse::<BatchDim>(), Ok(BatchDim::Fixed(8)));
-        assert!("0".parse::<BatchDim>().is_err() && "big".parse::<BatchDim>().is_err());
         let err = build_model(
             &generator("tiny", 1),
             &header("tiny", 3),

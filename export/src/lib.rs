@@ -2,7 +2,8 @@
 //!
 //! The graph is built by walking the checkpoint preset's generator [`NetSpec`] — the same layer
 //! list the candle [`Generator`](wgan_models::Generator) is built from — so a new preset needs no exporter change.
-//! The file follows the workspace's ONNX generator contract (DESIGN.md §2): input `z`
+//! The file follows the workspace's ONNX generator contract ([`wgan_models::contract`]; see
+//! ARCHITECTURE.md): input `z`
 //! `[N, z_dim, 1, 1]` f32 with a symbolic `N` (or a fixed batch), output `image` `[N, C, H, W]`
 //! in [-1, 1], opset 17 by default with IR version 8 (other opsets get the IR version ONNX pairs
 //! them with: [`graph::ir_version_for`]), only standard ops, and `metadata_props`
@@ -28,8 +29,7 @@ pub mod write;
 pub mod cli;
 
 pub use graph::{
-    build_model, ir_version_for, BatchDim, BuildOptions, DEFAULT_OPSET, IR_VERSION, MAX_OPSET,
-    MIN_OPSET,
+    build_model, ir_version_for, BuildOptions, DEFAULT_OPSET, IR_VERSION, MAX_OPSET, MIN_OPSET,
 };
 pub use test_data::{write_test_data, TEST_DATA_DIR};
 pub use verify::{candle_images, verify_with_tract, VerifyReport, TOLERANCE};
@@ -44,10 +44,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use wgan_models::checkpoint::{self, CheckpointHeader, GeneratorWeights};
 
-/// Name of the graph input.
-pub const INPUT_NAME: &str = "z";
-/// Name of the graph output.
-pub const OUTPUT_NAME: &str = "image";
+pub use wgan_models::contract::{BatchDim, INPUT_NAME, OUTPUT_NAME};
 /// Version of this exporter (`wgan.producer` = `wgan-export <version>`).
 pub const PRODUCER_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// `producer_name` of exported models.
@@ -65,7 +62,7 @@ pub struct ExportOptions {
     /// Also write `test_data_set_0/` (input `z`, expected `image` from candle) beside the model.
     pub test_data: bool,
     /// Seed of the latents used by the verification and the test data
-    /// ([`wgan_runtime::latent::latents`]).
+    /// ([`wgan_models::latent::latents`]).
     pub seed: u64,
     /// Number of latents for the verification and the test data. With a fixed batch it must
     /// be that batch (`None`: 4 with a symbolic batch, the batch otherwise).
@@ -167,8 +164,8 @@ pub fn export_onnx(checkpoint: &Path, options: &ExportOptions) -> Result<ExportR
     let samples = options.sample_count()?;
     write::check_output_path(&options.out)?;
     if options.test_data {
-        if let wgan_runtime::output::Destination::InPlace(device) =
-            wgan_runtime::output::Destination::of(&options.out)?
+        if let wgan_models::output::Destination::InPlace(device) =
+            wgan_models::output::Destination::of(&options.out)?
         {
             bail!(
                 "--test-data is written beside the model, but {} is a device or pipe: export to a file in a folder",

@@ -9,8 +9,8 @@ use crate::verify::candle_images;
 use anyhow::{bail, ensure, Context, Result};
 use prost::Message;
 use std::path::{Path, PathBuf};
+use wgan_models::latent::latents;
 use wgan_models::Generator;
-use wgan_runtime::latent::latents;
 
 /// Name of the test-data directory.
 pub const TEST_DATA_DIR: &str = "test_data_set_0";

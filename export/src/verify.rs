@@ -1,12 +1,12 @@
 //! Parity of an exported file with candle: the candle generator in eval mode is the reference;
-//! tract runs the written file on the same seeded latents ([`wgan_runtime::latent::latents`]).
+//! tract runs the written file on the same seeded latents ([`wgan_models::latent::latents`]).
 
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use std::path::Path;
 use tract_onnx::prelude::*;
+use wgan_models::latent::latents;
 use wgan_models::{Generator, Mode};
-use wgan_runtime::latent::latents;
 
 /// Largest accepted absolute difference between a runtime's images and candle's.
 pub const TOLERANCE: f32 = 1e-4;

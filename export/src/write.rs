@@ -3,7 +3,7 @@
 //! is renamed over the destination only when complete. A failure at any point removes the
 //! temporary file, so no partial `.onnx` is ever left behind.
 //!
-//! Destinations are classified by [`wgan_runtime::output::Destination`]: a symbolic link to a
+//! Destinations are classified by [`wgan_models::output::Destination`]: a symbolic link to a
 //! file has the file it points to replaced; an existing character device, FIFO or socket
 //! (`/dev/null`, a named pipe) is never renamed over but written in place at [`commit`] (the
 //! staged copy then lives in the system's temporary directory, for verification); a directory
@@ -15,7 +15,7 @@ use prost::Message;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
-use wgan_runtime::output::{open_in_place, Destination};
+use wgan_models::output::{open_in_place, Destination};
 
 /// The protobuf encoding of a model.
 pub fn encode_model(model: &ModelProto) -> Vec<u8> {

@@ -10,8 +10,8 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use wgan_export::{candle_images, export_onnx, BatchDim, BuildOptions, ExportOptions, TOLERANCE};
+use wgan_models::latent::latents;
 use wgan_models::Generator;
-use wgan_runtime::latent::latents;
 
 /// Checks every model, runs onnxruntime on every input listed in `manifest.json`, writes the
 /// outputs as raw f32, and checks the test-data sets with onnxruntime too.

@@ -5,10 +5,14 @@
 //! `critic.safetensors`, `optimizer.safetensors` and `state.json`, whose header fields are
 //! [`CheckpointHeader`] (the trainer adds its own fields beside them), and, for runs trained
 //! with an exponential moving average of the generator, `generator_ema.safetensors`.
+//!
+//! Loading the networks ([`load_generator`], [`load_critic`]) needs the `candle` feature.
 
+#[cfg(feature = "candle")]
 use crate::nets::{Critic, Generator};
 use crate::spec::{preset, Preset};
 use anyhow::{bail, Context, Result};
+#[cfg(feature = "candle")]
 use candle_core::{DType, Device};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -146,6 +150,7 @@ impl GeneratorWeights {
 }
 
 /// A generator loaded from a checkpoint.
+#[cfg(feature = "candle")]
 pub struct LoadedGenerator {
     pub generator: Generator,
     pub header: CheckpointHeader,
@@ -155,6 +160,7 @@ pub struct LoadedGenerator {
     pub ema: bool,
 }
 
+#[cfg(feature = "candle")]
 impl LoadedGenerator {
     /// `"ema"` or `"raw"`.
     pub fn weights_name(&self) -> &'static str {
@@ -168,6 +174,7 @@ impl LoadedGenerator {
 
 /// Loads the generator (`weights` chooses the moving average or the trained weights) of a
 /// checkpoint or run directory.
+#[cfg(feature = "candle")]
 pub fn load_generator(
     path: &Path,
     weights: GeneratorWeights,
@@ -187,6 +194,7 @@ pub fn load_generator(
 }
 
 /// Loads the critic of a checkpoint or run directory.
+#[cfg(feature = "candle")]
 pub fn load_critic(
     path: &Path,
     dtype: DType,

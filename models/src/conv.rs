@@ -323,8 +323,8 @@ pub fn conv_transpose2d_by_blocks(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::latent::Rng;
     use candle_core::{DType, Device, Var};
-    use wgan_runtime::latent::Rng;
 
     fn randn(rng: &mut Rng, shape: &[usize]) -> Tensor {
         let v: Vec<f64> = (0..shape.iter().product())

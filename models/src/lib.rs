@@ -1,39 +1,66 @@
-//! WGAN-GP networks for candle.
+//! The ground floor of the workspace (see ARCHITECTURE.md): what every other crate agrees on.
 //!
+//! Always built, without candle:
 //! - [`spec`]: architectures as lists of layer specs, and the presets (`dcgan64`, `small`, `tiny`).
+//! - [`contract`]: the ONNX generator contract (input and output names, metadata keys, batch
+//!   dimension), written by the exporter and checked by the runtime.
+//! - [`latent`]: the latent function `seed → z` shared by training, export and every backend.
+//! - [`checkpoint`]: the checkpoint layout and header (loading networks needs `candle`).
+//! - [`output`]: the one output policy (atomic writes; devices and pipes written in place).
+//! - [`cli`] (feature `cli`): the exit path and conventions every binary shares.
+//!
+//! With the `candle` feature, the networks and the training engine:
 //! - [`params`]: named tensors in PyTorch `state_dict` naming, DCGAN initialisation, safetensors I/O.
 //! - [`conv`]: convolutions as GEMMs with im2col/col2im (channels-last), fast to any order.
 //! - [`layers`]: differentiable (twice) convolution, normalisation and activation blocks.
-//! - [`nets`]: the [`Generator`] and [`Critic`] built from a preset.
+//! - [`nets`]: the `Generator` and `Critic` built from a preset.
 //! - [`engine`]: explicit CPU forward/backward passes of both, second order included (the fast
 //!   training path; checked against the candle modules' autograd).
 
 pub mod checkpoint;
-pub mod conv;
-pub mod engine;
-pub mod layers;
-pub mod nets;
-pub mod params;
-pub mod reduce;
+#[cfg(feature = "cli")]
+pub mod cli;
+pub mod contract;
+pub mod latent;
+pub mod output;
 pub mod spec;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(feature = "candle")]
+pub mod conv;
+#[cfg(feature = "candle")]
+pub mod engine;
+#[cfg(feature = "candle")]
+pub mod layers;
+#[cfg(feature = "candle")]
+pub mod nets;
+#[cfg(feature = "candle")]
+pub mod params;
+#[cfg(feature = "candle")]
+pub mod reduce;
 
-pub use layers::Mode;
-pub use nets::{Critic, Generator};
-pub use params::{Gradients, Params};
+#[cfg(feature = "candle")]
+pub use candle_support::*;
 pub use spec::{preset, Preset, PRESETS};
 
-static GENERIC_OPS_ON_CPU: AtomicBool = AtomicBool::new(false);
+#[cfg(feature = "candle")]
+mod candle_support {
+    use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Makes the candle modules run on the CPU through the device-neutral forms that every other
-/// device uses (generic tensor ops instead of this crate's CPU custom ops), so that the GPU's
-/// code path can be checked on a machine without one. Process-wide; off by default.
-pub fn use_generic_ops_on_cpu(on: bool) {
-    GENERIC_OPS_ON_CPU.store(on, Ordering::Relaxed);
-}
+    pub use crate::layers::Mode;
+    pub use crate::nets::{Critic, Generator};
+    pub use crate::params::{Gradients, Params};
 
-/// Whether tensors on `device` go through the CPU custom ops (im2col, col2im, channel sums).
-pub(crate) fn cpu_custom_ops(device: &candle_core::Device) -> bool {
-    device.is_cpu() && !GENERIC_OPS_ON_CPU.load(Ordering::Relaxed)
+    static GENERIC_OPS_ON_CPU: AtomicBool = AtomicBool::new(false);
+
+    /// Makes the candle modules run on the CPU through the device-neutral forms that every other
+    /// device uses (generic tensor ops instead of this crate's CPU custom ops), so that the GPU's
+    /// code path can be checked on a machine without one. Process-wide; off by default.
+    pub fn use_generic_ops_on_cpu(on: bool) {
+        GENERIC_OPS_ON_CPU.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether tensors on `device` go through the CPU custom ops (im2col, col2im, channel sums).
+    pub(crate) fn cpu_custom_ops(device: &candle_core::Device) -> bool {
+        device.is_cpu() && !GENERIC_OPS_ON_CPU.load(Ordering::Relaxed)
+    }
 }

@@ -1,13 +1,13 @@
 //! The generator and the critic, built from a [`Preset`]'s layer specs.
 
 use crate::engine::BatchStats;
+use crate::latent::Rng;
 use crate::layers::{self, Mode};
 use crate::params::Params;
 use crate::spec::{NetSpec, Norm, Preset};
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 use std::path::Path;
-use wgan_runtime::latent::Rng;
 
 /// The generator: `z` `[N, z_dim, 1, 1]` → image `[N, C, H, W]` in [-1, 1].
 pub struct Generator {

@@ -1,13 +1,13 @@
 //! Named tensors of a network (trainable `Var`s and BatchNorm buffers), their DCGAN
 //! initialisation, and safetensors I/O in PyTorch's `state_dict` naming.
 
+use crate::latent::Rng;
 use crate::spec::{NetSpec, ParamInfo, ParamRole};
 use anyhow::{bail, Context, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use std::collections::HashMap;
 use std::path::Path;
-use wgan_runtime::latent::Rng;
 
 /// The tensors of one network, in the order of [`NetSpec::params`].
 pub struct Params {

@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use image::{DynamicImage, GrayImage, RgbImage};
 use std::path::Path;
 
-pub use crate::output::{temp_path_beside, write_atomic};
+use crate::output::write_atomic;
 
 /// Shape of a batch of images, `[n, channels, height, width]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

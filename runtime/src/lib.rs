@@ -1,10 +1,10 @@
 //! Generator runtime: the latent function, image output, and ONNX inference backends.
 //!
-//! Without features this crate is only [`latent`], [`images`], [`npy`], [`onnx`] (reading and
-//! checking an ONNX file's interface), [`output`] (atomic writes that leave devices and pipes in
-//! place) and the backend-independent [`Generator`] API (what the
-//! trainer shares; loading then says which backend is missing); the inference backends and the
-//! CLI come with their features:
+//! It builds on `wgan-models` without candle (the ONNX contract, the latent function and the
+//! output policy; see ARCHITECTURE.md). Without features this crate is only [`latent`] and
+//! [`output`] (re-exported from there), [`images`], [`npy`], [`onnx`] (reading and checking an
+//! ONNX file's interface) and the backend-independent [`Generator`] API (loading then says which
+//! backend is missing); the inference backends and the CLI come with their features:
 //!
 //! | feature | what | depends on |
 //! |---|---|---|
@@ -23,17 +23,19 @@
 //! # anyhow::Ok(())
 //! ```
 
+mod bench;
+mod engine;
 mod generator;
 pub mod images;
-pub mod latent;
 pub mod npy;
 pub mod onnx;
 #[cfg(feature = "ort")]
 mod ort_backend;
-pub mod output;
 #[cfg(feature = "tract")]
 mod tract_backend;
 
-pub use generator::{
-    bench, ort_library, read_model, Backend, Batch, BenchRow, Generator, Options, Provider,
-};
+pub use wgan_models::{latent, output};
+
+pub use bench::{bench, BenchRow};
+pub use engine::{ort_library, Backend, Options, Provider};
+pub use generator::{read_model, Batch, Generator};

@@ -1,10 +1,14 @@
 //! `runtime`: generate images with an ONNX generator (tract or ONNX Runtime), inspect a model,
-//! time it. Exit status 0 on success, 2 on any error (one `error:` line on stderr).
+//! time it. Exit statuses and error format are the workspace's CLI conventions
+//! ([`wgan_models::cli`]).
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Instant;
+use wgan_models::cli::EXIT_STATUS_HELP;
+use wgan_models::outln;
 use wgan_runtime::images::{save_png, BatchShape, GridCanvas};
 use wgan_runtime::npy::{self, NpyWriter};
 use wgan_runtime::onnx::{BatchDim, Contract, ModelInfo};
@@ -28,8 +32,8 @@ const DEFAULT_GRID: &str = "generated.png";
 or ONNX Runtime (`--backend ort`, in builds with the `ort` feature).\n\n\
 A generator takes z, f32 [N, z_dim, 1, 1], and returns image, f32 [N, C, H, W] in [-1, 1]; the \
 contract is checked on load. Without --model, the model embedded in the binary is used.\n\n\
-Image i of seed S is the same at any batch size and with either backend (up to float rounding).\n\n\
-Exit status: 0 on success, 2 on any error, reported as one `error:` line on stderr."
+Image i of seed S is the same at any batch size and with either backend (up to float rounding).",
+    after_help = EXIT_STATUS_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -40,13 +44,16 @@ struct Cli {
 enum Command {
     /// Generate N images: PNG files, one grid, and/or the raw output as .npy (by default one
     /// grid, generated.png in the current folder).
+    #[command(after_help = EXIT_STATUS_HELP)]
     Gen(GenArgs),
     /// Print a model's contract, metadata and graph summary.
+    #[command(after_help = EXIT_STATUS_HELP)]
     Info {
         /// The ONNX file (default: the embedded model).
         file: Option<PathBuf>,
     },
     /// Print a latency table (median, p90, min, images/s) per batch size.
+    #[command(after_help = EXIT_STATUS_HELP)]
     Bench(BenchArgs),
 }
 
@@ -130,35 +137,8 @@ struct BenchArgs {
     iters: usize,
 }
 
-fn main() {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-                let _ = e.print();
-                std::process::exit(0);
-            }
-            if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                let _ = e.print();
-                std::process::exit(2);
-            }
-            // One line, as for every other error.
-            let text = e.render().to_string();
-            let line = text
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments");
-            let line = line.strip_prefix("error: ").unwrap_or(line);
-            eprintln!("error: {line} (see --help)");
-            std::process::exit(2);
-        }
-    };
-    if let Err(e) = run(cli) {
-        let msg = format!("{e:#}").replace('\n', " ");
-        eprintln!("error: {msg}");
-        std::process::exit(2);
-    }
+fn main() -> ExitCode {
+    wgan_models::cli::main(run)
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -324,12 +304,12 @@ fn gen(mut args: GenArgs) -> Result<()> {
             Some(p) => format!("latents {}", p.display()),
             None => format!("seed {}", args.seed),
         };
-        println!(
+        outln!(
             "wrote {} ({n} images from {from}, {:.2} s, {})",
             wrote.join(", "),
             started.elapsed().as_secs_f64(),
             generator.describe()
-        );
+        )?;
     }
     Ok(())
 }
@@ -420,8 +400,8 @@ fn info(file: Option<&Path>) -> Result<()> {
         .copied()
         .collect::<Vec<_>>()
         .join(" ");
-    println!("model:      {name}");
-    println!(
+    outln!("model:      {name}")?;
+    outln!(
         "file:       {} bytes, ONNX IR {}, opset {}, producer {}",
         info.file_bytes,
         info.ir_version,
@@ -431,38 +411,39 @@ fn info(file: Option<&Path>) -> Result<()> {
         } else {
             &producer
         }
-    );
-    println!("contract:   {} (f32)", contract.summary());
+    )?;
+    outln!("contract:   {} (f32)", contract.summary())?;
     let batch = match &contract.batch {
-        BatchDim::Symbolic(s) => format!("any (symbolic '{s}')"),
+        BatchDim::Dynamic => format!("any (symbolic '{}')", contract.batch_symbol),
         BatchDim::Fixed(n) => format!("fixed to {n}"),
     };
-    println!("batch:      {batch}");
-    println!("z_dim:      {}", contract.z_dim);
+    outln!("batch:      {batch}")?;
+    outln!("z_dim:      {}", contract.z_dim)?;
     match contract.image {
-        Some([c, h, w]) => println!(
+        Some([c, h, w]) => outln!(
             "image:      {c} channel{} × {h} × {w}",
             if c == 1 { "" } else { "s" }
-        ),
-        None => println!("image:      unknown (not declared, and no backend could run the model)"),
+        )?,
+        None => outln!("image:      unknown (not declared, and no backend could run the model)")?,
     }
     for note in &contract.notes {
-        println!("note:       {note}");
+        outln!("note:       {note}")?;
     }
-    println!(
+    outln!(
         "parameters: {} in {} initializers",
-        info.parameters, info.initializers
-    );
+        info.parameters,
+        info.initializers
+    )?;
     let ops: Vec<String> = info
         .ops
         .iter()
         .map(|(op, n)| format!("{op} ×{n}"))
         .collect();
-    println!("ops:        {}", ops.join(", "));
+    outln!("ops:        {}", ops.join(", "))?;
     if info.metadata.is_empty() {
-        println!("metadata:   none");
+        outln!("metadata:   none")?;
     } else {
-        println!("metadata:");
+        outln!("metadata:")?;
         let width = info
             .metadata
             .iter()
@@ -470,7 +451,7 @@ fn info(file: Option<&Path>) -> Result<()> {
             .max()
             .unwrap_or(0);
         for (k, v) in &info.metadata {
-            println!("  {k:width$} = {v}");
+            outln!("  {k:width$} = {v}")?;
         }
     }
     Ok(())
@@ -487,18 +468,26 @@ fn bench(args: BenchArgs) -> Result<()> {
     );
     ensure!(args.iters > 0, "--iters must be at least 1");
     let (mut generator, name) = args.engine.load()?;
-    println!("model:   {name} ({})", generator.contract().summary());
-    println!("backend: {}", generator.describe());
-    println!(
+    outln!("model:   {name} ({})", generator.contract().summary())?;
+    outln!("backend: {}", generator.describe())?;
+    outln!(
         "{:>6} {:>12} {:>12} {:>12} {:>12}",
-        "batch", "median ms", "p90 ms", "min ms", "images/s"
-    );
+        "batch",
+        "median ms",
+        "p90 ms",
+        "min ms",
+        "images/s"
+    )?;
     for &b in &args.batch_sizes {
         let row = wgan_runtime::bench(&mut generator, &[b], args.iters)?.remove(0);
-        println!(
+        outln!(
             "{:>6} {:>12.2} {:>12.2} {:>12.2} {:>12.1}",
-            row.batch, row.median_ms, row.p90_ms, row.min_ms, row.images_per_s
-        );
+            row.batch,
+            row.median_ms,
+            row.p90_ms,
+            row.min_ms,
+            row.images_per_s
+        )?;
     }
     Ok(())
 }

@@ -202,7 +202,7 @@ impl NpyWriter {
     pub fn create(path: &Path, shape: &[usize]) -> Result<Self> {
         let (file, staging) = match Destination::of(path)? {
             Destination::Replace(target) => {
-                let tmp = crate::images::temp_path_beside(&target)?;
+                let tmp = crate::output::temp_path_beside(&target)?;
                 let file = std::fs::File::create(&tmp)
                     .with_context(|| format!("cannot write {}", path.display()))?;
                 (file, Some((tmp, target)))

@@ -1,5 +1,5 @@
 //! Reading an ONNX file's interface without an inference engine, and checking the generator
-//! contract (DESIGN.md §2).
+//! contract ([`wgan_models::contract`]; see ARCHITECTURE.md).
 //!
 //! A small protobuf wire-format reader extracts what the contract needs — IR and opset
 //! versions, producer, graph inputs and outputs with their types and shapes, initializer names,
@@ -11,6 +11,11 @@
 use anyhow::{bail, ensure, Context, Result};
 use std::collections::BTreeMap;
 use std::fmt;
+pub use wgan_models::contract::BatchDim;
+use wgan_models::contract::{
+    BATCH_SYMBOL, CHANNELS, IMAGE_SIZE, INPUT_NAME, METADATA_PREFIX, OUTPUT_NAME, OUTPUT_RANGE,
+    OUTPUT_RANGE_VALUE, Z_DIM,
+};
 
 /// ONNX `TensorProto.DataType` value for f32.
 pub const FLOAT: i32 = 1;
@@ -371,22 +376,14 @@ impl Iterator for Varints<'_> {
     }
 }
 
-/// How the batch dimension is declared.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum BatchDim {
-    /// Any batch size; the symbol's name in the file (`N` when unnamed).
-    Symbolic(String),
-    /// The model only runs this many latents at a time; larger runs are split (and the last
-    /// batch padded).
-    Fixed(usize),
-}
-
 /// A generator's interface, checked: `z [N, z_dim, 1, 1] → image [N, C, H, W]`, f32.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Contract {
     pub input: String,
     pub output: String,
     pub batch: BatchDim,
+    /// The batch dimension's name in the file ([`BATCH_SYMBOL`] when unnamed or fixed).
+    pub batch_symbol: String,
     pub z_dim: usize,
     /// `[C, H, W]` of one image when the file declares it (output shape or metadata); the
     /// backends fill it in otherwise.
@@ -470,20 +467,23 @@ impl Contract {
                 output.name
             ),
             (Dim::Fixed(n), _) => BatchDim::Fixed(*n as usize),
-            (Dim::Symbol(s), _) => BatchDim::Symbolic(s.clone()),
-            (Dim::Unknown, _) => BatchDim::Symbolic("N".into()),
+            (Dim::Symbol(_) | Dim::Unknown, _) => BatchDim::Dynamic,
+        };
+        let batch_symbol = match &batch_in {
+            Dim::Symbol(s) => s.clone(),
+            _ => BATCH_SYMBOL.to_string(),
         };
         let mut image = out_dims.and_then(|d| Some([d[1].fixed()?, d[2].fixed()?, d[3].fixed()?]));
 
-        if input.name != "z" {
+        if input.name != INPUT_NAME {
             notes.push(format!(
-                "input is named '{}' (our exporter names it 'z')",
+                "input is named '{}' (our exporter names it '{INPUT_NAME}')",
                 input.name
             ));
         }
-        if output.name != "image" {
+        if output.name != OUTPUT_NAME {
             notes.push(format!(
-                "output is named '{}' (our exporter names it 'image')",
+                "output is named '{}' (our exporter names it '{OUTPUT_NAME}')",
                 output.name
             ));
         }
@@ -492,8 +492,14 @@ impl Contract {
                 "batch size is fixed to {n} in the file: larger runs are split"
             ));
         }
-        if !info.metadata.iter().any(|(k, _)| k.starts_with("wgan.")) {
-            notes.push("no wgan.* metadata: shapes come from the graph".into());
+        if !info
+            .metadata
+            .iter()
+            .any(|(k, _)| k.starts_with(METADATA_PREFIX))
+        {
+            notes.push(format!(
+                "no {METADATA_PREFIX}* metadata: shapes come from the graph"
+            ));
         }
 
         let meta_usize = |key: &str| -> Result<Option<usize>> {
@@ -509,21 +515,21 @@ impl Contract {
                 })
                 .transpose()
         };
-        if let Some(z) = meta_usize("wgan.z_dim")? {
+        if let Some(z) = meta_usize(Z_DIM)? {
             ensure!(
                 z == z_dim,
-                "metadata wgan.z_dim is {z} but input '{}' has shape {} (z_dim {z_dim})",
+                "metadata {Z_DIM} is {z} but input '{}' has shape {} (z_dim {z_dim})",
                 input.name,
                 input.shape_text()
             );
         }
-        let (meta_c, meta_size) = (meta_usize("wgan.channels")?, meta_usize("wgan.image_size")?);
+        let (meta_c, meta_size) = (meta_usize(CHANNELS)?, meta_usize(IMAGE_SIZE)?);
         match (&mut image, meta_c, meta_size) {
             (Some([c, h, w]), mc, ms) => {
                 if let Some(mc) = mc {
                     ensure!(
                         mc == *c,
-                        "metadata wgan.channels is {mc} but output '{}' has shape {}",
+                        "metadata {CHANNELS} is {mc} but output '{}' has shape {}",
                         output.name,
                         output.shape_text()
                     );
@@ -531,7 +537,7 @@ impl Contract {
                 if let Some(ms) = ms {
                     ensure!(
                         ms == *h && ms == *w,
-                        "metadata wgan.image_size is {ms} but output '{}' has shape {}",
+                        "metadata {IMAGE_SIZE} is {ms} but output '{}' has shape {}",
                         output.name,
                         output.shape_text()
                     );
@@ -540,17 +546,18 @@ impl Contract {
             (None, Some(c), Some(s)) => image = Some([c, s, s]),
             (None, _, _) => {}
         }
-        if let Some(range) = info.meta("wgan.output_range") {
+        if let Some(range) = info.meta(OUTPUT_RANGE) {
             let r: String = range.chars().filter(|c| !c.is_whitespace()).collect();
             ensure!(
-                r == "-1,1",
-                "metadata wgan.output_range is '{range}'; this runtime maps images from [-1, 1]"
+                r == OUTPUT_RANGE_VALUE,
+                "metadata {OUTPUT_RANGE} is '{range}'; this runtime maps images from [-1, 1]"
             );
         }
         Ok(Contract {
             input: input.name.clone(),
             output: output.name.clone(),
             batch,
+            batch_symbol,
             z_dim,
             image,
             notes,
@@ -560,7 +567,7 @@ impl Contract {
     /// A one-line summary: `z [N, 100, 1, 1] → image [N, 1, 32, 32]`.
     pub fn summary(&self) -> String {
         let n = match &self.batch {
-            BatchDim::Symbolic(s) => s.clone(),
+            BatchDim::Dynamic => self.batch_symbol.clone(),
             BatchDim::Fixed(n) => n.to_string(),
         };
         let img = match self.image {
@@ -695,7 +702,7 @@ pub(crate) mod tests {
         let c = Contract::check(&info).unwrap();
         assert_eq!(c.z_dim, 100);
         assert_eq!(c.image, Some([1, 32, 32]));
-        assert_eq!(c.batch, BatchDim::Symbolic("N".into()));
+        assert_eq!((c.batch, c.batch_symbol.as_str()), (BatchDim::Dynamic, "N"));
         assert!(c.notes.is_empty(), "{:?}", c.notes);
         assert_eq!(c.summary(), "z [N, 100, 1, 1] → image [N, 1, 32, 32]");
     }
@@ -811,9 +818,6 @@ pub(crate) mod tests {
         ))
         .unwrap();
         let c = Contract::check(&info).unwrap();
-        assert_eq!(
-            (c.image, c.batch),
-            (Some([3, 64, 64]), BatchDim::Symbolic("N".into()))
-        );
+        assert_eq!((c.image, c.batch), (Some([3, 64, 64]), BatchDim::Dynamic));
     }
 }

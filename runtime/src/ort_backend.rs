@@ -2,7 +2,7 @@
 //! the PyPI wheel `onnxruntime` ships; `onnxruntime-gpu` adds CUDA and TensorRT) is loaded at
 //! run time from the path [`crate::ort_library`] finds. Nothing is downloaded or linked.
 
-use crate::generator::{ort_library, Engine, Options, Provider};
+use crate::engine::{ort_library, Engine, Options, Provider};
 use crate::onnx::Contract;
 use anyhow::{anyhow, bail, Context, Result};
 use ort::session::builder::GraphOptimizationLevel;

@@ -3,7 +3,7 @@
 //! for a fixed batch runs 2–6× faster than a symbolic one. Matrix products run on a private
 //! rayon pool of `threads` threads (tract-linalg's `multithread-mm`).
 
-use crate::generator::{Engine, Options};
+use crate::engine::{Engine, Options};
 use crate::onnx::{BatchDim, Contract};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
@@ -32,8 +32,8 @@ impl TractEngine {
         let z = contract.z_dim;
         let (batch, batch_symbol) = match &contract.batch {
             BatchDim::Fixed(n) => (TDim::from(*n as i64), None),
-            BatchDim::Symbolic(name) => {
-                let s = model.symbols.sym(name);
+            BatchDim::Dynamic => {
+                let s = model.symbols.sym(&contract.batch_symbol);
                 (s.to_dim(), Some(s))
             }
         };

@@ -41,7 +41,7 @@ fn ok_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     text(&out.stdout)
 }
 
-/// Asserts exit code 2 with exactly one `error:` line containing `needle`, and no panic.
+/// Asserts exit code 2 with one `error:` line (or, for a usage error, clap's whole message) containing `needle`, and no panic.
 fn fails(dir: &Path, args: &[&str], needle: &str) {
     fails_env(dir, args, &[], needle)
 }
@@ -59,10 +59,11 @@ fn fails_env(dir: &Path, args: &[&str], env: &[(&str, &str)], needle: &str) {
         "runtime {args:?} panicked: {err}"
     );
     let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("warning:")).collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "runtime {args:?}: expected one error line, got:\n{err}"
+    // A usage error is clap's whole message (naming the argument, ending in a pointer to --help); any
+    // other error is one line.
+    assert!(
+        err.contains("try '--help'") || lines.len() == 1,
+        "runtime {args:?}: expected one error line or a usage error, got:\n{err}"
     );
     assert!(lines[0].starts_with("error: "), "runtime {args:?}: {err}");
     assert!(
@@ -841,4 +842,38 @@ mod ort {
             "execution provider tensorrt is required",
         );
     }
+}
+
+/// The workspace's CLI conventions: a usage error names the argument (clap's whole message,
+/// exit 2), every `--help` states the exit statuses, and a reader that closes the pipe early
+/// (`runtime info | head -1`) ends the binary quietly with status 0, not a panic.
+#[test]
+fn usage_errors_help_and_closed_pipes_follow_the_conventions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = runtime(tmp.path(), &["gen", "--n"], &[]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("'--n <N>'") && err.contains("try '--help'"),
+        "{err}"
+    );
+    for args in [&["--help"][..], &["gen", "--help"], &["info", "--help"]] {
+        let help = ok(tmp.path(), args);
+        assert!(
+            help.contains("Exit status: 0 on success, 2 on any error"),
+            "{help}"
+        );
+    }
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runtime"))
+        .arg("info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the read end before the binary has printed anything.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "stderr: {}", text(&out.stderr));
 }

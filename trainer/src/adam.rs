@@ -418,7 +418,7 @@ mod tests {
     #[test]
     fn step_matches_the_textbook_update() {
         let p = wgan_models::preset("tiny", 1).unwrap();
-        let mut rng = wgan_runtime::latent::Rng::new(3);
+        let mut rng = wgan_models::latent::Rng::new(3);
         let critic = wgan_models::Critic::new(&p, &mut rng, DType::F64, &Device::Cpu).unwrap();
         let config = AdamConfig {
             beta1: 0.5,

@@ -10,8 +10,8 @@ use wgan_models::checkpoint::{
     CHECKPOINTS_DIR, CRITIC_FILE, GENERATOR_EMA_FILE, GENERATOR_FILE, LATEST_FILE, OPTIMIZER_FILE,
     STATE_FILE,
 };
+use wgan_models::output::write_atomic;
 use wgan_models::Params;
-use wgan_runtime::images::write_atomic;
 
 /// Name of the checkpoint directory of generator step `step`.
 pub fn dir_name(step: u64) -> String {

@@ -17,10 +17,10 @@ use crate::data::{self, Dataset};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor, D};
 use std::path::Path;
+use wgan_models::latent::Rng;
 use wgan_models::layers;
 use wgan_models::spec::{Activation, LayerKind, LayerSpec, NetSpec, Norm, ParamRole};
 use wgan_models::{Gradients, Params};
-use wgan_runtime::latent::Rng;
 
 /// Side length of the images the classifier reads.
 pub const IMAGE_SIZE: usize = 32;

@@ -8,20 +8,23 @@ use crate::config::TrainConfig;
 use crate::data::Format;
 use crate::metrics::MetricsRow;
 use crate::train::{parse_device, RunEnd, Trainer};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::DType;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use wgan_models::checkpoint::GeneratorWeights;
+use wgan_models::cli::EXIT_STATUS_HELP;
+use wgan_models::outln;
 use wgan_runtime::images::{grid, save_png, BatchShape};
 
 /// Train a WGAN-GP image generator (Gulrajani et al. 2017) with candle, on CPU or CUDA.
 #[derive(Parser, Debug)]
-#[command(name = "trainer", version, about, long_about = None)]
+#[command(name = "trainer", version, about, long_about = None, after_help = EXIT_STATUS_HELP)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -30,10 +33,13 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Start a new training run (defaults: the bundled MNIST digits, preset `small`).
+    #[command(after_help = EXIT_STATUS_HELP)]
     Train(TrainArgs),
     /// Continue a run from its latest checkpoint, exactly as if it had not stopped.
+    #[command(after_help = EXIT_STATUS_HELP)]
     Resume(ResumeArgs),
     /// Draw a grid of images from a checkpoint's generator.
+    #[command(after_help = EXIT_STATUS_HELP)]
     Sample(SampleArgs),
     /// Measure a checkpoint's generator on images it never saw, each number beside the value
     /// real training images get: for digits, the Fréchet distance in a digit classifier's
@@ -41,14 +47,17 @@ pub enum Command {
     /// Wasserstein distance, the critic's Wasserstein estimate, pixel-space MMD² and the
     /// distance to the nearest training image (the default held-out set of a run on the
     /// embedded MNIST is the embedded MNIST test digits).
+    #[command(after_help = EXIT_STATUS_HELP)]
     Eval(EvalArgs),
     /// Train the MNIST digit classifier that `eval` uses for its digit measures (FD, class
     /// histogram, coverage, confidence) on the embedded training digits, and report its
     /// accuracy on the embedded test digits. The binary ships one made with the defaults.
+    #[command(after_help = EXIT_STATUS_HELP)]
     Classifier(ClassifierArgs),
     /// Check a device: one critic step (with the gradient penalty) and one generator step on
     /// the device through candle's autograd, in f32 and in f64, against the CPU engine in f64
     /// on the same weights and inputs; prints every relative error, fails above tolerance.
+    #[command(after_help = EXIT_STATUS_HELP)]
     CheckDevice(CheckDeviceArgs),
 }
 
@@ -417,9 +426,9 @@ fn eval(args: &EvalArgs) -> Result<()> {
     if !args.all {
         let report = eval::evaluate(&args.checkpoint, &options)?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            outln!("{}", serde_json::to_string_pretty(&report)?)?;
         } else {
-            print!("{}", eval::table(&report));
+            outln!("{}", eval::table(&report).trim_end())?;
         }
         return Ok(());
     }
@@ -430,11 +439,12 @@ fn eval(args: &EvalArgs) -> Result<()> {
             eval::headline(report)
         );
         if !args.json {
-            println!("{}", eval::table(report));
+            outln!("{}", eval::table(report))?;
         }
+        Ok(())
     })?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&run.reports)?);
+        outln!("{}", serde_json::to_string_pretty(&run.reports)?)?;
     }
     eprintln!(
         "wrote {} and {} ({} checkpoints)",
@@ -513,18 +523,22 @@ fn check_device(args: &CheckDeviceArgs) -> Result<()> {
     } else {
         "CPU custom ops"
     };
-    println!(
+    outln!(
         "{}, batch {}, seed {}, autograd through {path}: relative errors against the CPU engine in f64\n",
         preset.name, args.batch_size, args.seed
-    );
+    )?;
     let d = &args.device;
-    println!("| quantity | max abs | CPU engine f32 | {d} autograd f32 | {d} autograd f64 |");
-    println!("|---|---|---|---|---|");
+    outln!("| quantity | max abs | CPU engine f32 | {d} autograd f32 | {d} autograd f64 |")?;
+    outln!("|---|---|---|---|---|")?;
     for ((a, b), c) in cpu32.iter().zip(&dev32).zip(&dev64) {
-        println!(
+        outln!(
             "| {} | {:.3e} | {:.1e} | {:.1e} | {:.1e} |",
-            a.name, a.scale, a.rel_error, b.rel_error, c.rel_error
-        );
+            a.name,
+            a.scale,
+            a.rel_error,
+            b.rel_error,
+            c.rel_error
+        )?;
     }
     let worst = |rows: &[crate::parity::Comparison]| {
         rows.iter()
@@ -533,10 +547,15 @@ fn check_device(args: &CheckDeviceArgs) -> Result<()> {
             .expect("at least one comparison")
     };
     let (w32, w64, wcpu) = (worst(&dev32), worst(&dev64), worst(&cpu32));
-    println!(
+    outln!(
         "\nworst: {d} f64 {:.1e} ({}), {d} f32 {:.1e} ({}), CPU engine f32 {:.1e} ({})",
-        w64.rel_error, w64.name, w32.rel_error, w32.name, wcpu.rel_error, wcpu.name
-    );
+        w64.rel_error,
+        w64.name,
+        w32.rel_error,
+        w32.name,
+        wcpu.rel_error,
+        wcpu.name
+    )?;
     if w64.rel_error.is_nan() || w64.rel_error > F64_PARITY {
         bail!(
             "in f64, {} on {d} differs from the CPU engine by {:.1e} (relative), above {F64_PARITY:.0e}: the two implementations disagree",
@@ -559,9 +578,9 @@ fn check_device(args: &CheckDeviceArgs) -> Result<()> {
             c32.rel_error
         );
     }
-    println!(
+    outln!(
         "ok: {d} agrees with the CPU engine (f64 within {F64_PARITY:.0e}, f32 within tolerance)"
-    );
+    )?;
     Ok(())
 }
 
@@ -600,46 +619,12 @@ fn check_exists(p: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Prints help or version (exit 0) or a usage error as one line (exit 2).
-fn usage_error(e: clap::Error) -> ! {
-    use clap::error::ErrorKind;
-    match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
-            let _ = e.print();
-            std::process::exit(0)
-        }
-        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-            let _ = e.print();
-            std::process::exit(2)
-        }
-        _ => {
-            let text = e.render().to_string();
-            let line = text
-                .lines()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("invalid arguments");
-            let line = line.strip_prefix("error: ").unwrap_or(line);
-            eprintln!("error: {line} (see --help)");
-            std::process::exit(2)
-        }
-    }
-}
-
 /// Entry point of the binary: sets up second-order gradients (see
-/// [`crate::second_order`]), parses arguments, and exits 2 with one line on any error.
-pub fn main() -> ! {
+/// [`crate::second_order`]), then parses arguments and runs them under the workspace's CLI
+/// conventions ([`wgan_models::cli`]: exit 0 on success, 2 with an `error:` message on any
+/// error).
+pub fn main() -> ExitCode {
     crate::second_order::pin_first_order_on_this_thread();
     crate::second_order::enable_for_new_threads();
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => usage_error(e),
-    };
-    match run(cli).context("trainer failed") {
-        Ok(()) => std::process::exit(0),
-        Err(e) => {
-            let msg = format!("{:#}", e);
-            eprintln!("error: {}", msg.trim_start_matches("trainer failed: "));
-            std::process::exit(2)
-        }
-    }
+    wgan_models::cli::main(run)
 }

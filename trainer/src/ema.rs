@@ -75,7 +75,7 @@ impl Ema {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wgan_runtime::latent::Rng;
+    use wgan_models::latent::Rng;
 
     fn values(g: &Generator) -> Vec<Vec<f32>> {
         g.params

@@ -1,4 +1,4 @@
-fn main() {
+fn main() -> std::process::ExitCode {
     keep_freed_memory_for_reuse();
     wgan_trainer::cli::main()
 }

@@ -78,7 +78,7 @@ pub fn write_csv(path: &Path, rows: &[MetricsRow]) -> Result<()> {
         text.push_str(&r.to_csv());
         text.push('\n');
     }
-    wgan_runtime::images::write_atomic(path, text.as_bytes())
+    wgan_models::output::write_atomic(path, text.as_bytes())
 }
 
 /// Appends one row to `metrics.csv`, creating it with its header if needed.

@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use wgan_models::engine::{
     nchw_to_nhwc, nhwc_to_nchw, to_gradients, CriticEngine, GeneratorEngine, NetWeights, Real,
 };
+use wgan_models::latent::Rng;
 use wgan_models::{Critic, Generator, Gradients, Mode, Params, Preset};
-use wgan_runtime::latent::Rng;
 
 /// One compared quantity.
 #[derive(Clone, Debug)]

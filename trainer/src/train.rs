@@ -18,9 +18,9 @@ use wgan_models::checkpoint::{self as ckpt, CheckpointHeader, FORMAT_VERSION, OP
 use wgan_models::engine::{
     nchw_to_nhwc, to_gradients, BatchStats, CriticEngine, GeneratorEngine, NetWeights,
 };
+use wgan_models::latent::{latents, Rng};
 use wgan_models::{Critic, Generator, Gradients, Mode, Preset};
 use wgan_runtime::images::{grid, save_png, BatchShape};
-use wgan_runtime::latent::{latents, Rng};
 
 /// Images in each sample grid.
 pub const SAMPLE_COUNT: usize = 64;
@@ -173,7 +173,7 @@ impl Trainer {
         let loader = Loader::new(dataset.clone(), config.batch_size, data_seed, 0);
         let engines = Engines::for_device(&preset, &device)?;
         let run_dir = claim()?;
-        wgan_runtime::images::write_atomic(
+        wgan_models::output::write_atomic(
             &run_dir.join("config.json"),
             serde_json::to_string_pretty(&config)?.as_bytes(),
         )?;

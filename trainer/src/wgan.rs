@@ -167,8 +167,8 @@ pub fn generator_loss(critic: impl Fn(&Tensor) -> Result<Tensor>, fake: &Tensor)
 mod tests {
     use super::*;
     use candle_core::{DType, Device};
+    use wgan_models::latent::Rng;
     use wgan_models::{preset, Critic};
-    use wgan_runtime::latent::Rng;
 
     fn tensor(rng: &mut Rng, shape: &[usize], dtype: DType, f: impl Fn(&mut Rng) -> f32) -> Tensor {
         let v: Vec<f32> = (0..shape.iter().product()).map(|_| f(rng)).collect();

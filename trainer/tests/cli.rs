@@ -17,15 +17,18 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Exit code 2, one `error:` line, no panic.
+/// Exit code 2, one `error:` line (a usage error: clap's whole message), no panic.
 fn assert_input_error(o: &Output, needle: &str) {
     let err = stderr(o);
     assert_eq!(o.status.code(), Some(2), "stderr: {err}");
     assert!(!err.contains("panicked"), "stderr: {err}");
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    // A usage error is clap's whole message (naming the argument, ending in a pointer to --help); any
+    // other error is one line.
+    let usage = err.contains("try '--help'");
     assert!(
-        lines.len() == 1 && lines[0].starts_with("error:"),
-        "expected one error line, got: {err}"
+        (usage || lines.len() == 1) && lines[0].starts_with("error:"),
+        "expected one error line or a usage error, got: {err}"
     );
     assert!(err.contains(needle), "expected '{needle}' in: {err}");
 }
@@ -133,7 +136,7 @@ fn bad_input_is_one_clear_line_and_exit_code_2() {
     }
     // Nothing was overwritten.
     assert_eq!(std::fs::read_to_string(d.join("file")).unwrap(), "x");
-    // Usage errors are one line too, naming the flag.
+    // Usage errors name the flag.
     assert_input_error(&trainer(d, &[TINY, &["--steps", "-3"]].concat()), "--steps");
     assert_input_error(&trainer(d, &[TINY, &["--bogus"]].concat()), "--bogus");
     // A run that could not start leaves no directory behind.
@@ -621,4 +624,30 @@ fn one_epoch_of_classifier_training_is_written_and_judged() {
     // One short epoch is not enough for the 98 % the measures need: the command says so.
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("below the 98 %"), "{err}");
+}
+
+/// The workspace's CLI conventions: a missing required argument is named (clap's whole
+/// message, exit 2) and every `--help` states the exit statuses.
+#[test]
+fn usage_errors_name_the_argument_and_help_states_exit_statuses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = trainer(tmp.path(), &["sample", "--out", "g.png"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.starts_with("error: ")
+            && err.contains("the following required arguments were not provided")
+            && err.contains("--checkpoint <")
+            && err.contains("Usage:"),
+        "{err}"
+    );
+    for args in [&["--help"][..], &["train", "--help"], &["eval", "--help"]] {
+        let o = trainer(tmp.path(), args);
+        let help = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert!(
+            help.contains("Exit status: 0 on success, 2 on any error"),
+            "{help}"
+        );
+    }
 }

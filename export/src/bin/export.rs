@@ -1,4 +1,4 @@
 //! `export onnx …`: the name `cargo run -p wgan-export` and `target/*/export` use.
-fn main() {
+fn main() -> std::process::ExitCode {
     wgan_export::cli::main()
 }

@@ -4,9 +4,9 @@
 use candle_core::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
 use wgan_models::checkpoint::{GENERATOR_FILE, STATE_FILE};
+use wgan_models::latent::{latents, Rng};
 use wgan_models::spec::ParamRole;
 use wgan_models::{preset, Generator, Mode};
-use wgan_runtime::latent::{latents, Rng};
 
 /// A generator of `preset_name` as a trained one looks to the exporter: DCGAN-initialised
 /// convolutions, γ ≈ 1 ± 0.3, β ≈ ±0.2, conv biases ≈ ±0.05, and running statistics near the

@@ -2,12 +2,12 @@
 //! derivation: generic reverse-mode over the ops of [`crate::layers`]), in f64 and in f32.
 
 use super::*;
+use crate::latent::Rng;
 use crate::nets::{Critic, Generator};
 use crate::params::Gradients;
 use crate::spec::{preset, ParamRole, Preset};
 use crate::Mode;
 use candle_core::{DType, Device, Tensor};
-use wgan_runtime::latent::Rng;
 
 fn randn<T: Real>(rng: &mut Rng, n: usize, scale: f64, shift: f64) -> Vec<T> {
     (0..n)

@@ -10,7 +10,7 @@ use super::Dataset;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use wgan_runtime::latent::Rng;
+use wgan_models::latent::Rng;
 
 /// Batches kept ready by the background thread.
 const PREFETCH: usize = 4;

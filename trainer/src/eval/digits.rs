@@ -146,7 +146,7 @@ mod tests {
         assert!((m.kl_uniform - 10f64.ln()).abs() < 1e-9);
         // FD grows with the noise added to real digits.
         let mut noise = vec![0f32; held.images.len()];
-        wgan_runtime::latent::Rng::new(4).fill_normal(&mut noise);
+        wgan_models::latent::Rng::new(4).fill_normal(&mut noise);
         let mut last = 0.0;
         for scale in [0.1f32, 0.3, 1.0] {
             let noisy: Vec<f32> = held

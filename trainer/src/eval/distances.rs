@@ -83,7 +83,7 @@ mod tests {
 
     /// Deterministic pseudo-random values in [-1, 1).
     fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut rng = wgan_runtime::latent::Rng::new(seed);
+        let mut rng = wgan_models::latent::Rng::new(seed);
         (0..n).map(|_| rng.uniform_f32() * 2.0 - 1.0).collect()
     }
 

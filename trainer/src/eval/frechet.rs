@@ -63,7 +63,7 @@ pub fn frechet_distance(a: &Gaussian, b: &Gaussian) -> f64 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use wgan_runtime::latent::Rng;
+    use wgan_models::latent::Rng;
 
     fn normal(n: usize, seed: u64) -> Vec<f32> {
         let mut v = vec![0f32; n];

@@ -375,13 +375,13 @@ pub struct RunEvaluation {
 }
 
 /// Evaluates every checkpoint of run directory `run` (the data prepared once), calling
-/// `progress(i, total, report, seconds)` after each, and writes `NAME.csv` and `NAME.png` into
+/// `progress(i, total, report, seconds)` after each (its error stops the run), and writes `NAME.csv` and `NAME.png` into
 /// the run: NAME is `eval`, or `eval-raw` for the raw weights of a run that keeps a moving
 /// average (so both results stay), with `-batchnorm-batch` appended for batch statistics.
 pub fn evaluate_run(
     run: &Path,
     options: &EvalOptions,
-    mut progress: impl FnMut(usize, usize, &EvalReport, f64),
+    mut progress: impl FnMut(usize, usize, &EvalReport, f64) -> Result<()>,
 ) -> Result<RunEvaluation> {
     let dirs = run_checkpoints(run)?;
     let evaluator = Evaluator::new(run, options)?;
@@ -389,7 +389,7 @@ pub fn evaluate_run(
     for (i, dir) in dirs.iter().enumerate() {
         let t0 = std::time::Instant::now();
         let report = evaluator.evaluate(dir)?;
-        progress(i + 1, dirs.len(), &report, t0.elapsed().as_secs_f64());
+        progress(i + 1, dirs.len(), &report, t0.elapsed().as_secs_f64())?;
         reports.push(report);
     }
     let has_ema = dirs
@@ -404,7 +404,7 @@ pub fn evaluate_run(
     }
     let csv_path = run.join(format!("{name}.csv"));
     let png_path = run.join(format!("{name}.png"));
-    wgan_runtime::images::write_atomic(&csv_path, csv(&reports).as_bytes())?;
+    wgan_models::output::write_atomic(&csv_path, csv(&reports).as_bytes())?;
     plot(&png_path, &reports)?;
     Ok(RunEvaluation {
         reports,
@@ -451,7 +451,7 @@ fn generate_in(
     device: &Device,
     mode: Mode,
 ) -> Result<Vec<f32>> {
-    let z = wgan_runtime::latent::latents(seed, n, g.z_dim);
+    let z = wgan_models::latent::latents(seed, n, g.z_dim);
     let mut images = Vec::new();
     for chunk in z.chunks(FORWARD_BATCH * g.z_dim) {
         let z = Tensor::from_vec(

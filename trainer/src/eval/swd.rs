@@ -17,7 +17,7 @@
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
-use wgan_runtime::latent::Rng;
+use wgan_models::latent::Rng;
 
 /// Side of a patch.
 pub const PATCH: usize = 7;

@@ -1,7 +1,8 @@
 //! Where written files go, and how: atomically for files, in place for devices and pipes.
 //!
-//! Every writer of this workspace ([`write_atomic`], [`crate::images::save_png`],
-//! [`crate::npy::NpyWriter`], the exporter's model writer) decides through [`Destination::of`]:
+//! This is the workspace's one output policy: every writer ([`write_atomic`] for checkpoint
+//! files, metrics, CSV and JSON; the runtime's PNG and `.npy` writers; the exporter's model
+//! writer) decides through [`Destination::of`]:
 //!
 //! - A path that does not exist yet, or names a regular file, is written **atomically**: to a
 //!   temporary file in the same directory ([`temp_path_beside`]), flushed to disk, then renamed
@@ -128,9 +129,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     result.with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Temporary folders and FIFOs for this crate's unit tests.
-#[cfg(test)]
-pub(crate) mod test_support {
+/// Temporary folders and FIFOs for unit tests (this crate's, and others' through the
+/// `test-support` feature).
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support {
     use std::path::{Path, PathBuf};
 
     /// A new, empty folder under the system's temporary directory (the test removes it).
@@ -138,7 +140,7 @@ pub(crate) mod test_support {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static N: AtomicUsize = AtomicUsize::new(0);
         let d = std::env::temp_dir().join(format!(
-            "wgan-runtime-test-{}-{}",
+            "wgan-output-test-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         ));

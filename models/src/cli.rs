@@ -1,0 +1,123 @@
+//! The conventions every binary of the workspace shares (`trainer`, `export`, `runtime`; see
+//! ARCHITECTURE.md): one exit path, one error format, one way to print results.
+//!
+//! - Exit status [`EXIT_OK`] (0) on success, [`EXIT_ERROR`] (2) on any error; the text of
+//!   [`EXIT_STATUS_HELP`] ends every `--help`.
+//! - A usage error is clap's whole message on stderr (it names the missing or bad argument,
+//!   then shows the usage line or points to `--help`); `--help` and `--version` go to stdout.
+//! - Any other error is one line on stderr, `error: ` and the cause chain joined by `: `.
+//! - Results go to stdout through [`outln!`](crate::outln), which returns the write error
+//!   instead of panicking: when the reader of a pipe goes away (`runtime info | head -1`), the
+//!   binary stops quietly with status 0, as `grep` or `rg` do.
+
+use std::io::ErrorKind;
+use std::process::ExitCode;
+
+/// Exit status of a successful run.
+pub const EXIT_OK: u8 = 0;
+/// Exit status of every error: bad arguments, bad input, a failed run.
+pub const EXIT_ERROR: u8 = 2;
+/// The line about exit statuses at the end of every binary's `--help`.
+pub const EXIT_STATUS_HELP: &str =
+    "Exit status: 0 on success, 2 on any error (bad arguments, bad input, a failed run).";
+
+/// Parses the command line as `C` and runs `run` on it, reporting the outcome as described in
+/// the module documentation. The body of every binary's `main`.
+pub fn main<C: clap::Parser>(run: impl FnOnce(C) -> anyhow::Result<()>) -> ExitCode {
+    match C::try_parse() {
+        Ok(cli) => report(run(cli)),
+        Err(e) => usage(e),
+    }
+}
+
+/// Prints a clap outcome whole: help and version on stdout (status 0), usage errors on stderr
+/// (status 2).
+pub fn usage(e: clap::Error) -> ExitCode {
+    let _ = e.print();
+    if e.use_stderr() {
+        ExitCode::from(EXIT_ERROR)
+    } else {
+        ExitCode::from(EXIT_OK)
+    }
+}
+
+/// The exit status of a run's result; an error is printed as one `error:` line first. A
+/// broken pipe (the reader of stdout went away) is a quiet success.
+pub fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(e) if is_broken_pipe(&e) => ExitCode::from(EXIT_OK),
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+/// Whether an I/O error in `e`'s cause chain is a broken pipe.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == ErrorKind::BrokenPipe)
+    })
+}
+
+/// An error's cause chain on one line: the causes joined by `: `, line breaks inside a cause
+/// replaced by spaces.
+pub fn one_line(e: &anyhow::Error) -> String {
+    format!("{e:#}")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `println!` that returns the write error (`std::io::Result<()>`) instead of panicking, so a
+/// closed pipe ends the binary quietly through [`report`]. Use as `outln!("…")?;`.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use ::std::io::Write as _;
+        ::std::writeln!(::std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn errors_are_one_line_and_broken_pipes_are_quiet() {
+        let e = anyhow::anyhow!("disk full\nretry later").context("cannot write out.png");
+        assert_eq!(one_line(&e), "cannot write out.png: disk full retry later");
+        assert!(!is_broken_pipe(&e));
+        let pipe: anyhow::Result<()> =
+            Err(std::io::Error::from(ErrorKind::BrokenPipe)).context("writing the report");
+        let pipe = pipe.unwrap_err();
+        assert!(is_broken_pipe(&pipe));
+        assert_eq!(report(Err(pipe)), ExitCode::from(EXIT_OK));
+        assert_eq!(report(Err(e)), ExitCode::from(EXIT_ERROR));
+    }
+
+    #[derive(clap::Parser, Debug)]
+    struct Args {
+        #[arg(long)]
+        checkpoint: String,
+    }
+
+    #[test]
+    fn usage_errors_name_the_missing_argument() {
+        use clap::Parser;
+        let e = Args::try_parse_from(["bin"]).unwrap_err();
+        assert!(e.use_stderr());
+        assert!(
+            e.render().to_string().contains("--checkpoint"),
+            "{}",
+            e.render()
+        );
+        assert_eq!(usage(e), ExitCode::from(EXIT_ERROR));
+    }
+}
