@@ -170,7 +170,6 @@ mod tests {
     #[cfg(unix)]
     #[test]
     fn links_are_followed_and_fifos_written_in_place() {
-        use std::io::Read;
         use std::os::unix::fs::FileTypeExt;
         let dir = tempfile::tempdir().unwrap();
         let model = ModelProto {
@@ -190,22 +189,8 @@ mod tests {
         assert_eq!(std::fs::read(&file).unwrap(), encode_model(&model));
         // A FIFO: written through, still a FIFO, nothing staged beside it.
         let fifo = dir.path().join("pipe.onnx");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
-        let reader = {
-            let fifo = fifo.clone();
-            std::thread::spawn(move || {
-                let mut got = Vec::new();
-                std::fs::File::open(fifo)
-                    .unwrap()
-                    .read_to_end(&mut got)
-                    .unwrap();
-                got
-            })
-        };
+        wgan_models::output::test_support::mkfifo(&fifo);
+        let reader = wgan_models::output::test_support::drain_fifo(&fifo);
         let staged = stage(&fifo, &encode_model(&model)).unwrap();
         assert!(!staged.path().starts_with(dir.path()));
         commit(staged, &fifo).unwrap();

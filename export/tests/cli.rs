@@ -7,6 +7,8 @@ mod common;
 use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+#[cfg(unix)]
+use wgan_models::output::test_support::{drain_fifo, mkfifo};
 
 fn export_bin() -> &'static str {
     env!("CARGO_BIN_EXE_export")

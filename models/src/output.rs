@@ -154,8 +154,8 @@ pub mod test_support {
         let made = std::process::Command::new("mkfifo")
             .arg(path)
             .status()
-            .unwrap();
-        assert!(made.success());
+            .expect("runs mkfifo");
+        assert!(made.success(), "mkfifo {}", path.display());
     }
 
     /// Reads the FIFO at `path` to its end on a thread; join for the bytes.

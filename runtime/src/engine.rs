@@ -10,10 +10,12 @@ use std::str::FromStr;
 
 /// Which inference engine runs the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Backend {
     /// tract: pure Rust, CPU only (feature `tract`, on by default).
     Tract,
     /// ONNX Runtime through `ort`, loading `libonnxruntime.so` at run time (feature `ort`).
+    #[cfg_attr(feature = "cli", value(alias = "onnxruntime"))]
     Ort,
 }
 
@@ -60,9 +62,11 @@ impl Backend {
 
 /// An ONNX Runtime execution provider (the `ort` backend only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Provider {
     Cpu,
     Cuda,
+    #[cfg_attr(feature = "cli", value(name = "tensorrt", alias = "trt"))]
     TensorRt,
 }
 

@@ -29,6 +29,7 @@ mod generator;
 pub mod images;
 pub mod npy;
 pub mod onnx;
+mod onnx_proto;
 #[cfg(feature = "ort")]
 mod ort_backend;
 #[cfg(feature = "tract")]

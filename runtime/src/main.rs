@@ -64,14 +64,14 @@ struct EngineArgs {
     model: Option<PathBuf>,
     /// Inference backend: tract (pure Rust, CPU) or ort (ONNX Runtime; needs the `ort` feature
     /// and libonnxruntime.so).
-    #[arg(long, default_value = "tract", value_name = "tract|ort")]
-    backend: String,
+    #[arg(long, value_enum, ignore_case = true, default_value_t = Backend::Tract)]
+    backend: Backend,
     /// ONNX Runtime execution providers in priority order, comma-separated (cpu, cuda,
     /// tensorrt); ONNX Runtime's CPU provider is always the last resort. A provider that fails
     /// to register is a warning, or an error with --require-provider. CUDA and TensorRT need a
     /// build with the `cuda` feature and the onnxruntime-gpu wheel's library.
-    #[arg(long, value_delimiter = ',', value_name = "cpu|cuda|tensorrt")]
-    provider: Vec<String>,
+    #[arg(long, value_enum, ignore_case = true, value_delimiter = ',')]
+    provider: Vec<Provider>,
     /// Fail when a requested execution provider cannot be registered.
     #[arg(long)]
     require_provider: bool,
@@ -151,16 +151,12 @@ fn run(cli: Cli) -> Result<()> {
 
 impl EngineArgs {
     fn options(&self) -> Result<Options> {
-        let backend: Backend = self.backend.parse()?;
+        let backend = self.backend;
         ensure!(
             backend.is_compiled(),
             "the {backend} backend is not compiled into this build (rebuild with `--features {backend}`)"
         );
-        let providers = self
-            .provider
-            .iter()
-            .map(|p| p.parse::<Provider>())
-            .collect::<Result<Vec<_>>>()?;
+        let providers = self.provider.clone();
         if let Some(t) = self.threads {
             ensure!(t > 0, "--threads must be at least 1");
         }

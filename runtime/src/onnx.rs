@@ -1,15 +1,18 @@
 //! Reading an ONNX file's interface without an inference engine, and checking the generator
 //! contract ([`wgan_models::contract`]; see ARCHITECTURE.md).
 //!
-//! A small protobuf wire-format reader extracts what the contract needs — IR and opset
-//! versions, producer, graph inputs and outputs with their types and shapes, initializer names,
-//! node op types and `metadata_props` — and skips everything else (weights are not copied).
+//! The file is decoded into the prost messages of [`crate::onnx_proto`], which declare only
+//! what the contract needs — IR and opset versions, producer, graph inputs and outputs with
+//! their types and shapes, initializer names and shapes, node op types and `metadata_props` —
+//! so everything else is skipped (weights are not copied).
 //! Both backends are handed a file only after [`Contract::check`] accepted it, so a classifier,
 //! a truncated file or a text file is refused with one line that says what was found and what
 //! was expected, whichever backend is compiled in.
 
+use crate::onnx_proto as proto;
 use anyhow::{bail, ensure, Context, Result};
-use std::collections::BTreeMap;
+use prost::Message;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 pub use wgan_models::contract::BatchDim;
 use wgan_models::contract::{
@@ -129,102 +132,52 @@ impl ModelInfo {
             !bytes.is_empty(),
             "the file is empty (0 bytes); expected an ONNX model"
         );
-        let mut info = ModelInfo {
-            file_bytes: bytes.len(),
-            ..Default::default()
-        };
-        let mut graph = None;
-        let decoded = (|| -> Result<()> {
-            for field in Fields(bytes, 0) {
-                match field? {
-                    (1, Value::Varint(v)) => info.ir_version = v as i64,
-                    (2, Value::Bytes(b)) => info.producer_name = string(b)?,
-                    (3, Value::Bytes(b)) => info.producer_version = string(b)?,
-                    (7, Value::Bytes(b)) => graph = Some(b),
-                    (8, Value::Bytes(b)) => {
-                        let (mut domain, mut version) = (String::new(), 0);
-                        for f in Fields(b, 0) {
-                            match f? {
-                                (1, Value::Bytes(d)) => domain = string(d)?,
-                                (2, Value::Varint(v)) => version = v as i64,
-                                _ => {}
-                            }
-                        }
-                        info.opsets.push((domain, version));
-                    }
-                    (14, Value::Bytes(b)) => {
-                        let (mut k, mut v) = (String::new(), String::new());
-                        for f in Fields(b, 0) {
-                            match f? {
-                                (1, Value::Bytes(d)) => k = string(d)?,
-                                (2, Value::Bytes(d)) => v = string(d)?,
-                                _ => {}
-                            }
-                        }
-                        info.metadata.push((k, v));
-                    }
-                    _ => {}
-                }
-            }
-            Ok(())
-        })();
-        decoded.context("not an ONNX model (the protobuf encoding is broken: truncated or another kind of file)")?;
-        let graph =
-            graph.context("not an ONNX model (no graph; truncated or another kind of file)")?;
+        let model = proto::ModelProto::decode(bytes).context(
+            "not an ONNX model (the protobuf encoding is broken: truncated or another kind of file)",
+        )?;
+        let graph = model
+            .graph
+            .context("not an ONNX model (no graph; truncated or another kind of file)")?;
         ensure!(
-            info.ir_version > 0 && !info.opsets.is_empty(),
+            model.ir_version > 0 && !model.opset_import.is_empty(),
             "not an ONNX model (no IR version or opset import; truncated or another kind of file)"
         );
-        info.parse_graph(graph).context(
-            "not an ONNX model (its graph cannot be decoded: truncated or another kind of file)",
-        )?;
-        Ok(info)
-    }
-
-    fn parse_graph(&mut self, graph: &[u8]) -> Result<()> {
-        let mut inputs = Vec::new();
-        let mut init_names = std::collections::HashSet::new();
-        for field in Fields(graph, 0) {
-            match field? {
-                (1, Value::Bytes(node)) => {
-                    let mut op = String::new();
-                    for f in Fields(node, 0) {
-                        if let (4, Value::Bytes(b)) = f? {
-                            op = string(b)?;
-                        }
-                    }
-                    *self.ops.entry(op).or_default() += 1;
-                }
-                (2, Value::Bytes(b)) => self.graph_name = string(b)?,
-                (5, Value::Bytes(t)) => {
-                    let mut count = 1u64;
-                    for f in Fields(t, 0) {
-                        match f? {
-                            (1, Value::Varint(d)) => count = count.saturating_mul(d),
-                            (1, Value::Bytes(packed)) => {
-                                for d in Varints(packed, 0) {
-                                    count = count.saturating_mul(d?);
-                                }
-                            }
-                            (8, Value::Bytes(n)) => {
-                                init_names.insert(string(n)?);
-                            }
-                            _ => {}
-                        }
-                    }
-                    self.initializers += 1;
-                    self.parameters = self.parameters.saturating_add(count);
-                }
-                (11, Value::Bytes(b)) => inputs.push(value_info(b)?),
-                (12, Value::Bytes(b)) => self.outputs.push(value_info(b)?),
-                _ => {}
-            }
+        let init_names: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        let mut ops = BTreeMap::new();
+        for node in &graph.node {
+            *ops.entry(node.op_type.clone()).or_default() += 1;
         }
-        self.inputs = inputs
-            .into_iter()
-            .filter(|i| !init_names.contains(&i.name))
-            .collect();
-        Ok(())
+        Ok(ModelInfo {
+            ir_version: model.ir_version,
+            opsets: model
+                .opset_import
+                .into_iter()
+                .map(|o| (o.domain, o.version))
+                .collect(),
+            producer_name: model.producer_name,
+            producer_version: model.producer_version,
+            graph_name: graph.name.clone(),
+            inputs: graph
+                .input
+                .iter()
+                .filter(|i| !init_names.contains(i.name.as_str()))
+                .map(value_info)
+                .collect(),
+            outputs: graph.output.iter().map(value_info).collect(),
+            metadata: model
+                .metadata_props
+                .into_iter()
+                .map(|e| (e.key, e.value))
+                .collect(),
+            ops,
+            initializers: graph.initializer.len(),
+            parameters: graph
+                .initializer
+                .iter()
+                .map(|t| t.dims.iter().fold(1u64, |n, &d| n.saturating_mul(d as u64)))
+                .fold(0u64, u64::saturating_add),
+            file_bytes: bytes.len(),
+        })
     }
 
     /// The value of a `metadata_props` key.
@@ -244,135 +197,23 @@ impl ModelInfo {
     }
 }
 
-fn value_info(bytes: &[u8]) -> Result<ValueInfo> {
-    let mut vi = ValueInfo {
-        name: String::new(),
-        elem_type: 0,
-        shape: None,
-    };
-    for f in Fields(bytes, 0) {
-        match f? {
-            (1, Value::Bytes(b)) => vi.name = string(b)?,
-            (2, Value::Bytes(type_proto)) => {
-                for f in Fields(type_proto, 0) {
-                    // TypeProto.tensor_type
-                    if let (1, Value::Bytes(tensor)) = f? {
-                        for f in Fields(tensor, 0) {
-                            match f? {
-                                (1, Value::Varint(t)) => vi.elem_type = t as i32,
-                                (2, Value::Bytes(shape)) => {
-                                    let mut dims = Vec::new();
-                                    for f in Fields(shape, 0) {
-                                        if let (1, Value::Bytes(dim)) = f? {
-                                            let mut d = Dim::Unknown;
-                                            for f in Fields(dim, 0) {
-                                                match f? {
-                                                    (1, Value::Varint(v)) => {
-                                                        d = Dim::Fixed(v as i64)
-                                                    }
-                                                    (2, Value::Bytes(p)) => {
-                                                        d = Dim::Symbol(string(p)?)
-                                                    }
-                                                    _ => {}
-                                                }
-                                            }
-                                            dims.push(d);
-                                        }
-                                    }
-                                    vi.shape = Some(dims);
-                                }
-                                _ => {}
-                            }
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(vi)
-}
-
-fn string(b: &[u8]) -> Result<String> {
-    String::from_utf8(b.to_vec()).context("a string field is not UTF-8")
-}
-
-enum Value<'a> {
-    Varint(u64),
-    Bytes(&'a [u8]),
-    Fixed,
-}
-
-/// Iterates over the `(field number, value)` pairs of one protobuf message.
-struct Fields<'a>(&'a [u8], usize);
-
-fn varint(buf: &[u8], pos: &mut usize) -> Result<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *buf
-            .get(*pos)
-            .context("a number runs past the end of the data")?;
-        *pos += 1;
-        v |= ((b & 0x7f) as u64) << shift;
-        if b & 0x80 == 0 {
-            return Ok(v);
-        }
-    }
-    bail!("a number is longer than 10 bytes")
-}
-
-impl<'a> Iterator for Fields<'a> {
-    type Item = Result<(u64, Value<'a>)>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        let Fields(buf, pos) = self;
-        if *pos >= buf.len() {
-            return None;
-        }
-        let item = (|| {
-            let key = varint(buf, pos)?;
-            let (field, wire) = (key >> 3, key & 7);
-            ensure!(field > 0, "field number 0 at byte {pos}");
-            let value = match wire {
-                0 => Value::Varint(varint(buf, pos)?),
-                1 | 5 => {
-                    let n = if wire == 1 { 8 } else { 4 };
-                    ensure!(
-                        *pos + n <= buf.len(),
-                        "a fixed-size field runs past the end of the data"
-                    );
-                    *pos += n;
-                    Value::Fixed
-                }
-                2 => {
-                    let len = varint(buf, pos)? as usize;
-                    ensure!(
-                        len <= buf.len() - *pos,
-                        "a field of {len} bytes runs past the end of the data ({} bytes left)",
-                        buf.len() - *pos
-                    );
-                    let b = &buf[*pos..*pos + len];
-                    *pos += len;
-                    Value::Bytes(b)
-                }
-                w => bail!("unknown protobuf wire type {w}"),
-            };
-            Ok((field, value))
-        })();
-        if item.is_err() {
-            *pos = buf.len();
-        }
-        Some(item)
-    }
-}
-
-/// Packed repeated varints.
-struct Varints<'a>(&'a [u8], usize);
-
-impl Iterator for Varints<'_> {
-    type Item = Result<u64>;
-    fn next(&mut self) -> Option<Result<u64>> {
-        (self.1 < self.0.len()).then(|| varint(self.0, &mut self.1))
+/// A graph input or output as the contract check sees it.
+fn value_info(v: &proto::ValueInfoProto) -> ValueInfo {
+    let tensor = v.r#type.as_ref().and_then(|t| t.tensor_type.as_ref());
+    ValueInfo {
+        name: v.name.clone(),
+        elem_type: tensor.map_or(0, |t| t.elem_type),
+        shape: tensor.and_then(|t| t.shape.as_ref()).map(|shape| {
+            shape
+                .dim
+                .iter()
+                .map(|d| match (&d.dim_param, d.dim_value) {
+                    (Some(p), _) => Dim::Symbol(p.clone()),
+                    (None, Some(v)) => Dim::Fixed(v),
+                    (None, None) => Dim::Unknown,
+                })
+                .collect()
+        }),
     }
 }
 

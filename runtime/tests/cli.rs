@@ -234,25 +234,7 @@ fn gen_without_output_flags_writes_generated_png() {
 }
 
 #[cfg(all(unix, feature = "tract"))]
-fn mkfifo(path: &Path) {
-    let status = Command::new("mkfifo").arg(path).status().unwrap();
-    assert!(status.success(), "mkfifo {}", path.display());
-}
-
-#[cfg(all(unix, feature = "tract"))]
-/// Reads a FIFO to its end on a thread (opening it waits for a writer).
-fn drain_fifo(path: &Path) -> std::thread::JoinHandle<Vec<u8>> {
-    use std::io::Read;
-    let path = path.to_path_buf();
-    std::thread::spawn(move || {
-        let mut got = Vec::new();
-        std::fs::File::open(path)
-            .unwrap()
-            .read_to_end(&mut got)
-            .unwrap();
-        got
-    })
-}
+use wgan_models::output::test_support::{drain_fifo, mkfifo};
 
 #[cfg(all(unix, feature = "tract"))]
 fn file_type(path: &Path) -> std::fs::FileType {
@@ -524,7 +506,7 @@ fn bad_arguments_and_outputs_are_one_line_errors() {
             "--grid",
             "g.png",
         ],
-        "unknown backend 'torch'",
+        "invalid value 'torch' for '--backend <BACKEND>'",
     );
     fails(
         d,
@@ -550,7 +532,7 @@ fn bad_arguments_and_outputs_are_one_line_errors() {
             "--grid",
             "g.png",
         ],
-        "unknown execution provider 'rocm'",
+        "invalid value 'rocm' for '--provider <PROVIDER>'",
     );
     fails(d, &["frobnicate"], "unrecognized subcommand");
     // Unwritable outputs: a folder under a regular file, a grid in a missing folder.

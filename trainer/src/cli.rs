@@ -8,7 +8,7 @@ use crate::config::TrainConfig;
 use crate::data::Format;
 use crate::metrics::MetricsRow;
 use crate::train::{parse_device, RunEnd, Trainer};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use candle_core::DType;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -65,10 +65,10 @@ pub enum Command {
 #[command(allow_negative_numbers = true)]
 pub struct CheckDeviceArgs {
     /// cpu, cuda or cuda:N. On cpu this checks the CPU engine against candle's autograd.
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_parser = device_spec)]
     pub device: String,
     /// Architecture: dcgan64, small or tiny.
-    #[arg(long, default_value = "dcgan64")]
+    #[arg(long, default_value = "dcgan64", value_parser = preset_names())]
     pub preset: String,
     /// Image channels: 1 or 3.
     #[arg(long, default_value_t = 1)]
@@ -120,7 +120,7 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
     /// Architecture: dcgan64 (64×64), small (32×32), tiny (16×16, for tests).
-    #[arg(long, default_value = "small")]
+    #[arg(long, default_value = "small", value_parser = preset_names())]
     pub preset: String,
     /// Image channels: 1 (grey) or 3 (RGB).
     #[arg(long, default_value_t = 1)]
@@ -165,7 +165,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 3)]
     pub keep_checkpoints: usize,
     /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_parser = device_spec)]
     pub device: String,
     /// Also keep an exponential moving average of the generator's weights with this decay
     /// (e.g. 0.999): saved in every checkpoint, drawn in the sample grids, and the generator
@@ -177,13 +177,18 @@ pub struct TrainArgs {
 #[derive(Args, Debug)]
 #[command(allow_negative_numbers = true)]
 pub struct ResumeArgs {
-    /// Run directory (or one of its checkpoint directories).
-    pub run_dir: PathBuf,
+    /// Run directory (or one of its checkpoint directories), as `--checkpoint` in the other
+    /// commands; the positional form `trainer resume RUN_DIR` is accepted too.
+    #[arg(long, value_name = "RUN_DIR", required_unless_present = "run_dir")]
+    pub checkpoint: Option<PathBuf>,
+    /// The run directory, positionally (the same as --checkpoint).
+    #[arg(value_name = "RUN_DIR", conflicts_with = "checkpoint", hide = true)]
+    pub run_dir: Option<PathBuf>,
     /// New total number of generator steps (default: the run's own).
     #[arg(long)]
     pub steps: Option<u64>,
     /// Device to continue on (default: the run's own).
-    #[arg(long)]
+    #[arg(long, value_parser = device_spec)]
     pub device: Option<String>,
 }
 
@@ -203,7 +208,7 @@ pub struct SampleArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_parser = device_spec)]
     pub device: String,
     /// Which generator: auto (the moving average when the run kept one, else the trained
     /// weights), ema or raw.
@@ -252,7 +257,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
     /// cpu, cuda or cuda:N, for the networks (CUDA needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = "cpu", value_parser = device_spec)]
     pub device: String,
 }
 
@@ -282,6 +287,21 @@ impl TrainArgs {
             ema: self.ema,
         }
     }
+}
+
+/// `--preset`: one of [`wgan_models::PRESETS`], checked while parsing.
+fn preset_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(
+        wgan_models::PRESETS
+            .iter()
+            .map(|(name, _)| clap::builder::PossibleValue::new(*name)),
+    )
+}
+
+/// `--device`: `cpu`, `cuda` or `cuda:N`, checked while parsing (whether the build and the
+/// machine have that device is checked when it is opened).
+fn device_spec(spec: &str) -> Result<String, String> {
+    crate::train::cuda_ordinal(spec).map(|_| spec.to_string())
 }
 
 fn stop_flag() -> Arc<AtomicBool> {
@@ -364,7 +384,7 @@ fn drive(mut trainer: Trainer) -> Result<()> {
             run_dir.display()
         ),
         RunEnd::Interrupted => eprintln!(
-            "stopped at step {}; checkpoint saved. Continue with: trainer resume {}",
+            "stopped at step {}; checkpoint saved. Continue with: trainer resume --checkpoint {}",
             trainer.step,
             run_dir.display()
         ),
@@ -598,12 +618,12 @@ pub fn run(cli: Cli) -> Result<()> {
             drive(trainer)
         }
         Command::Resume(args) => {
-            check_exists(&args.run_dir)?;
-            drive(Trainer::resume(
-                &args.run_dir,
-                args.steps,
-                args.device.as_deref(),
-            )?)
+            let run = args
+                .checkpoint
+                .or(args.run_dir)
+                .context("resume needs the run: --checkpoint RUN_DIR")?;
+            check_exists(&run)?;
+            drive(Trainer::resume(&run, args.steps, args.device.as_deref())?)
         }
         Command::Sample(args) => sample(&args),
         Command::Eval(args) => eval(&args),

@@ -30,18 +30,27 @@ const SAMPLE_CHUNK: usize = 8;
 
 /// Parses `cpu`, `cuda` or `cuda:N`.
 pub fn parse_device(spec: &str) -> Result<Device> {
-    let ordinal = match spec {
-        "cpu" => return Ok(Device::Cpu),
-        "cuda" => 0,
-        s => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
-            Some(Ok(n)) => n,
-            _ => bail!("unknown device '{spec}': use cpu, cuda or cuda:N"),
-        },
+    let ordinal = match cuda_ordinal(spec).map_err(anyhow::Error::msg)? {
+        None => return Ok(Device::Cpu),
+        Some(n) => n,
     };
     if !candle_core::utils::cuda_is_available() {
         bail!("device '{spec}' needs a build with CUDA support: rebuild with `--features cuda` (see the README), or use --device cpu");
     }
     Device::new_cuda(ordinal).with_context(|| format!("cannot open CUDA device {ordinal}"))
+}
+
+/// The CUDA device a device spec names: `cpu` → `None`, `cuda` → 0, `cuda:N` → N; anything
+/// else is an error naming the spec and the accepted forms.
+pub fn cuda_ordinal(spec: &str) -> Result<Option<usize>, String> {
+    match spec {
+        "cpu" => Ok(None),
+        "cuda" => Ok(Some(0)),
+        s => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Ok(Some(n)),
+            _ => Err(format!("unknown device '{spec}': use cpu, cuda or cuda:N")),
+        },
+    }
 }
 
 /// Loads the configured data set, resized for `preset`.
@@ -694,7 +703,7 @@ fn claim_run_dir(dir: &Path) -> Result<()> {
             let latest = dir.join(ckpt::CHECKPOINTS_DIR).join(ckpt::LATEST_FILE);
             if latest.exists() {
                 bail!(
-                    "{} already holds a run: continue it with `trainer resume {}` or choose another --out",
+                    "{} already holds a run: continue it with `trainer resume --checkpoint {}` or choose another --out",
                     dir.display(),
                     dir.display()
                 );

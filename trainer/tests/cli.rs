@@ -116,7 +116,10 @@ fn bad_input_is_one_clear_line_and_exit_code_2() {
         (&["--data", "texts"], "no decodable images"),
         (&["--data", "bad-images-idx3-ubyte"], "magic"),
         (&["--data", "short-images-idx3-ubyte"], "truncated"),
-        (&["--preset", "resnet"], "unknown preset"),
+        (
+            &["--preset", "resnet"],
+            "invalid value 'resnet' for '--preset <PRESET>'",
+        ),
         (&["--steps", "0"], "--steps"),
         (&["--batch-size", "0"], "--batch-size"),
         (&["--out", "file"], "existing file"),
@@ -640,6 +643,18 @@ fn usage_errors_name_the_argument_and_help_states_exit_statuses() {
             && err.contains("--checkpoint <")
             && err.contains("Usage:"),
         "{err}"
+    );
+    // `resume` takes the run like every other command (`--checkpoint`), or positionally.
+    let o = trainer(tmp.path(), &["resume"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--checkpoint <RUN_DIR>"),
+        "{}",
+        stderr(&o)
+    );
+    assert_input_error(
+        &trainer(tmp.path(), &["resume", "--checkpoint", "nowhere"]),
+        "does not exist",
     );
     for args in [&["--help"][..], &["train", "--help"], &["eval", "--help"]] {
         let o = trainer(tmp.path(), args);

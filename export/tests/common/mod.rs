@@ -173,31 +173,6 @@ pub fn mean_std(v: &[f32]) -> (f32, f32) {
     (mean as f32, var.sqrt() as f32)
 }
 
-/// Makes a FIFO at `path` (with `mkfifo`).
-#[cfg(unix)]
-pub fn mkfifo(path: &Path) {
-    let status = std::process::Command::new("mkfifo")
-        .arg(path)
-        .status()
-        .expect("runs mkfifo");
-    assert!(status.success(), "mkfifo {}", path.display());
-}
-
-/// Reads a FIFO to its end on a thread (opening it waits for a writer).
-#[cfg(unix)]
-pub fn drain_fifo(path: &Path) -> std::thread::JoinHandle<Vec<u8>> {
-    use std::io::Read;
-    let path = path.to_path_buf();
-    std::thread::spawn(move || {
-        let mut got = Vec::new();
-        std::fs::File::open(path)
-            .unwrap()
-            .read_to_end(&mut got)
-            .unwrap();
-        got
-    })
-}
-
 /// Whether `path` is (still) a character device, not followed through links.
 #[cfg(unix)]
 pub fn is_char_device(path: &Path) -> bool {
