@@ -15,8 +15,10 @@ use crate::pb::{
 use anyhow::{bail, ensure, Context, Result};
 use candle_core::DType;
 use wgan_models::checkpoint::CheckpointHeader;
+use wgan_models::params::Param;
 use wgan_models::spec::{
-    Activation, LayerKind, LayerNames, LayerSpec, NetSpec, Norm, LEAKY_SLOPE, NORM_EPS,
+    Activation, LayerKind, LayerNames, LayerSpec, LayerTensors, NetSpec, Norm, LEAKY_SLOPE,
+    NORM_EPS,
 };
 use wgan_models::Generator;
 
@@ -177,24 +179,23 @@ fn activation_name(names: &LayerNames) -> String {
     }
 }
 
-/// Values of the generator tensor `name`, as f32 in row-major order.
-fn values(generator: &Generator, name: &str) -> Result<Vec<f32>> {
-    let t = generator.params.get(name).as_tensor();
-    t.to_dtype(DType::F32)
+/// Values of a generator tensor, as f32 in row-major order.
+fn values(p: &Param) -> Result<Vec<f32>> {
+    p.tensor()
+        .to_dtype(DType::F32)
         .and_then(|t| t.flatten_all())
         .and_then(|t| t.to_vec1::<f32>())
-        .with_context(|| format!("reading tensor {name}"))
+        .with_context(|| format!("reading tensor {}", p.info.name))
 }
 
 /// Builds the nodes and initializers of one layer; returns the name of its output.
-struct GraphBuilder<'a> {
-    generator: &'a Generator,
+struct GraphBuilder {
     fold_bn: bool,
     nodes: Vec<NodeProto>,
     initializers: Vec<TensorProto>,
 }
 
-impl GraphBuilder<'_> {
+impl GraphBuilder {
     fn init(&mut self, name: &str, dims: &[usize], values: &[f32], doc: Option<String>) -> String {
         let mut t = f32_tensor(name, dims, values);
         if let Some(doc) = doc {
@@ -204,33 +205,45 @@ impl GraphBuilder<'_> {
         name.to_string()
     }
 
-    fn layer(&mut self, l: &LayerSpec, names: &LayerNames, input: &str) -> Result<String> {
+    fn layer(
+        &mut self,
+        l: &LayerSpec,
+        names: &LayerNames,
+        tensors: &LayerTensors<Param>,
+        input: &str,
+    ) -> Result<String> {
         let shape = l.weight_shape();
         let c = [l.out_channels];
-        let weight_name = format!("{}.weight", names.conv);
-        let bias_name = format!("{}.bias", names.conv);
-        let mut weight = values(self.generator, &weight_name)?;
-        let mut bias = if l.bias {
-            Some(values(self.generator, &bias_name)?)
-        } else {
-            None
+        let weight_name = tensors.weight.info.name.clone();
+        let bias_name = match &tensors.bias {
+            Some(b) => b.info.name.clone(),
+            None => format!("{}.bias", names.conv),
         };
-        let bn = match (l.norm, &names.norm) {
-            (Norm::Batch, Some(n)) => Some((
-                n.clone(),
-                BatchNormValues {
-                    gamma: values(self.generator, &format!("{n}.weight"))?,
-                    beta: values(self.generator, &format!("{n}.bias"))?,
-                    running_mean: values(self.generator, &format!("{n}.running_mean"))?,
-                    running_var: values(self.generator, &format!("{n}.running_var"))?,
-                    eps: NORM_EPS,
-                },
-            )),
-            (Norm::None, _) => None,
-            (Norm::Batch | Norm::Instance, None) => {
-                bail!("layer {} has a norm but no norm name", names.conv)
+        let mut weight = values(&tensors.weight)?;
+        let mut bias = tensors.bias.as_ref().map(values).transpose()?;
+        let norm = tensors.norm.as_ref();
+        let bn = match (l.norm, &names.norm, norm) {
+            (Norm::Batch, Some(n), Some(t)) => {
+                let running = t
+                    .running
+                    .as_ref()
+                    .with_context(|| format!("BatchNorm {n} has no running statistics"))?;
+                Some((
+                    n.clone(),
+                    BatchNormValues {
+                        gamma: values(&t.weight)?,
+                        beta: values(&t.bias)?,
+                        running_mean: values(&running.mean)?,
+                        running_var: values(&running.var)?,
+                        eps: NORM_EPS,
+                    },
+                ))
             }
-            (Norm::Instance, Some(_)) => None,
+            (Norm::None, _, _) => None,
+            (Norm::Batch | Norm::Instance, _, None) | (Norm::Batch | Norm::Instance, None, _) => {
+                bail!("layer {} has a norm but no norm tensors", names.conv)
+            }
+            (Norm::Instance, Some(_), Some(_)) => None,
         };
 
         // Convolution (with the BatchNorm folded in when asked).
@@ -284,12 +297,13 @@ impl GraphBuilder<'_> {
         let mut x = names.conv.clone();
 
         // Normalisation kept as a node.
-        match (l.norm, &names.norm, &bn) {
-            (Norm::Batch, Some(n), Some((_, bn))) if !self.fold_bn => {
-                let g = self.init(&format!("{n}.weight"), &c, &bn.gamma, None);
-                let b = self.init(&format!("{n}.bias"), &c, &bn.beta, None);
-                let m = self.init(&format!("{n}.running_mean"), &c, &bn.running_mean, None);
-                let v = self.init(&format!("{n}.running_var"), &c, &bn.running_var, None);
+        match (l.norm, &names.norm, &bn, norm) {
+            (Norm::Batch, Some(n), Some((_, bn)), Some(t)) if !self.fold_bn => {
+                let running = t.running.as_ref().context("checked above")?;
+                let g = self.init(&t.weight.info.name, &c, &bn.gamma, None);
+                let b = self.init(&t.bias.info.name, &c, &bn.beta, None);
+                let m = self.init(&running.mean.info.name, &c, &bn.running_mean, None);
+                let v = self.init(&running.var.info.name, &c, &bn.running_var, None);
                 let attrs = vec![attr_float("epsilon", NORM_EPS as f32)];
                 self.nodes.push(node(
                     "BatchNormalization",
@@ -300,19 +314,9 @@ impl GraphBuilder<'_> {
                 ));
                 x = n.clone();
             }
-            (Norm::Instance, Some(n), _) => {
-                let g = self.init(
-                    &format!("{n}.weight"),
-                    &c,
-                    &values(self.generator, &format!("{n}.weight"))?,
-                    None,
-                );
-                let b = self.init(
-                    &format!("{n}.bias"),
-                    &c,
-                    &values(self.generator, &format!("{n}.bias"))?,
-                    None,
-                );
+            (Norm::Instance, Some(n), _, Some(t)) => {
+                let g = self.init(&t.weight.info.name, &c, &values(&t.weight)?, None);
+                let b = self.init(&t.bias.info.name, &c, &values(&t.bias)?, None);
                 let attrs = vec![attr_float("epsilon", NORM_EPS as f32)];
                 self.nodes
                     .push(node("InstanceNormalization", n, &[&x, &g, &b], n, attrs));
@@ -360,15 +364,15 @@ pub fn build_model(
     let preset = check_architecture(generator, header)?;
     let spec: &NetSpec = &generator.spec;
     let mut b = GraphBuilder {
-        generator,
         fold_bn: options.fold_bn,
         nodes: vec![],
         initializers: vec![],
     };
     let mut x = crate::INPUT_NAME.to_string();
-    for (l, names) in spec.layers.iter().zip(spec.layer_names()) {
+    let layers = spec.layers.iter().zip(spec.layer_names());
+    for ((l, names), tensors) in layers.zip(generator.params.layers()) {
         x = b
-            .layer(l, &names, &x)
+            .layer(l, &names, tensors, &x)
             .with_context(|| format!("layer {}", names.conv))?;
     }
     // The last node's output is the graph output.

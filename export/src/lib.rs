@@ -187,8 +187,13 @@ pub fn export_onnx(checkpoint: &Path, options: &ExportOptions) -> Result<ExportR
             BatchDim::Dynamic if samples != 1 => vec![1, samples],
             _ => vec![samples],
         };
-        let report = verify_with_tract(staged.path(), &mut generator, options.seed, &batches)
-            .context("verification with tract failed; nothing was written")?;
+        let report = verify_with_tract(
+            staged.staged_path().context("a staged model has a path")?,
+            &mut generator,
+            options.seed,
+            &batches,
+        )
+        .context("verification with tract failed; nothing was written")?;
         if !report.passed() {
             bail!(
                 "verification failed: tract and candle differ by {:e} (tolerance {TOLERANCE:e}); nothing was written",
@@ -200,9 +205,9 @@ pub fn export_onnx(checkpoint: &Path, options: &ExportOptions) -> Result<ExportR
         None
     };
     let test_data = if options.test_data {
-        let parent = write::parent_dir(&options.out);
+        let parent = wgan_models::output::parent_dir(&options.out);
         Some(write_test_data(
-            &parent,
+            parent,
             &mut generator,
             options.seed,
             samples,
@@ -210,7 +215,7 @@ pub fn export_onnx(checkpoint: &Path, options: &ExportOptions) -> Result<ExportR
     } else {
         None
     };
-    write::commit(staged, &options.out)?;
+    write::commit(staged)?;
     Ok(ExportReport {
         checkpoint: dir,
         header,

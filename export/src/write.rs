@@ -13,21 +13,12 @@ use crate::pb::ModelProto;
 use anyhow::{bail, Context, Result};
 use prost::Message;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use tempfile::NamedTempFile;
-use wgan_models::output::{open_in_place, Destination};
+use std::path::Path;
+use wgan_models::output::{parent_dir, Destination, OutputFile};
 
 /// The protobuf encoding of a model.
 pub fn encode_model(model: &ModelProto) -> Vec<u8> {
     model.encode_to_vec()
-}
-
-/// The directory a file path lives in (`.` for a bare file name).
-pub fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
 }
 
 /// Cheap checks of a destination before any work: it must name a file in an existing
@@ -58,75 +49,27 @@ pub fn check_output_path(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A complete, flushed temporary file waiting for [`commit`].
-pub struct Staged {
-    file: NamedTempFile,
-    /// Where [`commit`] puts the bytes.
-    dest: Destination,
-}
-
-impl Staged {
-    /// Where the staged bytes are (for verification before the commit).
-    pub fn path(&self) -> &Path {
-        self.file.path()
-    }
-}
-
-/// Writes `bytes` to a temporary file and flushes it: beside `dest` (beside the file a link
+/// A complete temporary file waiting for [`commit`]: beside `dest` (beside the file a link
 /// points to), or, for a device or FIFO, in the system's temporary directory.
-pub fn stage(dest: &Path, bytes: &[u8]) -> Result<Staged> {
+pub fn stage(dest: &Path, bytes: &[u8]) -> Result<OutputFile> {
     check_output_path(dest)?;
-    let destination = Destination::of(dest)?;
-    let target = destination.path();
-    let dir = match destination {
-        Destination::Replace(_) => parent_dir(target),
-        Destination::InPlace(_) => std::env::temp_dir(),
-    };
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let prefix = format!(".{name}.");
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // Like a file created by `File::create` under the usual umask (tempfile defaults to 0600).
-        builder.permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    let mut file = builder
-        .tempfile_in(&dir)
-        .with_context(|| format!("cannot write {}", dest.display()))?;
+    let mut file = OutputFile::staged(dest)?;
     file.write_all(bytes)
-        .and_then(|_| file.as_file().sync_all())
         .with_context(|| format!("cannot write {}", dest.display()))?;
-    Ok(Staged {
-        file,
-        dest: destination,
-    })
+    Ok(file)
 }
 
-/// Puts a staged file in place: renames it over the destination it was staged for, or copies
-/// it into a device or FIFO (and then removes it). `dest` (the path as given) names the
-/// destination in errors; a write error such as `/dev/full`'s "no space left" is one.
-pub fn commit(staged: Staged, dest: &Path) -> Result<()> {
-    let Staged { file, dest: target } = staged;
-    match target {
-        Destination::Replace(target) => file.persist(&target).map_err(|e| e.error).map(drop),
-        Destination::InPlace(device) => (|| -> std::io::Result<()> {
-            let mut out = open_in_place(&device)?;
-            std::io::copy(&mut file.reopen()?, &mut out)?;
-            out.flush()
-        })(),
-    }
-    .with_context(|| format!("cannot write {}", dest.display()))
+/// Puts a staged file in place: flushes it to disk and renames it over the destination it was
+/// staged for, or copies it into a device or FIFO. A write error such as `/dev/full`'s "no
+/// space left" names the destination.
+pub fn commit(staged: OutputFile) -> Result<()> {
+    staged.commit()
 }
 
 /// Encodes `model` and writes it to `path` atomically.
 pub fn write_model_atomic(model: &ModelProto, path: &Path) -> Result<u64> {
     let bytes = encode_model(model);
-    commit(stage(path, &bytes)?, path)?;
+    commit(stage(path, &bytes)?)?;
     Ok(bytes.len() as u64)
 }
 
@@ -148,7 +91,7 @@ mod tests {
         assert_eq!(n as usize, encode_model(&model).len());
         // A dropped stage leaves nothing; the old file stays intact.
         let staged = stage(&path, b"partial").unwrap();
-        assert!(staged.path().exists());
+        assert!(staged.staged_path().unwrap().exists());
         drop(staged);
         let names: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -192,8 +135,8 @@ mod tests {
         wgan_models::output::test_support::mkfifo(&fifo);
         let reader = wgan_models::output::test_support::drain_fifo(&fifo);
         let staged = stage(&fifo, &encode_model(&model)).unwrap();
-        assert!(!staged.path().starts_with(dir.path()));
-        commit(staged, &fifo).unwrap();
+        assert!(!staged.staged_path().unwrap().starts_with(dir.path()));
+        commit(staged).unwrap();
         assert!(std::fs::symlink_metadata(&fifo)
             .unwrap()
             .file_type()

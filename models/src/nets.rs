@@ -3,8 +3,8 @@
 use crate::engine::BatchStats;
 use crate::latent::Rng;
 use crate::layers::{self, Mode};
-use crate::params::Params;
-use crate::spec::{NetSpec, Norm, Preset};
+use crate::params::{Param, Params};
+use crate::spec::{LayerTensors, NetSpec, Norm, Preset};
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
 use std::path::Path;
@@ -22,13 +22,12 @@ pub struct Critic {
     pub params: Params,
 }
 
-fn conv_of<'a>(params: &'a Params, spec: &NetSpec, i: usize) -> (&'a Tensor, Option<&'a Tensor>) {
-    let names = &spec.layer_names()[i];
-    let w = params.get(&format!("{}.weight", names.conv)).as_tensor();
-    let b = spec.layers[i]
-        .bias
-        .then(|| params.get(&format!("{}.bias", names.conv)).as_tensor());
-    (w, b)
+/// A layer's convolution weight and optional bias.
+fn conv_of(layer: &LayerTensors<Param>) -> (&Tensor, Option<&Tensor>) {
+    (
+        layer.weight.tensor(),
+        layer.bias.as_ref().map(Param::tensor),
+    )
 }
 
 impl Generator {
@@ -63,18 +62,18 @@ impl Generator {
                 self.z_dim
             );
         }
-        let names = self.spec.layer_names();
         // Channels-last inside the network: [N, z, 1, 1] and [N, 1, 1, z] share one layout.
         let mut x = z.reshape((z.dim(0)?, 1, 1, zd))?;
         let mut tracked = false;
-        for (i, l) in self.spec.layers.iter().enumerate() {
-            let (wt, b) = conv_of(&self.params, &self.spec, i);
+        for (l, tensors) in self.spec.layers.iter().zip(self.params.layers()) {
+            let (wt, b) = conv_of(tensors);
             x = layers::convolution(&x, l, wt, b)?;
-            if let (Norm::Batch, Some(n)) = (l.norm, &names[i].norm) {
-                let g = self.params.get(&format!("{n}.weight")).as_tensor();
-                let beta = self.params.get(&format!("{n}.bias")).as_tensor();
-                let rm = self.params.get(&format!("{n}.running_mean"));
-                let rv = self.params.get(&format!("{n}.running_var"));
+            let norm = tensors.norm.as_ref();
+            if let (Norm::Batch, Some(n), Some(running)) =
+                (l.norm, norm, norm.and_then(|n| n.running.as_ref()))
+            {
+                let (g, beta) = (n.weight.tensor(), n.bias.tensor());
+                let (rm, rv) = (&running.mean.var, &running.var.var);
                 x = match mode {
                     Mode::Train => {
                         let (y, stats) = layers::batch_norm_train(&x, g, beta)?;
@@ -105,17 +104,24 @@ impl Generator {
     /// ([`crate::engine::GeneratorEngine::forward_train`]) into the running statistics, as
     /// [`Generator::forward`] in [`Mode::Train`] does.
     pub fn apply_batch_stats(&mut self, stats: &[BatchStats]) -> Result<()> {
-        let names = self.spec.layer_names();
         for s in stats {
-            let Some(n) = names.get(s.layer).and_then(|l| l.norm.as_ref()) else {
-                bail!("batch statistics for layer {}, which has no norm", s.layer)
+            let running = self
+                .params
+                .layers()
+                .get(s.layer)
+                .and_then(|l| l.norm.as_ref())
+                .and_then(|n| n.running.as_ref());
+            let Some(running) = running else {
+                bail!(
+                    "batch statistics for layer {}, which has no BatchNorm",
+                    s.layer
+                )
             };
-            for (buffer, batch) in [("running_mean", &s.mean), ("running_var", &s.var_unbiased)] {
-                let var = self.params.get(&format!("{n}.{buffer}"));
-                let t = var.as_tensor();
+            for (param, batch) in [(&running.mean, &s.mean), (&running.var, &s.var_unbiased)] {
+                let t = param.tensor();
                 let batch = Tensor::from_vec(batch.clone(), batch.len(), t.device())?
                     .to_dtype(t.dtype())?;
-                var.set(&layers::running_update(t, &batch)?)?;
+                param.var.set(&layers::running_update(t, &batch)?)?;
             }
         }
         if !stats.is_empty() {
@@ -145,15 +151,12 @@ impl Critic {
     /// Scores a batch: `[N, C, H, W]` → `[N]`. The critic has no BatchNorm, so scores of
     /// different samples are independent (required by the per-sample gradient penalty).
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let names = self.spec.layer_names();
         let mut h = x.permute((0, 2, 3, 1))?;
-        for (i, l) in self.spec.layers.iter().enumerate() {
-            let (wt, b) = conv_of(&self.params, &self.spec, i);
+        for (l, tensors) in self.spec.layers.iter().zip(self.params.layers()) {
+            let (wt, b) = conv_of(tensors);
             h = layers::convolution(&h, l, wt, b)?;
-            if let (Norm::Instance, Some(n)) = (l.norm, &names[i].norm) {
-                let g = self.params.get(&format!("{n}.weight")).as_tensor();
-                let beta = self.params.get(&format!("{n}.bias")).as_tensor();
-                h = layers::instance_norm(&h, g, beta)?;
+            if let (Norm::Instance, Some(n)) = (l.norm, &tensors.norm) {
+                h = layers::instance_norm(&h, n.weight.tensor(), n.bias.tensor())?;
             }
             h = layers::activation(&h, l.activation)?;
         }

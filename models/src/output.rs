@@ -1,12 +1,13 @@
 //! Where written files go, and how: atomically for files, in place for devices and pipes.
 //!
 //! This is the workspace's one output policy: every writer ([`write_atomic`] for checkpoint
-//! files, metrics, CSV and JSON; the runtime's PNG and `.npy` writers; the exporter's model
-//! writer) decides through [`Destination::of`]:
+//! files, metrics, CSV, JSON and PNGs; [`write_atomic_with`] for safetensors and plots; the
+//! runtime's streaming `.npy` writer and the exporter's model writer on [`OutputFile`]) decides
+//! through [`Destination::of`]:
 //!
 //! - A path that does not exist yet, or names a regular file, is written **atomically**: to a
-//!   temporary file in the same directory ([`temp_path_beside`]), flushed to disk, then renamed
-//!   over the path. Readers see the old file or the whole new one, never a part. A symbolic link
+//!   temporary file in the same directory ([`OutputFile`], a `tempfile` named
+//!   `.<name>.<random>.tmp`), flushed to disk, then renamed over the path. Readers see the old file or the whole new one, never a part. A symbolic link
 //!   to a regular file is followed: the file it points to is replaced and the link stays.
 //! - An existing character device, FIFO or socket (`/dev/null`, `/dev/stdout`, a named pipe) is
 //!   opened and written **in place** ([`open_in_place`]). It is never renamed over: that would
@@ -18,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use tempfile::NamedTempFile;
 
 /// How a path is written (see the module documentation).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,21 +87,143 @@ pub fn open_in_place(path: &Path) -> std::io::Result<File> {
     std::fs::OpenOptions::new().write(true).open(path)
 }
 
-/// The temporary path an atomic write of `path` goes through: a hidden file in the same
-/// directory (so the final rename stays on one file system).
-pub fn temp_path_beside(path: &Path) -> Result<PathBuf> {
-    let dir = match path.parent() {
+/// The directory a file path lives in (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file path", path.display()))?;
-    Ok(dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    )))
+    }
+}
+
+/// A hidden temporary file `.<name>.<random>.tmp` in `dir`, created like `File::create` does
+/// (mode 0666 less the umask; tempfile's default would be 0600). Removed when dropped.
+fn temp_file_in(dir: &Path, name: &std::ffi::OsStr) -> std::io::Result<NamedTempFile> {
+    let prefix = format!(".{}.", name.to_string_lossy());
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir)
+}
+
+/// A file being written under the output policy: to a temporary file that [`OutputFile::commit`]
+/// flushes to disk and renames over the target, or, for a device, FIFO or socket, straight
+/// into it. Dropped without a commit, it removes its temporary file and leaves the target as
+/// it was. Every error names the path as given.
+pub struct OutputFile {
+    /// The path as given, for messages.
+    path: PathBuf,
+    inner: Inner,
+}
+
+enum Inner {
+    /// A temporary file, renamed over the destination at commit (or, for a device, copied
+    /// into it then).
+    Staged {
+        file: NamedTempFile,
+        dest: Destination,
+    },
+    /// An open device, FIFO or socket.
+    Direct(File),
+}
+
+impl OutputFile {
+    /// Starts writing `path`: a temporary file beside the target for a new or regular file
+    /// (beside the file a link points to), the device itself for a device, FIFO or socket.
+    pub fn create(path: &Path) -> Result<Self> {
+        let inner = match Destination::of(path)? {
+            Destination::InPlace(device) => Inner::Direct(
+                open_in_place(&device)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+            ),
+            dest => Self::stage(path, dest)?,
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            inner,
+        })
+    }
+
+    /// Like [`OutputFile::create`], but always through a temporary file (for a device, FIFO or
+    /// socket one in the system's temporary directory, copied in at the commit), so that the
+    /// complete bytes can be read back from [`OutputFile::staged_path`] before they go out.
+    pub fn staged(path: &Path) -> Result<Self> {
+        let inner = Self::stage(path, Destination::of(path)?)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            inner,
+        })
+    }
+
+    fn stage(path: &Path, dest: Destination) -> Result<Inner> {
+        let target = dest.path();
+        let name = target
+            .file_name()
+            .with_context(|| format!("{} does not name a file", path.display()))?;
+        let tmp_dir = match dest {
+            Destination::Replace(_) => parent_dir(target).to_path_buf(),
+            Destination::InPlace(_) => std::env::temp_dir(),
+        };
+        let file = temp_file_in(&tmp_dir, name)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Inner::Staged { file, dest })
+    }
+
+    /// The temporary file the bytes are staged in (`None` when writing a device directly).
+    pub fn staged_path(&self) -> Option<&Path> {
+        match &self.inner {
+            Inner::Staged { file, .. } => Some(file.path()),
+            Inner::Direct(_) => None,
+        }
+    }
+
+    /// Flushes the bytes to disk and puts them in place: renames the temporary file over the
+    /// target, or copies it into the device. A failure (no space left, a pipe without reader,
+    /// a file-size limit) is an error naming the path; the old file is then intact.
+    pub fn commit(self) -> Result<()> {
+        let Self { path, inner } = self;
+        match inner {
+            Inner::Direct(mut f) => f.flush(),
+            Inner::Staged { file, dest } => (|| -> std::io::Result<()> {
+                file.as_file().sync_all()?;
+                match dest {
+                    Destination::Replace(target) => {
+                        file.persist(&target).map_err(|e| e.error).map(drop)
+                    }
+                    Destination::InPlace(device) => {
+                        let mut out = open_in_place(&device)?;
+                        std::io::copy(&mut file.reopen()?, &mut out)?;
+                        out.flush()
+                    }
+                }
+            })(),
+        }
+        .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// The path as given.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Write for OutputFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match &mut self.inner {
+            Inner::Staged { file, .. } => file.write(buf),
+            Inner::Direct(f) => f.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match &mut self.inner {
+            Inner::Staged { file, .. } => file.flush(),
+            Inner::Direct(f) => f.flush(),
+        }
+    }
 }
 
 /// Writes `bytes` to `path` as [`Destination::of`] says: atomically (temporary file in the same
@@ -107,26 +231,20 @@ pub fn temp_path_beside(path: &Path) -> Result<PathBuf> {
 /// Every failure is an error naming `path`; a failed atomic write leaves no temporary file and
 /// the old file intact.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let result = match Destination::of(path)? {
-        Destination::InPlace(p) => open_in_place(&p).and_then(|mut f| {
-            f.write_all(bytes)?;
-            f.flush()
-        }),
-        Destination::Replace(target) => {
-            let tmp = temp_path_beside(&target)?;
-            let result = (|| -> std::io::Result<()> {
-                let mut f = File::create(&tmp)?;
-                f.write_all(bytes)?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, &target)
-            })();
-            if result.is_err() {
-                let _ = std::fs::remove_file(&tmp);
-            }
-            result
-        }
-    };
-    result.with_context(|| format!("cannot write {}", path.display()))
+    let mut out = OutputFile::create(path)?;
+    out.write_all(bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    out.commit()
+}
+
+/// [`write_atomic`] for writers that only take a path (candle's safetensors, plotters):
+/// `write` fills the staged temporary file through its path (named `….tmp`; a writer that
+/// picks its format by extension must be told the format), which then replaces `path`.
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let out = OutputFile::staged(path)?;
+    write(out.staged_path().expect("a staged output has a path"))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    out.commit()
 }
 
 /// Temporary folders and FIFOs for unit tests (this crate's, and others' through the

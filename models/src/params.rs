@@ -2,17 +2,30 @@
 //! initialisation, and safetensors I/O in PyTorch's `state_dict` naming.
 
 use crate::latent::Rng;
-use crate::spec::{NetSpec, ParamInfo, ParamRole};
+use crate::spec::{batches_tracked_name, LayerTensors, NetSpec, Norm, ParamInfo, ParamRole};
 use anyhow::{bail, Context, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use std::collections::HashMap;
 use std::path::Path;
 
-/// The tensors of one network, in the order of [`NetSpec::params`].
+/// One named tensor of a network: its description and its values.
+#[derive(Clone, Debug)]
+pub struct Param {
+    pub info: ParamInfo,
+    pub var: Var,
+}
+
+impl Param {
+    /// The values.
+    pub fn tensor(&self) -> &Tensor {
+        self.var.as_tensor()
+    }
+}
+
+/// The tensors of one network, layer by layer as [`NetSpec::layer_tensors`] describes them.
 pub struct Params {
-    entries: Vec<(ParamInfo, Var)>,
-    index: HashMap<String, usize>,
+    layers: Vec<LayerTensors<Param>>,
     /// PyTorch's `num_batches_tracked` of every BatchNorm (they all see the same batches).
     pub batches_tracked: i64,
 }
@@ -21,20 +34,13 @@ impl Params {
     /// DCGAN initialisation: conv weights N(0, 0.02), conv biases 0, BatchNorm γ N(1, 0.02) and
     /// β 0, InstanceNorm γ 1 and β 0, running mean 0 and variance 1. Deterministic in `rng`.
     pub fn init(spec: &NetSpec, rng: &mut Rng, dtype: DType, device: &Device) -> Result<Self> {
-        let mut norm_kinds = HashMap::new();
-        for info in spec.params() {
-            norm_kinds.insert(info.layer, spec.layers[info.layer].norm);
-        }
-        let tensors = spec
-            .params()
-            .into_iter()
-            .map(|info| {
+        let mut tensors = HashMap::new();
+        for (l, layer) in spec.layers.iter().zip(spec.layer_tensors()) {
+            for info in layer.iter() {
                 let n: usize = info.shape.iter().product();
                 let values: Vec<f32> = match info.role {
                     ParamRole::ConvWeight => (0..n).map(|_| 0.02 * rng.normal_f32()).collect(),
-                    ParamRole::NormWeight
-                        if norm_kinds[&info.layer] == crate::spec::Norm::Batch =>
-                    {
+                    ParamRole::NormWeight if l.norm == Norm::Batch => {
                         (0..n).map(|_| 1.0 + 0.02 * rng.normal_f32()).collect()
                     }
                     ParamRole::NormWeight | ParamRole::RunningVar => vec![1.0; n],
@@ -43,14 +49,15 @@ impl Params {
                     }
                 };
                 let t = Tensor::from_vec(values, info.shape.as_slice(), device)?.to_dtype(dtype)?;
-                Ok((info.name.clone(), t))
-            })
-            .collect::<Result<HashMap<_, _>>>()?;
+                tensors.insert(info.name.clone(), t);
+            }
+        }
         Self::from_tensors(spec, tensors, 0, dtype, device)
     }
 
     /// Builds from named tensors, checking that every tensor of `spec` is present with the
-    /// right shape and that nothing else is (`num_batches_tracked` entries are allowed).
+    /// right shape and that nothing else is (`num_batches_tracked` entries are allowed). The
+    /// error names every missing tensor, or the misshapen or unexpected ones.
     pub fn from_tensors(
         spec: &NetSpec,
         mut tensors: HashMap<String, Tensor>,
@@ -58,24 +65,29 @@ impl Params {
         dtype: DType,
         device: &Device,
     ) -> Result<Self> {
-        let mut entries = Vec::new();
         let mut missing = Vec::new();
-        for info in spec.params() {
-            match tensors.remove(&info.name) {
-                None => missing.push(info.name.clone()),
-                Some(t) => {
-                    if t.dims() != info.shape.as_slice() {
-                        bail!(
-                            "tensor {} has shape {:?}, the architecture expects {:?}",
-                            info.name,
-                            t.dims(),
-                            info.shape
-                        );
-                    }
-                    let t = t.to_dtype(dtype)?.to_device(device)?;
-                    entries.push((info, Var::from_tensor(&t)?));
+        let mut layers = Vec::new();
+        for layer in spec.layer_tensors() {
+            let found = layer.try_map(|info| match tensors.remove(&info.name) {
+                None => {
+                    missing.push(info.name.clone());
+                    Ok(None)
                 }
-            }
+                Some(t) if t.dims() != info.shape.as_slice() => bail!(
+                    "tensor {} has shape {:?}, the architecture expects {:?}",
+                    info.name,
+                    t.dims(),
+                    info.shape
+                ),
+                Some(t) => {
+                    let t = t.to_dtype(dtype)?.to_device(device)?;
+                    Ok(Some(Param {
+                        info: info.clone(),
+                        var: Var::from_tensor(&t)?,
+                    }))
+                }
+            })?;
+            layers.push(found);
         }
         if !missing.is_empty() {
             bail!(
@@ -95,30 +107,35 @@ impl Params {
                 unexpected.join(", ")
             );
         }
-        let index = entries
-            .iter()
-            .enumerate()
-            .map(|(i, (info, _))| (info.name.clone(), i))
-            .collect();
+        let layers = layers
+            .into_iter()
+            .map(|l| l.try_map(|p| p.clone().context("checked above")))
+            .collect::<Result<_>>()?;
         Ok(Self {
-            entries,
-            index,
+            layers,
             batches_tracked,
         })
     }
 
-    /// The tensor named `name`. Panics on a name outside the spec (a programming error).
-    pub fn get(&self, name: &str) -> &Var {
-        let i = self
-            .index
-            .get(name)
-            .unwrap_or_else(|| panic!("no parameter named {name}"));
-        &self.entries[*i].1
+    /// Each layer's tensors, in [`NetSpec::layers`] order: the typed way to reach a tensor.
+    pub fn layers(&self) -> &[LayerTensors<Param>] {
+        &self.layers
+    }
+
+    /// The tensor named `name`, or an error naming it.
+    pub fn get(&self, name: &str) -> Result<&Var> {
+        self.iter()
+            .find(|(info, _)| info.name == name)
+            .map(|(_, var)| var)
+            .with_context(|| format!("this network has no tensor named {name}"))
     }
 
     /// All tensors with their descriptions, in spec order.
     pub fn iter(&self) -> impl Iterator<Item = (&ParamInfo, &Var)> {
-        self.entries.iter().map(|(i, v)| (i, v))
+        self.layers
+            .iter()
+            .flat_map(|l| l.iter())
+            .map(|p| (&p.info, &p.var))
     }
 
     /// The tensors the optimiser updates, in spec order.
@@ -131,9 +148,13 @@ impl Params {
         let mut out = HashMap::new();
         for (info, var) in self.iter() {
             out.insert(info.name.clone(), var.as_tensor().clone());
-            if info.role == ParamRole::RunningMean {
-                let name = info.name.replace(".running_mean", ".num_batches_tracked");
-                out.insert(name, Tensor::new(self.batches_tracked, &Device::Cpu)?);
+        }
+        for layer in &self.layers {
+            if let Some(running) = layer.norm.as_ref().and_then(|n| n.running.as_ref()) {
+                out.insert(
+                    batches_tracked_name(&running.mean.info.name),
+                    Tensor::new(self.batches_tracked, &Device::Cpu)?,
+                );
             }
         }
         Ok(out)
@@ -153,11 +174,9 @@ impl Params {
                 Ok((k, t.to_device(&Device::Cpu)?))
             })
             .collect::<Result<HashMap<_, _>>>()?;
-        let tmp = path.with_extension("safetensors.tmp");
-        candle_core::safetensors::save(&dict, &tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-        Ok(())
+        crate::output::write_atomic_with(path, |tmp| {
+            Ok(candle_core::safetensors::save(&dict, tmp)?)
+        })
     }
 
     /// Reads a `state_dict` written by [`Params::save`] or by PyTorch's safetensors export.
@@ -224,6 +243,7 @@ mod tests {
         let params = Params::init(&p.generator, &mut rng, DType::F32, &Device::Cpu).unwrap();
         let w = params
             .get("net.1.0.weight")
+            .unwrap()
             .flatten_all()
             .unwrap()
             .to_vec1::<f32>()
@@ -235,10 +255,18 @@ mod tests {
             mean.abs() < 1e-3 && (std - 0.02).abs() < 1e-3,
             "mean {mean} std {std}"
         );
-        let gamma = params.get("net.1.1.weight").to_vec1::<f32>().unwrap();
+        let gamma = params
+            .get("net.1.1.weight")
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert!(gamma.iter().all(|g| (g - 1.0).abs() < 0.1) && gamma.iter().any(|&g| g != 1.0));
         assert_eq!(
-            params.get("net.1.1.running_var").to_vec1::<f32>().unwrap(),
+            params
+                .get("net.1.1.running_var")
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
             vec![1.0; 128]
         );
 
@@ -265,6 +293,26 @@ mod tests {
                 .unwrap()
         );
         assert!(err.contains("shape") || err.contains("missing"), "{err}");
+        // A missing tensor is an error naming it; so is an unknown name.
+        let mut dict = params.state_dict().unwrap();
+        dict.remove("net.1.1.running_mean");
+        let err = Params::from_tensors(&p.generator, dict, 0, DType::F32, &Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("missing") && err.contains("net.1.1.running_mean"),
+            "{err}"
+        );
+        let err = params.get("net.9.weight").unwrap_err().to_string();
+        assert!(err.contains("net.9.weight"), "{err}");
+        // The typed accessor and the names agree.
+        let norm = params.layers()[1].norm.as_ref().unwrap();
+        assert_eq!(
+            norm.running.as_ref().unwrap().var.info.name,
+            "net.1.1.running_var"
+        );
+        assert!(params.layers().last().unwrap().norm.is_none());
         // Truncation is reported as a bad file.
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();

@@ -105,12 +105,92 @@ pub struct ParamInfo {
     pub layer: usize,
 }
 
-/// Tensor names of one layer.
+/// Module paths of one layer, in the PyTorch reference's naming (used for ONNX node names).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LayerNames {
     pub conv: String,
-    /// Prefix of the norm's tensors (`{norm}.weight`, …) when the layer has a norm.
+    /// Path of the norm module (`{norm}.weight`, …) when the layer has a norm.
     pub norm: Option<String>,
+}
+
+/// The tensors of one layer, typed by what they are for. `T` is a [`ParamInfo`] in the spec
+/// ([`NetSpec::layer_tensors`], the one place names and shapes are derived) and the tensor
+/// itself in the candle parameters (`Params::layers`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerTensors<T> {
+    /// Convolution weight, PyTorch layout ([`LayerSpec::weight_shape`]).
+    pub weight: T,
+    /// Convolution bias `[Cout]`, when [`LayerSpec::bias`].
+    pub bias: Option<T>,
+    /// The norm's tensors, when the layer has a norm.
+    pub norm: Option<NormTensors<T>>,
+}
+
+/// The tensors of a BatchNorm or (affine) InstanceNorm, each `[C]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NormTensors<T> {
+    /// γ (`weight`).
+    pub weight: T,
+    /// β (`bias`).
+    pub bias: T,
+    /// BatchNorm's running statistics (none for InstanceNorm).
+    pub running: Option<RunningStats<T>>,
+}
+
+/// BatchNorm's running statistics, buffers not trained by gradient.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunningStats<T> {
+    pub mean: T,
+    pub var: T,
+}
+
+impl<T> LayerTensors<T> {
+    /// Every tensor of the layer in `state_dict` order: conv weight, conv bias, norm weight,
+    /// norm bias, running mean, running variance.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        let norm = self.norm.as_ref();
+        let running = norm.and_then(|n| n.running.as_ref());
+        std::iter::once(&self.weight)
+            .chain(self.bias.as_ref())
+            .chain(norm.map(|n| &n.weight))
+            .chain(norm.map(|n| &n.bias))
+            .chain(running.map(|r| &r.mean))
+            .chain(running.map(|r| &r.var))
+    }
+
+    /// The same layer with every tensor passed through `f` (in [`LayerTensors::iter`] order),
+    /// stopping at the first error.
+    pub fn try_map<U, E>(
+        &self,
+        mut f: impl FnMut(&T) -> Result<U, E>,
+    ) -> Result<LayerTensors<U>, E> {
+        let weight = f(&self.weight)?;
+        let bias = self.bias.as_ref().map(&mut f).transpose()?;
+        let norm = match &self.norm {
+            None => None,
+            Some(n) => Some(NormTensors {
+                weight: f(&n.weight)?,
+                bias: f(&n.bias)?,
+                running: match &n.running {
+                    None => None,
+                    Some(r) => Some(RunningStats {
+                        mean: f(&r.mean)?,
+                        var: f(&r.var)?,
+                    }),
+                },
+            }),
+        };
+        Ok(LayerTensors { weight, bias, norm })
+    }
+}
+
+/// Name of the `num_batches_tracked` counter PyTorch keeps beside a BatchNorm's running
+/// statistics, given the name of its running mean (as [`NetSpec::layer_tensors`] derives it).
+pub fn batches_tracked_name(running_mean: &str) -> String {
+    let norm = running_mean
+        .strip_suffix(".running_mean")
+        .unwrap_or(running_mean);
+    format!("{norm}.num_batches_tracked")
 }
 
 /// A network: its `state_dict` prefix (`net` or `disc`) and its layers in order.
@@ -149,45 +229,56 @@ impl NetSpec {
         out
     }
 
-    /// Every tensor of the network (trainable ones and buffers), in layer order.
-    pub fn params(&self) -> Vec<ParamInfo> {
-        let mut out = Vec::new();
-        for (i, (l, names)) in self.layers.iter().zip(self.layer_names()).enumerate() {
-            let mut push = |name: String, shape: Vec<usize>, role| {
-                out.push(ParamInfo {
+    /// Every layer's tensors with their names, shapes and roles: the one place they are derived.
+    pub fn layer_tensors(&self) -> Vec<LayerTensors<ParamInfo>> {
+        self.layers
+            .iter()
+            .zip(self.layer_names())
+            .enumerate()
+            .map(|(layer, (l, names))| {
+                let info = |name: String, shape: Vec<usize>, role| ParamInfo {
                     name,
                     shape,
                     role,
-                    layer: i,
-                })
-            };
-            push(
-                format!("{}.weight", names.conv),
-                l.weight_shape().to_vec(),
-                ParamRole::ConvWeight,
-            );
-            if l.bias {
-                push(
-                    format!("{}.bias", names.conv),
-                    vec![l.out_channels],
-                    ParamRole::ConvBias,
-                );
-            }
-            if let Some(n) = &names.norm {
+                    layer,
+                };
                 let c = vec![l.out_channels];
-                push(format!("{n}.weight"), c.clone(), ParamRole::NormWeight);
-                push(format!("{n}.bias"), c.clone(), ParamRole::NormBias);
-                if l.norm == Norm::Batch {
-                    push(
-                        format!("{n}.running_mean"),
-                        c.clone(),
-                        ParamRole::RunningMean,
-                    );
-                    push(format!("{n}.running_var"), c, ParamRole::RunningVar);
+                LayerTensors {
+                    weight: info(
+                        format!("{}.weight", names.conv),
+                        l.weight_shape().to_vec(),
+                        ParamRole::ConvWeight,
+                    ),
+                    bias: l.bias.then(|| {
+                        info(
+                            format!("{}.bias", names.conv),
+                            c.clone(),
+                            ParamRole::ConvBias,
+                        )
+                    }),
+                    norm: names.norm.as_ref().map(|n| NormTensors {
+                        weight: info(format!("{n}.weight"), c.clone(), ParamRole::NormWeight),
+                        bias: info(format!("{n}.bias"), c.clone(), ParamRole::NormBias),
+                        running: (l.norm == Norm::Batch).then(|| RunningStats {
+                            mean: info(
+                                format!("{n}.running_mean"),
+                                c.clone(),
+                                ParamRole::RunningMean,
+                            ),
+                            var: info(format!("{n}.running_var"), c.clone(), ParamRole::RunningVar),
+                        }),
+                    }),
                 }
-            }
-        }
-        out
+            })
+            .collect()
+    }
+
+    /// Every tensor of the network (trainable ones and buffers), in layer order.
+    pub fn params(&self) -> Vec<ParamInfo> {
+        self.layer_tensors()
+            .iter()
+            .flat_map(|l| l.iter().cloned())
+            .collect()
     }
 
     /// Output side length for an input of side `n`.

@@ -10,7 +10,7 @@ use anyhow::{bail, ensure, Context, Result};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use crate::output::{open_in_place, Destination};
+use crate::output::OutputFile;
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
@@ -182,15 +182,13 @@ pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
 
 /// Streams an `f32` array of a known shape to a `.npy` file in pieces.
 ///
-/// For a new or regular file ([`Destination::Replace`]) data goes to a temporary file beside
+/// For a new or regular file ([`crate::output::Destination::Replace`]) data goes to a temporary file beside
 /// the target, renamed over it by [`NpyWriter::finish`] once exactly `shape.product()` values
 /// were written; dropped unfinished, it removes the temporary file. An existing device, FIFO
-/// or socket ([`Destination::InPlace`]) is written directly as the data comes. A directory or
+/// or socket ([`crate::output::Destination::InPlace`]) is written directly as the data comes. A directory or
 /// block device is refused by [`NpyWriter::create`].
 pub struct NpyWriter {
-    out: Option<BufWriter<std::fs::File>>,
-    /// The temporary file and the file it is renamed to; `None` when writing in place.
-    staging: Option<(PathBuf, PathBuf)>,
+    out: BufWriter<OutputFile>,
     /// The path as given, for messages.
     path: PathBuf,
     expected: usize,
@@ -200,29 +198,15 @@ pub struct NpyWriter {
 impl NpyWriter {
     /// Opens the destination and writes the header of an array of `shape`.
     pub fn create(path: &Path, shape: &[usize]) -> Result<Self> {
-        let (file, staging) = match Destination::of(path)? {
-            Destination::Replace(target) => {
-                let tmp = crate::output::temp_path_beside(&target)?;
-                let file = std::fs::File::create(&tmp)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
-                (file, Some((tmp, target)))
-            }
-            Destination::InPlace(p) => (
-                open_in_place(&p).with_context(|| format!("cannot write {}", path.display()))?,
-                None,
-            ),
-        };
-        let mut out = BufWriter::new(file);
-        let result = out.write_all(&header(shape));
-        let w = Self {
-            out: Some(out),
-            staging,
+        let mut out = BufWriter::new(OutputFile::create(path)?);
+        out.write_all(&header(shape))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Self {
+            out,
             path: path.to_path_buf(),
             expected: shape.iter().product(),
             written: 0,
-        };
-        result.with_context(|| format!("cannot write {}", w.path.display()))?;
-        Ok(w)
+        })
     }
 
     /// Appends values (C order).
@@ -232,19 +216,19 @@ impl NpyWriter {
             "{}: more values than the declared shape holds",
             self.path.display()
         );
-        let out = self.out.as_mut().expect("writer is open until finish");
         let mut buf = Vec::with_capacity(values.len() * 4);
         values
             .iter()
             .for_each(|v| buf.extend_from_slice(&v.to_le_bytes()));
-        out.write_all(&buf)
+        self.out
+            .write_all(&buf)
             .with_context(|| format!("cannot write {}", self.path.display()))?;
         self.written += values.len();
         Ok(())
     }
 
     /// Checks the count and flushes; for a file, syncs it and renames it into place.
-    pub fn finish(mut self) -> Result<()> {
+    pub fn finish(self) -> Result<()> {
         ensure!(
             self.written == self.expected,
             "{}: wrote {} values, the shape declares {}",
@@ -252,32 +236,11 @@ impl NpyWriter {
             self.written,
             self.expected
         );
-        let out = self.out.take().expect("writer is open until finish");
-        let staging = self.staging.take();
-        let result = (|| -> std::io::Result<()> {
-            let file = out.into_inner().map_err(|e| e.into_error())?;
-            if let Some((tmp, target)) = &staging {
-                file.sync_all()?;
-                std::fs::rename(tmp, target)?;
-            }
-            Ok(())
-        })();
-        if result.is_err() {
-            if let Some((tmp, _)) = &staging {
-                let _ = std::fs::remove_file(tmp);
-            }
-        }
-        result.with_context(|| format!("cannot write {}", self.path.display()))
-    }
-}
-
-impl Drop for NpyWriter {
-    fn drop(&mut self) {
-        if self.out.take().is_some() {
-            if let Some((tmp, _)) = &self.staging {
-                let _ = std::fs::remove_file(tmp);
-            }
-        }
+        self.out
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .with_context(|| format!("cannot write {}", self.path.display()))?
+            .commit()
     }
 }
 

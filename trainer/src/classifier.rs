@@ -155,7 +155,6 @@ impl Classifier {
         x: &Tensor,
         mut dropout: Option<(f32, &mut Rng)>,
     ) -> Result<(Tensor, Tensor)> {
-        let names = self.spec.layer_names();
         let last = self.spec.layers.len() - 1;
         let mut h = x.clone();
         let mut features = None;
@@ -178,9 +177,9 @@ impl Classifier {
                     h = (f * mask)?.reshape((n, 1, 1, FEATURES))?;
                 }
             }
-            let w = self.params.get(&format!("{}.weight", names[i].conv));
-            let b = self.params.get(&format!("{}.bias", names[i].conv));
-            h = layers::convolution(&h, l, w.as_tensor(), Some(b.as_tensor()))?;
+            let t = &self.params.layers()[i];
+            let b = t.bias.as_ref().map(|b| b.tensor());
+            h = layers::convolution(&h, l, t.weight.tensor(), b)?;
             h = layers::activation(&h, l.activation)?;
         }
         let n = h.dim(0)?;

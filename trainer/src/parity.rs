@@ -70,13 +70,13 @@ fn condition_like_a_trained_generator<T: Real>(
     engine: &mut GeneratorEngine<T>,
     z: &[T],
 ) -> Result<()> {
-    let last = preset
-        .generator
-        .layer_names()
-        .pop()
-        .expect("a generator has layers")
-        .conv;
-    let w = generator.params.get(&format!("{last}.weight"));
+    let w = &generator
+        .params
+        .layers()
+        .last()
+        .context("a generator has layers")?
+        .weight
+        .var;
     for _ in 0..3 {
         let gw = NetWeights::from_params(&preset.generator, &generator.params)?;
         let images = engine.forward_train(&gw, z)?.0;
@@ -132,13 +132,13 @@ fn condition_like_a_trained_critic<T: Real>(
     if !(mean_norm > 0.0 && mean_norm.is_finite()) {
         bail!("the critic's input gradients vanish; cannot condition the check");
     }
-    let last = preset
-        .critic
-        .layer_names()
-        .pop()
-        .expect("a critic has layers")
-        .conv;
-    let w = critic.params.get(&format!("{last}.weight"));
+    let w = &critic
+        .params
+        .layers()
+        .last()
+        .context("a critic has layers")?
+        .weight
+        .var;
     w.set(&(w.as_tensor() / mean_norm)?)?;
     Ok(())
 }

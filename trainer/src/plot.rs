@@ -2,6 +2,7 @@
 //! panels stacked vertically, each with its own y range, written atomically as PNG.
 
 use anyhow::{Context, Result};
+use image::ImageEncoder;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 use std::path::Path;
@@ -50,10 +51,10 @@ pub fn draw(path: &Path, panels: &[Panel], width: u32, panel_height: u32) -> Res
     register_font();
     let (x0, x1) = points().fold((f64::MAX, f64::MIN), |(a, b), &(x, _)| (a.min(x), b.max(x)));
     let x1 = x1.max(x0 + 1.0);
-    let tmp = path.with_extension("png.tmp.png");
+    let height = panel_height * panels.len() as u32;
+    let mut rgb = vec![0u8; width as usize * height as usize * 3];
     {
-        let height = panel_height * panels.len() as u32;
-        let root = BitMapBackend::new(&tmp, (width, height)).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut rgb, (width, height)).into_drawing_area();
         root.fill(&WHITE)?;
         let areas = root.split_evenly((panels.len(), 1));
         for (area, panel) in areas.iter().zip(panels) {
@@ -110,5 +111,9 @@ pub fn draw(path: &Path, panels: &[Panel], width: u32, panel_height: u32) -> Res
         }
         root.present()?;
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&rgb, width, height, image::ExtendedColorType::Rgb8)
+        .with_context(|| format!("encoding {}", path.display()))?;
+    wgan_models::output::write_atomic(path, &png)
 }

@@ -48,17 +48,11 @@ pub fn perturbed_generator(preset_name: &str, channels: usize, seed: u64) -> Gen
             .map(|v| v / wgan_models::spec::BN_MOMENTUM as f32)
             .collect()
     };
-    let names: Vec<String> = g
-        .spec
-        .layer_names()
-        .into_iter()
-        .filter_map(|n| n.norm)
-        .collect();
-    for n in names {
-        let (rm, rv) = (
-            g.params.get(&format!("{n}.running_mean")),
-            g.params.get(&format!("{n}.running_var")),
-        );
+    for layer in g.params.layers() {
+        let Some(running) = layer.norm.as_ref().and_then(|n| n.running.as_ref()) else {
+            continue;
+        };
+        let (rm, rv) = (&running.mean.var, &running.var.var);
         let (mean, var) = (stats(rm), stats(rv));
         let c = mean.len();
         let mean: Vec<f32> = mean

@@ -17,7 +17,9 @@ use super::kernels::{
     activation_backward, bias_activation, is_piecewise_linear, norm_backward, norm_forward,
     norm_second_order, NormForward, NormGrads, NormState,
 };
-use super::patches::{for_each_patch_chunk, patch_rows, scatter_patch_chunks};
+use super::patches::{
+    for_each_patch_chunk, patch_rows, scatter_patch_chunks, weight_grad_and_through,
+};
 use super::plan::LayerPlan;
 use super::weights::{LayerGrads, NetWeights};
 use super::{sized, Real};
@@ -319,30 +321,17 @@ impl<T: Real> CriticEngine<T> {
             let cout = p.spec.out_channels;
             let lw = &weights.layers[l];
             let wt = Mat::rows(&lw.weight, cout, p.conv_patch()).t();
-            let pr = patch_rows(&g);
             // Not needed after the last layer: ū feeds the next layer's reverse.
             let mut ub = (l != last).then(|| sized(&mut u, m * cout));
-            let dz = &self.adj_dz[l];
-            for_each_patch_chunk(
+            // ∂W += δzᵀ · im2col(ā₋); ū = im2col(ā₋) · Wᵀ.
+            weight_grad_and_through(
                 &ubar[..g.image_len()],
                 &g,
                 &mut self.scratch,
-                |r, patches| {
-                    let (rows, span) = (r.len() * pr, r.start * pr * cout..r.end * pr * cout);
-                    let pm = Mat::rows(patches, rows, p.conv_patch());
-                    // ∂W += δzᵀ · im2col(ā₋).
-                    matmul(
-                        &mut grad.weight,
-                        Mat::rows(&dz[span.clone()], rows, cout).t(),
-                        pm,
-                        true,
-                        T::one(),
-                    );
-                    // ū = im2col(ā₋) · Wᵀ.
-                    if let Some(ub) = ub.as_deref_mut() {
-                        matmul(&mut ub[span], pm, wt, false, T::one());
-                    }
-                },
+                p.conv_patch(),
+                (&self.adj_dz[l], cout),
+                &mut grad.weight,
+                ub.as_deref_mut().map(|ub| (ub, wt)),
             );
             let Some(ub) = ub else { break };
             match p.spec.norm {
@@ -431,19 +420,16 @@ impl<T: Real> CriticEngine<T> {
             } else {
                 &self.outs[l - 1][..g.image_len()]
             };
-            let pr = patch_rows(&g);
-            let d: &[T] = d;
             // ∂W += δzᵀ · im2col(a₋), the patches recomputed chunk by chunk.
-            for_each_patch_chunk(prev, &g, &mut self.scratch, |r, patches| {
-                let rows = r.len() * pr;
-                matmul(
-                    &mut lg.weight,
-                    Mat::rows(&d[r.start * pr * cout..r.end * pr * cout], rows, cout).t(),
-                    Mat::rows(patches, rows, p.conv_patch()),
-                    true,
-                    T::one(),
-                );
-            });
+            weight_grad_and_through(
+                prev,
+                &g,
+                &mut self.scratch,
+                p.conv_patch(),
+                (d, cout),
+                &mut lg.weight,
+                None,
+            );
             if l > 0 {
                 let d = std::mem::take(&mut dz);
                 self.input_grad_of(weights, l, n, &d[..len], &mut grad);

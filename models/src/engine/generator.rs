@@ -8,7 +8,7 @@ use super::kernels::{
     activation_backward, bias_activation, norm_backward, norm_forward, NormForward, NormGrads,
     NormState,
 };
-use super::patches::{for_each_patch_chunk, patch_rows, scatter_patch_chunks};
+use super::patches::{patch_rows, scatter_patch_chunks, weight_grad_and_through};
 use super::plan::LayerPlan;
 use super::weights::{LayerGrads, NetWeights};
 use super::{sized, Real};
@@ -239,25 +239,19 @@ impl<T: Real> GeneratorEngine<T> {
             } else {
                 &self.outs[l - 1][..n * p.in_len()]
             };
-            let (cin, pr) = (p.spec.in_channels, patch_rows(&g));
+            let cin = p.spec.in_channels;
             let wt = Mat::rows(&weights.layers[l].weight, cin, p.deconv_patch()).t();
-            let mut dx = (l > 0).then(|| sized(&mut grad, n * p.in_len()));
-            for_each_patch_chunk(&d[..len], &g, &mut self.cols, |r, patches| {
-                let (rows, span) = (r.len() * pr, r.start * pr * cin..r.end * pr * cin);
-                let pm = Mat::rows(patches, rows, p.deconv_patch());
-                // ∂W += xᵀ · im2col(δz).
-                matmul(
-                    &mut lg.weight,
-                    Mat::rows(&x[span.clone()], rows, cin).t(),
-                    pm,
-                    true,
-                    T::one(),
-                );
-                // δx = im2col(δz) · Wᵀ.
-                if let Some(dx) = dx.as_deref_mut() {
-                    matmul(&mut dx[span], pm, wt, false, T::one());
-                }
-            });
+            let dx = (l > 0).then(|| (sized(&mut grad, n * p.in_len()), wt));
+            // ∂W += xᵀ · im2col(δz); δx = im2col(δz) · Wᵀ.
+            weight_grad_and_through(
+                &d[..len],
+                &g,
+                &mut self.cols,
+                p.deconv_patch(),
+                (x, cin),
+                &mut lg.weight,
+                dx,
+            );
         }
         self.grad_a = grad;
         self.grad_b = dz;

@@ -3,6 +3,7 @@
 //! batch (for `dcgan64`'s critic that would be 200 MB per layer), and the chunk is still in
 //! cache when the matrix product reads it.
 
+use super::gemm::{matmul, Mat};
 use super::kernels::{col2im, im2col, Geometry};
 use super::{sized, Real};
 use std::ops::Range;
@@ -55,6 +56,36 @@ pub fn for_each_patch_chunk<T: Real>(
         im2col(&image[r.start * per..r.end * per], &cg, cols);
         f(r, cols);
     }
+}
+
+/// The weight-side products of a convolution's backward pass, chunk by chunk over the patch
+/// matrix `P` `[n·ho·wo, patch_len]` of `image`: with `rows` `[n·ho·wo, k]` row-aligned with
+/// `P` (longer buffers allowed), `dw` `[k, patch_len]` `+= rowsᵀ · P` and, when `through` is
+/// `Some((out, wt))`, `out` `[n·ho·wo, k]` `= P · wt` (`wt` `[patch_len, k]`).
+pub fn weight_grad_and_through<T: Real>(
+    image: &[T],
+    g: &Geometry,
+    scratch: &mut Vec<T>,
+    patch_len: usize,
+    (rows, k): (&[T], usize),
+    dw: &mut [T],
+    mut through: Option<(&mut [T], Mat<T>)>,
+) {
+    let pr = patch_rows(g);
+    for_each_patch_chunk(image, g, scratch, |r, patches| {
+        let (n_rows, span) = (r.len() * pr, r.start * pr * k..r.end * pr * k);
+        let pm = Mat::rows(patches, n_rows, patch_len);
+        matmul(
+            dw,
+            Mat::rows(&rows[span.clone()], n_rows, k).t(),
+            pm,
+            true,
+            T::one(),
+        );
+        if let Some((out, wt)) = through.as_mut() {
+            matmul(&mut out[span], pm, *wt, false, T::one());
+        }
+    });
 }
 
 /// Writes all of `image` `[n, h, w, c]` as the col2im of a patch matrix produced chunk by

@@ -144,6 +144,12 @@ fn critic_penalty_gradients_match_autograd_in_f32() {
     assert!(worst < 1e-5, "small f32: worst relative error {worst:e}");
 }
 
+/// The running variance of the BatchNorm in layer `layer`.
+fn running_var(net: &Generator, layer: usize) -> &Tensor {
+    let norm = net.params.layers()[layer].norm.as_ref().unwrap();
+    norm.running.as_ref().unwrap().var.tensor()
+}
+
 /// Generator images, batch statistics and the gradient of `⟨R, G(z)⟩` against the candle
 /// module in training mode.
 fn generator_against_autograd<T: Real>(preset_name: &str, channels: usize, n: usize) -> f64 {
@@ -151,8 +157,15 @@ fn generator_against_autograd<T: Real>(preset_name: &str, channels: usize, n: us
     let mut rng = Rng::new(5);
     let mut net = Generator::new(&p, &mut rng, T::DTYPE, &Device::Cpu).unwrap();
     // A non-zero final bias.
-    let last = p.generator.layer_names().pop().unwrap().conv;
-    let b = net.params.get(&format!("{last}.bias"));
+    let b = &net
+        .params
+        .layers()
+        .last()
+        .unwrap()
+        .bias
+        .as_ref()
+        .unwrap()
+        .var;
     b.set(
         &Tensor::from_vec(
             randn::<T>(&mut rng, channels, 0.1, 0.0),
@@ -178,13 +191,7 @@ fn generator_against_autograd<T: Real>(preset_name: &str, channels: usize, n: us
 
     let running_before: Vec<Vec<f64>> = stats
         .iter()
-        .map(|st| {
-            let name = &p.generator.layer_names()[st.layer];
-            flat(
-                net.params
-                    .get(&format!("{}.running_var", name.norm.as_ref().unwrap())),
-            )
-        })
+        .map(|st| flat(running_var(&net, st.layer)))
         .collect();
     let zt = Tensor::from_vec(z.clone(), (n, p.z_dim, 1, 1), &Device::Cpu).unwrap();
     let out = net.forward(&zt, Mode::Train).unwrap();
@@ -200,11 +207,7 @@ fn generator_against_autograd<T: Real>(preset_name: &str, channels: usize, n: us
     }
     // running_var ← 0.9·running + 0.1·batch (unbiased): recover the batch variance.
     for (st, before) in stats.iter().zip(running_before) {
-        let name = &p.generator.layer_names()[st.layer];
-        let after = flat(
-            net.params
-                .get(&format!("{}.running_var", name.norm.as_ref().unwrap())),
-        );
+        let after = flat(running_var(&net, st.layer));
         let batch: Vec<f64> = after
             .iter()
             .zip(&before)

@@ -7,9 +7,9 @@
 //! PyTorch's second axis last.
 
 use super::Real;
-use crate::params::{Gradients, Params};
+use crate::params::{Gradients, Param, Params};
 use crate::spec::{NetSpec, ParamRole};
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use candle_core::{Device, Tensor};
 
 /// `[X, Y, k, k]` → `[X, k, k, Y]`.
@@ -56,37 +56,28 @@ pub struct NetWeights<T> {
 impl<T: Real> NetWeights<T> {
     /// Reads the trainable tensors of `params` (which must hold `T` values) for `spec`.
     pub fn from_params(spec: &NetSpec, params: &Params) -> Result<Self> {
-        let read = |name: &str| -> Result<Vec<T>> {
-            params
-                .get(name)
-                .as_tensor()
+        let read = |p: &Param| -> Result<Vec<T>> {
+            p.tensor()
                 .flatten_all()?
                 .to_vec1::<T>()
-                .with_context(|| format!("reading {name}"))
+                .with_context(|| format!("reading {}", p.info.name))
         };
-        let names = spec.layer_names();
+        ensure!(
+            params.layers().len() == spec.layers.len(),
+            "the parameters have {} layers, the architecture {}",
+            params.layers().len(),
+            spec.layers.len()
+        );
         let layers = spec
             .layers
             .iter()
-            .zip(&names)
-            .map(|(l, n)| {
-                let w = read(&format!("{}.weight", n.conv))?;
+            .zip(params.layers())
+            .map(|(l, t)| {
                 Ok(LayerWeights {
-                    weight: second_axis_last(&w, l.weight_shape()),
-                    bias: l
-                        .bias
-                        .then(|| read(&format!("{}.bias", n.conv)))
-                        .transpose()?,
-                    gamma: n
-                        .norm
-                        .as_ref()
-                        .map(|p| read(&format!("{p}.weight")))
-                        .transpose()?,
-                    beta: n
-                        .norm
-                        .as_ref()
-                        .map(|p| read(&format!("{p}.bias")))
-                        .transpose()?,
+                    weight: second_axis_last(&read(&t.weight)?, l.weight_shape()),
+                    bias: t.bias.as_ref().map(read).transpose()?,
+                    gamma: t.norm.as_ref().map(|n| read(&n.weight)).transpose()?,
+                    beta: t.norm.as_ref().map(|n| read(&n.bias)).transpose()?,
                 })
             })
             .collect::<Result<_>>()?;
