@@ -20,6 +20,7 @@
 
 pub mod fold;
 pub mod graph;
+pub mod messages;
 pub mod metadata;
 pub mod test_data;
 pub mod verify;

@@ -2,6 +2,7 @@
 //!
 //! Always built, without candle:
 //! - [`spec`]: architectures as lists of layer specs, and the presets (`dcgan64`, `small`, `tiny`).
+//! - [`tensors`]: a network's tensors typed per layer, with their `state_dict` names.
 //! - [`contract`]: the ONNX generator contract (input and output names, metadata keys, batch
 //!   dimension), written by the exporter and checked by the runtime.
 //! - [`latent`]: the latent function `seed → z` shared by training, export and every backend.
@@ -24,6 +25,7 @@ pub mod contract;
 pub mod latent;
 pub mod output;
 pub mod spec;
+pub mod tensors;
 
 #[cfg(feature = "candle")]
 pub mod conv;

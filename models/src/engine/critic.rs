@@ -22,7 +22,7 @@ use super::patches::{
 };
 use super::plan::LayerPlan;
 use super::weights::{LayerGrads, NetWeights};
-use super::{sized, Real};
+use super::{checked_rows, sized, Real};
 use crate::spec::{LayerKind, NetSpec, Norm, NORM_EPS};
 use anyhow::{bail, ensure, Result};
 use std::ops::Range;
@@ -115,16 +115,7 @@ impl<T: Real> CriticEngine<T> {
     /// the other passes need.
     pub fn forward(&mut self, weights: &NetWeights<T>, x: &[T]) -> Result<&[T]> {
         let per = self.image_len();
-        ensure!(
-            !x.is_empty() && x.len().is_multiple_of(per),
-            "critic input has {} values, not a multiple of {per}",
-            x.len()
-        );
-        ensure!(
-            weights.layers.len() == self.plans.len(),
-            "weights for another network"
-        );
-        let n = x.len() / per;
+        let n = checked_rows("critic", x.len(), per, weights, self.plans.len())?;
         self.rows = n;
         self.adjoint = None;
         self.injected = None;

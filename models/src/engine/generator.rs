@@ -11,7 +11,7 @@ use super::kernels::{
 use super::patches::{patch_rows, scatter_patch_chunks, weight_grad_and_through};
 use super::plan::LayerPlan;
 use super::weights::{LayerGrads, NetWeights};
-use super::{sized, Real};
+use super::{checked_rows, sized, Real};
 use crate::spec::{LayerKind, NetSpec, Norm, NORM_EPS};
 use anyhow::{bail, ensure, Result};
 
@@ -98,16 +98,7 @@ impl<T: Real> GeneratorEngine<T> {
         z: &[T],
     ) -> Result<(&[T], Vec<BatchStats>)> {
         let per = self.z_len();
-        ensure!(
-            !z.is_empty() && z.len().is_multiple_of(per),
-            "generator input has {} values, not a multiple of {per}",
-            z.len()
-        );
-        ensure!(
-            weights.layers.len() == self.plans.len(),
-            "weights for another network"
-        );
-        let n = z.len() / per;
+        let n = checked_rows("generator", z.len(), per, weights, self.plans.len())?;
         self.rows = n;
         sized(&mut self.input, z.len()).copy_from_slice(z);
         let mut stats = Vec::new();

@@ -47,6 +47,26 @@ pub trait Real: WithDType + Send + Sync + std::fmt::Debug {
 impl Real for f32 {}
 impl Real for f64 {}
 
+/// The number of rows of a pass's input of `len` values, `per` per row, after checking that it
+/// holds whole rows and that `weights` has one entry per layer of the engine (`layers`).
+pub(crate) fn checked_rows<T>(
+    net: &str,
+    len: usize,
+    per: usize,
+    weights: &NetWeights<T>,
+    layers: usize,
+) -> anyhow::Result<usize> {
+    anyhow::ensure!(
+        len > 0 && len.is_multiple_of(per),
+        "{net} input has {len} values, not a multiple of {per}"
+    );
+    anyhow::ensure!(
+        weights.layers.len() == layers,
+        "weights for another network"
+    );
+    Ok(len / per)
+}
+
 /// `buf` as a buffer of `len` elements, growing it if needed but never shrinking it (so
 /// alternating batch sizes reuse one allocation). The contents are unspecified: every kernel
 /// here writes all of its output.

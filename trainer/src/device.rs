@@ -1,0 +1,29 @@
+//! Device specs (`cpu`, `cuda`, `cuda:N`) and opening the device they name.
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+
+/// Parses `cpu`, `cuda` or `cuda:N`.
+pub fn parse_device(spec: &str) -> Result<Device> {
+    let ordinal = match cuda_ordinal(spec).map_err(anyhow::Error::msg)? {
+        None => return Ok(Device::Cpu),
+        Some(n) => n,
+    };
+    if !candle_core::utils::cuda_is_available() {
+        bail!("device '{spec}' needs a build with CUDA support: rebuild with `--features cuda` (see the README), or use --device cpu");
+    }
+    Device::new_cuda(ordinal).with_context(|| format!("cannot open CUDA device {ordinal}"))
+}
+
+/// The CUDA device a device spec names: `cpu` → `None`, `cuda` → 0, `cuda:N` → N; anything
+/// else is an error naming the spec and the accepted forms.
+pub fn cuda_ordinal(spec: &str) -> Result<Option<usize>, String> {
+    match spec {
+        "cpu" => Ok(None),
+        "cuda" => Ok(Some(0)),
+        s => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Ok(Some(n)),
+            _ => Err(format!("unknown device '{spec}': use cpu, cuda or cuda:N")),
+        },
+    }
+}

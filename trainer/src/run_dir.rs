@@ -1,0 +1,126 @@
+//! Run directories: claiming a new one (`--out` or `runs/<UTC time>`), and finding a
+//! checkpoint's run and its sibling checkpoints.
+
+use crate::checkpoints;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use wgan_models::checkpoint as ckpt;
+
+/// The other checkpoints of the run that holds checkpoint `dir`, newest first, as one line
+/// (`None` when there are none).
+pub fn older_checkpoints(dir: &Path) -> Option<String> {
+    let root = dir.parent()?;
+    let others: Vec<String> = checkpoints::list(root)
+        .ok()?
+        .into_iter()
+        .rev()
+        .filter(|d| d.as_path() != dir)
+        .map(|d| d.display().to_string())
+        .collect();
+    (!others.is_empty()).then(|| others.join(", "))
+}
+
+/// The run directory of a checkpoint directory (`RUN/checkpoints/step_N` → `RUN`).
+pub fn run_dir_of(checkpoint_dir: &Path) -> PathBuf {
+    checkpoint_dir
+        .parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Claims `dir` for a new run: creates it (and its parents) or takes an existing empty
+/// directory. The claim itself is the exclusive creation of `dir/checkpoints`, so two runs
+/// started at once never share a directory. Refuses a file and any non-empty directory,
+/// saying what it holds.
+pub fn claim_run_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!(
+            "--out {} names an existing file; choose a directory path",
+            dir.display()
+        );
+    }
+    if dir.is_dir() {
+        let occupied = std::fs::read_dir(dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?
+            .next()
+            .is_some();
+        if occupied {
+            let latest = dir.join(ckpt::CHECKPOINTS_DIR).join(ckpt::LATEST_FILE);
+            if latest.exists() {
+                bail!(
+                    "{} already holds a run: continue it with `trainer resume --checkpoint {}` or choose another --out",
+                    dir.display(),
+                    dir.display()
+                );
+            }
+            if dir.join("config.json").exists() {
+                bail!(
+                    "{} holds a run that stopped before its first checkpoint (nothing to resume): delete it or choose another --out",
+                    dir.display()
+                );
+            }
+            bail!(
+                "--out {} is a directory that is not empty; choose a new or empty directory",
+                dir.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create run directory {}", dir.display()))?;
+    match std::fs::create_dir(dir.join(ckpt::CHECKPOINTS_DIR)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => bail!(
+            "{} was claimed by another run that started at the same time; choose another --out",
+            dir.display()
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot create run directory {}", dir.display())),
+    }
+}
+
+/// Claims `runs/<UTC timestamp>`, or `…-2`, `…-3`, … when taken.
+pub fn claim_default_run_dir() -> Result<PathBuf> {
+    let base = default_run_dir_name();
+    for i in 1..1000 {
+        let dir = if i == 1 {
+            base.clone()
+        } else {
+            PathBuf::from(format!("{}-{i}", base.display()))
+        };
+        if dir.exists() {
+            continue;
+        }
+        match claim_run_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            // Taken between the check and the claim: try the next name.
+            Err(_) if dir.join(ckpt::CHECKPOINTS_DIR).exists() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    bail!("cannot find a free run directory name under runs/; pass --out")
+}
+
+/// `runs/YYYYMMDD-HHMMSS` in UTC, for the current time.
+pub fn default_run_dir_name() -> PathBuf {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    PathBuf::from(format!(
+        "runs/{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    ))
+}

@@ -1,0 +1,216 @@
+//! Saving a run (checkpoints, sample grids) and reopening it at its latest checkpoint.
+
+use super::*;
+
+impl Trainer {
+    /// Reopens the run in `run_dir` at its latest checkpoint. `steps` replaces the configured
+    /// total number of generator steps; `device` the device.
+    pub fn resume(run_dir: &Path, steps: Option<u64>, device: Option<&str>) -> Result<Self> {
+        let dir = ckpt::resolve(run_dir)
+            .with_context(|| format!("cannot resume from {}", run_dir.display()))?;
+        let header = ckpt::read_header(&dir)?;
+        let state_path = dir.join(ckpt::STATE_FILE);
+        let state = TrainState::read(&dir)?;
+        let mut config = state.config.clone();
+        config
+            .validate()
+            .with_context(|| format!("{} holds an invalid configuration", state_path.display()))?;
+        if let Some(s) = steps {
+            config.steps = s;
+        }
+        if let Some(d) = device {
+            config.device = d.to_string();
+        }
+        config.validate()?;
+        if config.steps <= header.step {
+            bail!(
+                "the checkpoint is at step {}: pass --steps greater than that to train further",
+                header.step
+            );
+        }
+        let preset = header.preset()?;
+        let device = parse_device(&config.device)?;
+        let load = || -> Result<_> {
+            let generator = Generator::load(
+                &preset,
+                &dir.join(ckpt::GENERATOR_FILE),
+                DType::F32,
+                &device,
+            )?;
+            let critic = Critic::load(&preset, &dir.join(ckpt::CRITIC_FILE), DType::F32, &device)?;
+            let opt_state = wgan_models::params::read_safetensors(&dir.join(OPTIMIZER_FILE))?;
+            let mut opt_g = Adam::new(config.adam, &generator.params)?;
+            let mut opt_c = Adam::new(config.adam, &critic.params)?;
+            opt_g
+                .load_state("generator", &opt_state, &generator.params)
+                .context("restoring the generator's optimiser")?;
+            opt_c
+                .load_state("critic", &opt_state, &critic.params)
+                .context("restoring the critic's optimiser")?;
+            let rng = Rng::from_state(state.rng_state)
+                .context("the checkpoint's RNG state is invalid (all zero)")?;
+            let ema = match config.ema {
+                Some(decay) => Some(Ema::load(
+                    decay,
+                    &preset,
+                    &dir.join(ckpt::GENERATOR_EMA_FILE),
+                    &device,
+                )?),
+                None => None,
+            };
+            Ok((generator, critic, opt_g, opt_c, rng, ema))
+        };
+        let (generator, critic, opt_g, opt_c, rng, ema) =
+            load().map_err(|e| match older_checkpoints(&dir) {
+                Some(older) => e.context(format!(
+                    "checkpoint {} is damaged; older ones can be resumed instead: {older}",
+                    dir.display()
+                )),
+                None => e,
+            })?;
+        let dataset = Arc::new(
+            load_dataset(&config, &preset).context("cannot load the run's training data")?,
+        );
+        let loader = Loader::new(
+            dataset.clone(),
+            config.batch_size,
+            state.data_seed,
+            state.data_cursor,
+        );
+        let engines = Engines::for_device(&preset, &device)?;
+        let metrics_path = run_dir_of(&dir).join("metrics.csv");
+        let metrics = metrics::read_csv(&metrics_path, header.step)?;
+        metrics::write_csv(&metrics_path, &metrics)?;
+        Ok(Self {
+            dataset_description: dataset.description.clone(),
+            run_dir: run_dir_of(&dir),
+            config,
+            preset,
+            device,
+            generator,
+            critic,
+            opt_g,
+            opt_c,
+            step: header.step,
+            ema,
+            rng,
+            data_seed: state.data_seed,
+            loader,
+            sample_seed: state.sample_seed,
+            elapsed_secs: state.elapsed_secs,
+            metrics,
+            engines,
+        })
+    }
+
+    /// The resumable state at the current step.
+    pub fn state(&self) -> TrainState {
+        TrainState {
+            header: CheckpointHeader {
+                format_version: FORMAT_VERSION,
+                preset: self.preset.name.clone(),
+                channels: self.preset.channels,
+                step: self.step,
+                dataset: self.dataset_description.clone(),
+            },
+            config: self.config.clone(),
+            rng_state: self.rng.state(),
+            data_seed: self.data_seed,
+            data_cursor: self.loader.cursor(),
+            sample_seed: self.sample_seed,
+            elapsed_secs: self.elapsed_secs,
+        }
+    }
+
+    /// Writes a checkpoint of the current step and returns its directory.
+    /// What a failed run leaves to resume from, for error messages.
+    pub(super) fn checkpoint_kept(&self) -> String {
+        let latest = self
+            .run_dir
+            .join(ckpt::CHECKPOINTS_DIR)
+            .join(ckpt::LATEST_FILE);
+        match std::fs::read_to_string(latest) {
+            Ok(name) => format!(
+                "the last good checkpoint ({}) is kept",
+                self.run_dir
+                    .join(ckpt::CHECKPOINTS_DIR)
+                    .join(name.trim())
+                    .display()
+            ),
+            Err(_) => "no checkpoint had been written yet, so there is nothing to resume".into(),
+        }
+    }
+
+    /// Writes a checkpoint of the current step (see [`checkpoints::save`]). Refuses weights
+    /// that are not finite, so a checkpoint is always one to resume from.
+    pub fn save_checkpoint(&self) -> Result<PathBuf> {
+        let nets = [
+            ("generator", Some(&self.generator.params)),
+            ("critic", Some(&self.critic.params)),
+            (
+                "generator's moving average",
+                self.ema.as_ref().map(|e| &e.generator.params),
+            ),
+        ];
+        for (net, params) in nets.into_iter().filter_map(|(n, p)| Some((n, p?))) {
+            for (info, var) in params.iter() {
+                let sum = var
+                    .as_tensor()
+                    .sum_all()?
+                    .to_dtype(DType::F64)?
+                    .to_scalar::<f64>()?;
+                if !sum.is_finite() {
+                    bail!(
+                        "training diverged at step {}: the {net} weight {} is not finite; {}",
+                        self.step,
+                        info.name,
+                        self.checkpoint_kept()
+                    );
+                }
+            }
+        }
+        let mut optimizer = self.opt_g.state_tensors("generator")?;
+        optimizer.extend(self.opt_c.state_tensors("critic")?);
+        let state = self.state();
+        let contents = CheckpointContents {
+            generator: &self.generator.params,
+            generator_ema: self.ema.as_ref().map(|e| &e.generator.params),
+            critic: &self.critic.params,
+            optimizer,
+            state: &state,
+        };
+        checkpoints::save(&self.run_dir, contents, self.config.keep_checkpoints)
+    }
+
+    /// Writes `samples/step_NNNNNN.png`: the generator (eval mode; its moving average when the
+    /// run keeps one) on the run's fixed latents.
+    pub fn save_samples(&mut self) -> Result<PathBuf> {
+        let dir = self.run_dir.join("samples");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("step_{:06}.png", self.step));
+        let zd = self.preset.z_dim;
+        let z = latents(self.sample_seed, SAMPLE_COUNT, zd);
+        // A few images at a time: a batch of 64 through the candle module would hold several
+        // hundred MB of temporaries for dcgan64, more than a training step.
+        let mut images = Vec::new();
+        for chunk in z.chunks(SAMPLE_CHUNK * zd) {
+            let n = chunk.len() / zd;
+            let z = Tensor::from_vec(chunk.to_vec(), (n, zd, 1, 1), &self.device)?;
+            let g = match &mut self.ema {
+                Some(ema) => &mut ema.generator,
+                None => &mut self.generator,
+            };
+            let out = g.forward(&z, Mode::Eval)?;
+            images.extend(out.flatten_all()?.to_vec1::<f32>()?);
+        }
+        let s = self.preset.image_size;
+        let shape = BatchShape {
+            n: SAMPLE_COUNT,
+            channels: self.preset.channels,
+            height: s,
+            width: s,
+        };
+        save_png(&grid(&images, shape, Some(8))?, &path)?;
+        Ok(path)
+    }
+}
