@@ -102,6 +102,29 @@ impl ExportOptions {
     }
 }
 
+/// Checks that generating `samples` images for verification or test data fits in the memory
+/// available, before anything is generated: a lower bound of two copies (candle's and
+/// tract's) of every layer's activations.
+fn check_sample_memory(generator: &wgan_models::Generator, samples: usize) -> Result<()> {
+    let mut side = 1;
+    let per_sample: usize = generator
+        .spec
+        .layers
+        .iter()
+        .map(|l| {
+            side = l.out_size(side);
+            l.out_channels * side * side
+        })
+        .sum();
+    let what = format!("generating {samples} sample(s) to check the model");
+    let values = wgan_models::limits::count(&what, &[samples, per_sample, 2])?;
+    wgan_models::limits::check_memory(
+        &what,
+        wgan_models::limits::bytes(&what, values, 4)?,
+        "use a smaller --samples (or --batch for a fixed batch)",
+    )
+}
+
 /// What [`export_onnx`] did.
 #[derive(Clone, Debug)]
 pub struct ExportReport {
@@ -180,6 +203,9 @@ pub fn export_onnx(checkpoint: &Path, options: &ExportOptions) -> Result<ExportR
         dir,
         ema,
     } = load_checkpoint(checkpoint, options.weights)?;
+    if options.verify || options.test_data {
+        check_sample_memory(&generator, samples)?;
+    }
     let model = build_model(&generator, &header, &options.build)?;
     let bytes = encode_model(&model);
     let staged = write::stage(&options.out, &bytes)?;

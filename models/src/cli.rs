@@ -9,6 +9,9 @@
 //! - Results go to stdout through [`outln!`](crate::outln), which returns the write error
 //!   instead of panicking: when the reader of a pipe goes away (`runtime info | head -1`), the
 //!   binary stops quietly with status 0, as `grep` or `rg` do.
+//! - Signals as [`crate::signals`] says: `SIGINT`/`SIGTERM`/`SIGHUP` remove the process's
+//!   temporary files and exit 130/143/129; `SIGXFSZ` is ignored (a file-size limit is an
+//!   ordinary write error).
 
 use std::io::ErrorKind;
 use std::process::ExitCode;
@@ -24,6 +27,7 @@ pub const EXIT_STATUS_HELP: &str =
 /// Parses the command line as `C` and runs `run` on it, reporting the outcome as described in
 /// the module documentation. The body of every binary's `main`.
 pub fn main<C: clap::Parser>(run: impl FnOnce(C) -> anyhow::Result<()>) -> ExitCode {
+    crate::signals::install();
     match C::try_parse() {
         Ok(cli) => report(run(cli)),
         Err(e) => usage(e),
@@ -64,14 +68,28 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 /// An error's cause chain on one line: the causes joined by `: `, line breaks inside a cause
-/// replaced by spaces.
+/// replaced by spaces, and a cause left out when the text before it already ends with it
+/// (libraries that wrap an I/O error often repeat its message: "…: File too large: File too
+/// large").
 pub fn one_line(e: &anyhow::Error) -> String {
-    format!("{e:#}")
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause
+            .to_string()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        if text.is_empty() || out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// `println!` that returns the write error (`std::io::Result<()>`) instead of panicking, so a
@@ -93,6 +111,25 @@ mod tests {
     fn errors_are_one_line_and_broken_pipes_are_quiet() {
         let e = anyhow::anyhow!("disk full\nretry later").context("cannot write out.png");
         assert_eq!(one_line(&e), "cannot write out.png: disk full retry later");
+        // A wrapper that repeats its source's message is said once.
+        #[derive(Debug)]
+        struct Wrapper(std::io::Error);
+        impl std::fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "I/O error: {}", self.0)
+            }
+        }
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let full = std::io::Error::other("No space left on device");
+        let twice = anyhow::Error::new(Wrapper(full)).context("cannot write g.safetensors");
+        assert_eq!(
+            one_line(&twice),
+            "cannot write g.safetensors: I/O error: No space left on device"
+        );
         assert!(!is_broken_pipe(&e));
         let pipe: anyhow::Result<()> =
             Err(std::io::Error::from(ErrorKind::BrokenPipe)).context("writing the report");

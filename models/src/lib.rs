@@ -7,8 +7,10 @@
 //!   dimension), written by the exporter and checked by the runtime.
 //! - [`latent`]: the latent function `seed → z` shared by training, export and every backend.
 //! - [`checkpoint`]: the checkpoint layout and header (loading networks needs `candle`).
+//! - [`limits`]: overflow-checked sizes and the memory check made before large allocations.
 //! - [`output`]: the one output policy (atomic writes; devices and pipes written in place).
-//! - [`cli`] (feature `cli`): the exit path and conventions every binary shares.
+//! - [`cli`] (feature `cli`): the exit path and conventions every binary shares; [`signals`]:
+//!   what SIGINT, SIGTERM, SIGHUP and SIGXFSZ do in every binary.
 //!
 //! With the `candle` feature, the networks and the training engine:
 //! - [`params`]: named tensors in PyTorch `state_dict` naming, DCGAN initialisation, safetensors I/O.
@@ -23,7 +25,10 @@ pub mod checkpoint;
 pub mod cli;
 pub mod contract;
 pub mod latent;
+pub mod limits;
 pub mod output;
+#[cfg(feature = "cli")]
+pub mod signals;
 pub mod spec;
 pub mod tensors;
 

@@ -19,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use tempfile::NamedTempFile;
 
 /// How a path is written (see the module documentation).
@@ -109,6 +110,47 @@ fn temp_file_in(dir: &Path, name: &std::ffi::OsStr) -> std::io::Result<NamedTemp
     builder.tempfile_in(dir)
 }
 
+/// Temporary files and folders this process is writing, removed by [`remove_temp_files`].
+static LIVE_TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn live_temps() -> MutexGuard<'static, Vec<PathBuf>> {
+    LIVE_TEMPS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Records a temporary file or folder of this process until dropped, so that a signal that
+/// ends the process removes it ([`remove_temp_files`], called by [`crate::signals`]). Every
+/// [`OutputFile`] holds one; the trainer's temporary checkpoint folders do too.
+#[derive(Debug)]
+pub struct TempRegistration(PathBuf);
+
+impl TempRegistration {
+    pub fn new(path: &Path) -> Self {
+        live_temps().push(path.to_path_buf());
+        Self(path.to_path_buf())
+    }
+}
+
+impl Drop for TempRegistration {
+    fn drop(&mut self) {
+        let mut live = live_temps();
+        if let Some(i) = live.iter().rposition(|p| *p == self.0) {
+            live.swap_remove(i);
+        }
+    }
+}
+
+/// Removes every registered temporary file and folder (for a process about to exit on a
+/// signal); errors are ignored.
+pub fn remove_temp_files() {
+    for path in live_temps().drain(..) {
+        if path.is_dir() {
+            let _ = std::fs::remove_dir_all(&path);
+        } else {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
 /// A file being written under the output policy: to a temporary file that [`OutputFile::commit`]
 /// flushes to disk and renames over the target, or, for a device, FIFO or socket, straight
 /// into it. Dropped without a commit, it removes its temporary file and leaves the target as
@@ -125,6 +167,7 @@ enum Inner {
     Staged {
         file: NamedTempFile,
         dest: Destination,
+        registration: TempRegistration,
     },
     /// An open device, FIFO or socket.
     Direct(File),
@@ -169,7 +212,12 @@ impl OutputFile {
         };
         let file = temp_file_in(&tmp_dir, name)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        Ok(Inner::Staged { file, dest })
+        let registration = TempRegistration::new(file.path());
+        Ok(Inner::Staged {
+            file,
+            dest,
+            registration,
+        })
     }
 
     /// The temporary file the bytes are staged in (`None` when writing a device directly).
@@ -187,7 +235,11 @@ impl OutputFile {
         let Self { path, inner } = self;
         match inner {
             Inner::Direct(mut f) => f.flush(),
-            Inner::Staged { file, dest } => (|| -> std::io::Result<()> {
+            Inner::Staged {
+                file,
+                dest,
+                registration: _registration,
+            } => (|| -> std::io::Result<()> {
                 file.as_file().sync_all()?;
                 match dest {
                     Destination::Replace(target) => {

@@ -94,6 +94,10 @@ pub fn grid(batch: &[f32], shape: BatchShape, cols: Option<usize>) -> Result<Dyn
     Ok(DynamicImage::ImageRgb8(out))
 }
 
+/// The most images one grid PNG holds (a 100 × 100 grid; a larger one is better written as
+/// files).
+pub const MAX_GRID_IMAGES: usize = 10_000;
+
 /// A grid filled batch by batch (same layout as [`grid`]): memory is the grid picture, not the
 /// `f32` values of every image, so a large run can stream into one.
 pub struct GridCanvas {
@@ -111,10 +115,30 @@ impl GridCanvas {
         let cols = cols
             .unwrap_or_else(|| (shape.n as f64).sqrt().ceil() as usize)
             .clamp(1, shape.n);
+        if shape.n > MAX_GRID_IMAGES {
+            bail!(
+                "a grid holds at most {MAX_GRID_IMAGES} images, {} were asked for",
+                shape.n
+            );
+        }
         let rows = shape.n.div_ceil(cols);
         let pad = 2;
-        let gw = (cols * (shape.width + pad) + pad) as u32;
-        let gh = (rows * (shape.height + pad) + pad) as u32;
+        let side = |count: usize, len: usize| {
+            count
+                .checked_mul(len.saturating_add(pad))
+                .and_then(|v| v.checked_add(pad))
+                .and_then(|v| u32::try_from(v).ok())
+        };
+        let (Some(gw), Some(gh)) = (side(cols, shape.width), side(rows, shape.height)) else {
+            bail!(
+                "a grid of {} images of {:?} is too large for one PNG",
+                shape.n,
+                shape
+            );
+        };
+        let what = format!("a grid of {} images", shape.n);
+        let pixels = wgan_models::limits::count(&what, &[gw as usize, gh as usize, 3])?;
+        wgan_models::limits::check_memory(&what, pixels as u64, "draw fewer images into it")?;
         Ok(GridCanvas {
             canvas: RgbImage::from_pixel(gw, gh, image::Rgb([128, 128, 128])),
             shape,

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 use wgan_models::cli::EXIT_STATUS_HELP;
 use wgan_models::outln;
-use wgan_runtime::images::{save_png, BatchShape, GridCanvas};
+use wgan_runtime::images::{save_png, BatchShape, GridCanvas, MAX_GRID_IMAGES};
 use wgan_runtime::npy::{self, NpyWriter};
 use wgan_runtime::onnx::{BatchDim, Contract, ModelInfo};
 use wgan_runtime::output::Destination;
@@ -208,6 +208,10 @@ fn gen(mut args: GenArgs) -> Result<()> {
         Some(p) => Some(read_latents(p, contract.z_dim)?),
         None => None,
     };
+    let n = latents
+        .as_ref()
+        .map_or(args.n, |z| z.len() / contract.z_dim);
+    check_sizes(&args, n, &contract)?;
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create output folder {}", dir.display()))?;
@@ -231,9 +235,6 @@ fn gen(mut args: GenArgs) -> Result<()> {
         eprintln!("warning: {w}");
     }
     let [c, h, w] = generator.image_shape();
-    let n = latents
-        .as_ref()
-        .map_or(args.n, |z| z.len() / contract.z_dim);
     if args.out.is_some() || args.grid.is_some() {
         ensure!(
             c == 1 || c == 3,
@@ -332,6 +333,28 @@ fn read_latents(path: &Path, z_dim: usize) -> Result<Vec<f32>> {
         );
     }
     Ok(a.data)
+}
+
+/// Sizes checked before the model is loaded: a grid holds at most [`MAX_GRID_IMAGES`], and one
+/// batch of latents and images (the least any backend holds) must fit in the memory
+/// available.
+fn check_sizes(args: &GenArgs, n: usize, contract: &Contract) -> Result<()> {
+    if args.grid.is_some() {
+        ensure!(
+            n <= MAX_GRID_IMAGES,
+            "--grid draws at most {MAX_GRID_IMAGES} images into one PNG and {n} were asked for: write them as files with --out DIR, or the raw values with --save-raw FILE.npy"
+        );
+    }
+    let batch = args.batch_size.min(n.max(1));
+    let image = contract.image.map_or(0, |[c, h, w]| c * h * w);
+    let per_image = contract.z_dim.saturating_add(image);
+    let what = format!("--batch-size {batch}");
+    let values = wgan_models::limits::count(&what, &[batch, per_image])?;
+    wgan_models::limits::check_memory(
+        &what,
+        wgan_models::limits::bytes(&what, values, 4)?,
+        "use a smaller --batch-size (the images are the same at any batch size)",
+    )
 }
 
 /// Checks an output file of `flag` before any work: its folder exists, it is not a folder or

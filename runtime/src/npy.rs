@@ -63,12 +63,12 @@ pub fn parse_f32(bytes: &[u8]) -> Result<Array> {
         fortran == "False",
         "it is in Fortran order; expected C order"
     );
-    let count: usize = shape.iter().product();
+    let count = wgan_models::limits::count(&format!("shape {shape:?}"), &shape)?;
+    let needed = wgan_models::limits::bytes(&format!("shape {shape:?}"), count, 4)?;
     let body = &bytes[start + header_len..];
     ensure!(
-        body.len() == count * 4,
-        "shape {shape:?} needs {} data bytes, found {}",
-        count * 4,
+        body.len() as u64 == needed,
+        "shape {shape:?} needs {needed} data bytes, found {}",
         body.len()
     );
     let data = body

@@ -10,7 +10,7 @@ use wgan_models::checkpoint::{
     CHECKPOINTS_DIR, CRITIC_FILE, GENERATOR_EMA_FILE, GENERATOR_FILE, LATEST_FILE, OPTIMIZER_FILE,
     STATE_FILE,
 };
-use wgan_models::output::write_atomic;
+use wgan_models::output::{write_atomic, TempRegistration};
 use wgan_models::Params;
 
 /// Name of the checkpoint directory of generator step `step`.
@@ -38,6 +38,8 @@ pub fn save(run_dir: &Path, contents: CheckpointContents, keep: usize) -> Result
     let tmp = root.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    // Removed if a signal ends the process while it is written.
+    let _registration = TempRegistration::new(&tmp);
     let write = || -> Result<()> {
         contents.generator.save(&tmp.join(GENERATOR_FILE))?;
         contents.critic.save(&tmp.join(CRITIC_FILE))?;
@@ -81,6 +83,31 @@ pub fn list(root: &Path) -> Result<Vec<PathBuf>> {
         .collect();
     dirs.sort();
     Ok(dirs)
+}
+
+/// Removes the temporary checkpoint folders (`.step_NNNNNN.tmp-PID`) under `root` that a
+/// process killed while writing a checkpoint left behind. Only call it while holding the run's
+/// lock ([`crate::run_dir::RunLock`]): then no other process is writing one. Returns how many
+/// were removed.
+pub fn remove_stale_temps(root: &Path) -> Result<usize> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries.filter_map(|e| e.ok()) {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".step_") && name.contains(".tmp-") && entry.path().is_dir() {
+            std::fs::remove_dir_all(entry.path()).with_context(|| {
+                format!(
+                    "removing the unfinished checkpoint {}",
+                    entry.path().display()
+                )
+            })?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 fn prune(root: &Path, keep: usize) -> Result<()> {

@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use wgan_models::checkpoint::GeneratorWeights;
 use wgan_models::cli::EXIT_STATUS_HELP;
@@ -304,19 +304,14 @@ fn device_spec(spec: &str) -> Result<String, String> {
     crate::train::cuda_ordinal(spec).map(|_| spec.to_string())
 }
 
+/// The flag a first SIGINT (Ctrl-C), SIGTERM or SIGHUP sets: the run then saves a checkpoint
+/// after the current iteration and exits 0. A second one exits at once (see
+/// `wgan_models::signals`).
 fn stop_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let f = flag.clone();
-    let _ = ctrlc::set_handler(move || {
-        if f.swap(true, Ordering::SeqCst) {
-            eprintln!("\nsecond interrupt: exiting without a checkpoint");
-            std::process::exit(130);
-        }
-        eprintln!(
-            "\ninterrupt: saving a checkpoint after this iteration (Ctrl-C again to quit now)"
-        );
-    });
-    flag
+    wgan_models::signals::graceful_stop(
+        "saving a checkpoint after this iteration (send it again, e.g. Ctrl-C, to quit now)",
+        "exiting without a checkpoint",
+    )
 }
 
 fn progress(trainer: &Trainer) -> ProgressBar {
@@ -347,6 +342,9 @@ fn rate(sec_per_iter: f64) -> String {
 
 fn drive(mut trainer: Trainer) -> Result<()> {
     let run_dir = trainer.run_dir.clone();
+    for w in &trainer.warnings {
+        eprintln!("warning: {w}");
+    }
     eprintln!(
         "run {} · preset {} · {} · device {} · steps {}→{}",
         run_dir.display(),
@@ -384,8 +382,12 @@ fn drive(mut trainer: Trainer) -> Result<()> {
             run_dir.display()
         ),
         RunEnd::Interrupted => eprintln!(
-            "stopped at step {}; checkpoint saved. Continue with: trainer resume --checkpoint {}",
+            "stopped at step {}; checkpoint {} saved. Continue with: trainer resume --checkpoint {}",
             trainer.step,
+            run_dir
+                .join(wgan_models::checkpoint::CHECKPOINTS_DIR)
+                .join(crate::checkpoints::dir_name(trainer.step))
+                .display(),
             run_dir.display()
         ),
     }

@@ -57,17 +57,32 @@ impl MetricsRow {
 /// Reads `metrics.csv`, keeping rows up to `max_step` (rows written after the last checkpoint
 /// of a crashed run are dropped, since the resumed run recomputes them).
 pub fn read_csv(path: &Path, max_step: u64) -> Result<Vec<MetricsRow>> {
-    if !path.exists() {
-        return Ok(Vec::new());
+    Ok(read_csv_lenient(path, max_step)?.0)
+}
+
+/// The rows of `metrics.csv` up to `max_step`, one per step (the last row of a step wins),
+/// in step order, tolerating damage: bytes that are not UTF-8 and lines that do not parse
+/// are left out and counted (the second value). A missing file has no rows; other I/O errors
+/// are errors.
+pub fn read_csv_lenient(path: &Path, max_step: u64) -> Result<(Vec<MetricsRow>, usize)> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let mut bad = 0;
+    let mut by_step = std::collections::BTreeMap::new();
+    for line in text.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        match MetricsRow::parse(line) {
+            Some(r) if r.step <= max_step => {
+                by_step.insert(r.step, r);
+            }
+            Some(_) => {}
+            None => bad += 1,
+        }
     }
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text
-        .lines()
-        .skip(1)
-        .filter_map(MetricsRow::parse)
-        .filter(|r| r.step <= max_step)
-        .collect())
+    Ok((by_step.into_values().collect(), bad))
 }
 
 /// Rewrites `metrics.csv` with `rows` (atomically).

@@ -1,8 +1,10 @@
-//! Run directories: claiming a new one (`--out` or `runs/<UTC time>`), and finding a
-//! checkpoint's run and its sibling checkpoints.
+//! Run directories: claiming a new one (`--out` or `runs/<UTC time>`), locking one while a
+//! process trains in it, and finding a checkpoint's run and its sibling checkpoints.
 
 use crate::checkpoints;
 use anyhow::{bail, Context, Result};
+use std::fs::{File, TryLockError};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use wgan_models::checkpoint as ckpt;
 
@@ -39,6 +41,10 @@ pub fn claim_run_dir(dir: &Path) -> Result<()> {
             "--out {} names an existing file; choose a directory path",
             dir.display()
         );
+    }
+    if dir.join(LOCK_FILE).exists() {
+        // Says who trains in it, if anyone; the lock is released again at once.
+        RunLock::acquire(dir)?;
     }
     if dir.is_dir() {
         let occupied = std::fs::read_dir(dir)
@@ -123,4 +129,52 @@ pub fn default_run_dir_name() -> PathBuf {
         rem / 60 % 60,
         rem % 60
     ))
+}
+
+/// The lock file of a run directory.
+pub const LOCK_FILE: &str = ".lock";
+
+/// An exclusive advisory lock on a run directory (`RUN/.lock`, which holds the owner's pid),
+/// held while a process trains in it. The operating system releases it when the process ends,
+/// however it ends, so a crash never leaves a run locked.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+impl RunLock {
+    /// Takes the lock of `run_dir`, or fails at once naming the process that holds it.
+    pub fn acquire(run_dir: &Path) -> Result<Self> {
+        let path = run_dir.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open the run's lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                let _ = file.read_to_string(&mut holder);
+                let holder = match holder.trim() {
+                    "" => "another process".to_string(),
+                    pid => format!("process {pid}"),
+                };
+                bail!(
+                    "{} is in use: {holder} is training in it; wait for it to finish or stop it (Ctrl-C or SIGTERM saves a checkpoint), then try again",
+                    run_dir.display()
+                );
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| write!(file, "{}", std::process::id()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(Self { _file: file })
+    }
 }

@@ -81,7 +81,7 @@ pub(crate) fn load(path: &Path, channels: usize, size: usize) -> Result<Dataset>
     }
     let n = records.len() / RECORD;
     let sample_len = channels * size * size;
-    let mut images = vec![0f32; n * sample_len];
+    let mut images = super::image_buffer(n, sample_len)?;
     par_fill(&mut images, sample_len, |i, out| {
         let px = &records[i * RECORD + 1..(i + 1) * RECORD];
         let (r, g, b) = (&px[..PLANE], &px[PLANE..2 * PLANE], &px[2 * PLANE..]);

@@ -121,7 +121,7 @@ pub(crate) fn load(path: &Path, channels: usize, size: usize) -> Result<Dataset>
     }
 
     let sample_len = channels * size * size;
-    let mut images = vec![0f32; files.len() * sample_len];
+    let mut images = super::image_buffer(files.len(), sample_len)?;
     let results = par_fill(&mut images, sample_len, |i, out| {
         decode_sample(&files[i], channels, size, out)
     });

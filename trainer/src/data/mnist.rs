@@ -199,7 +199,7 @@ fn build(
     let labels = labels.map(|(l, _)| l[8..].to_vec());
     let plane = rows * cols;
     let sample_len = channels * size * size;
-    let mut out = vec![0f32; n * sample_len];
+    let mut out = super::image_buffer(n, sample_len)?;
     if rows == size && cols == size {
         par_fill(&mut out, sample_len, |i, o| {
             let src = &pixels[i * plane..(i + 1) * plane];

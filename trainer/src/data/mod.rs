@@ -197,6 +197,20 @@ pub(crate) fn resize_text(w: usize, h: usize, size: usize) -> String {
     }
 }
 
+/// The zeroed buffer of `n` decoded samples of `sample_len` values, after checking that it fits
+/// in the memory available (a data set's header can claim any count).
+pub(crate) fn image_buffer(n: usize, sample_len: usize) -> Result<Vec<f32>> {
+    use wgan_models::limits;
+    let what = format!("the decoded data set ({n} images of {sample_len} values)");
+    let values = limits::count(&what, &[n, sample_len])?;
+    limits::check_memory(
+        &what,
+        limits::bytes(&what, values, 4)?,
+        "use fewer images or a smaller preset",
+    )?;
+    Ok(vec![0f32; values])
+}
+
 #[cfg(test)]
 pub(crate) mod test_util {
     use std::io::Write;

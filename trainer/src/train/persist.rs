@@ -6,15 +6,39 @@ impl Trainer {
     /// Reopens the run in `run_dir` at its latest checkpoint. `steps` replaces the configured
     /// total number of generator steps; `device` the device.
     pub fn resume(run_dir: &Path, steps: Option<u64>, device: Option<&str>) -> Result<Self> {
-        let dir = ckpt::resolve(run_dir)
-            .with_context(|| format!("cannot resume from {}", run_dir.display()))?;
-        let header = ckpt::read_header(&dir)?;
+        let resolve = || {
+            ckpt::resolve(run_dir)
+                .with_context(|| format!("cannot resume from {}", run_dir.display()))
+        };
+        // The lock first: a run that another process trains in is busy, whatever its state.
+        let root = match run_dir.join(ckpt::CHECKPOINTS_DIR).is_dir() {
+            true => run_dir.to_path_buf(),
+            false => run_dir_of(&resolve()?),
+        };
+        let lock = RunLock::acquire(&root)?;
+        let dir = resolve()?;
+        let mut warnings = Vec::new();
+        let stale = checkpoints::remove_stale_temps(&root.join(ckpt::CHECKPOINTS_DIR))?;
+        if stale > 0 {
+            warnings.push(format!(
+                "removed {stale} unfinished checkpoint folder(s) left by an interrupted run"
+            ));
+        }
+        let damaged = |e: anyhow::Error| match older_checkpoints(&dir) {
+            Some(older) => e.context(format!(
+                "checkpoint {} is damaged; older ones can be resumed instead: {older}",
+                dir.display()
+            )),
+            None => e,
+        };
+        let header = ckpt::read_header(&dir).map_err(damaged)?;
         let state_path = dir.join(ckpt::STATE_FILE);
-        let state = TrainState::read(&dir)?;
+        let state = TrainState::read(&dir).map_err(damaged)?;
         let mut config = state.config.clone();
         config
             .validate()
-            .with_context(|| format!("{} holds an invalid configuration", state_path.display()))?;
+            .with_context(|| format!("{} holds an invalid configuration", state_path.display()))
+            .map_err(damaged)?;
         if let Some(s) = steps {
             config.steps = s;
         }
@@ -30,6 +54,7 @@ impl Trainer {
         }
         let preset = header.preset()?;
         let device = parse_device(&config.device)?;
+        super::check_batch_memory(&config, &preset, &device)?;
         let load = || -> Result<_> {
             let generator = Generator::load(
                 &preset,
@@ -60,14 +85,7 @@ impl Trainer {
             };
             Ok((generator, critic, opt_g, opt_c, rng, ema))
         };
-        let (generator, critic, opt_g, opt_c, rng, ema) =
-            load().map_err(|e| match older_checkpoints(&dir) {
-                Some(older) => e.context(format!(
-                    "checkpoint {} is damaged; older ones can be resumed instead: {older}",
-                    dir.display()
-                )),
-                None => e,
-            })?;
+        let (generator, critic, opt_g, opt_c, rng, ema) = load().map_err(damaged)?;
         let dataset = Arc::new(
             load_dataset(&config, &preset).context("cannot load the run's training data")?,
         );
@@ -79,11 +97,31 @@ impl Trainer {
         );
         let engines = Engines::for_device(&preset, &device)?;
         let metrics_path = run_dir_of(&dir).join("metrics.csv");
-        let metrics = metrics::read_csv(&metrics_path, header.step)?;
+        // The metrics are a record, not state: damage costs rows (with a warning), never the run.
+        let metrics = match metrics::read_csv_lenient(&metrics_path, header.step) {
+            Ok((rows, 0)) => rows,
+            Ok((rows, bad)) => {
+                warnings.push(format!(
+                    "{}: left out {bad} damaged line(s); the file is rewritten with the {} good row(s)",
+                    metrics_path.display(),
+                    rows.len()
+                ));
+                rows
+            }
+            Err(e) => {
+                warnings.push(format!(
+                    "{:#}; {} is started afresh from step {}",
+                    e,
+                    metrics_path.display(),
+                    header.step
+                ));
+                Vec::new()
+            }
+        };
         metrics::write_csv(&metrics_path, &metrics)?;
         Ok(Self {
             dataset_description: dataset.description.clone(),
-            run_dir: run_dir_of(&dir),
+            run_dir: root,
             config,
             preset,
             device,
@@ -100,6 +138,8 @@ impl Trainer {
             elapsed_secs: state.elapsed_secs,
             metrics,
             engines,
+            warnings,
+            _lock: lock,
         })
     }
 
