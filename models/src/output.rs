@@ -96,6 +96,11 @@ pub fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// Whether a file name is one of [`OutputFile`]'s temporary names (`.<name>.<random>.tmp`).
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(".tmp") && name.len() > ".x.tmp".len()
+}
+
 /// A hidden temporary file `.<name>.<random>.tmp` in `dir`, created like `File::create` does
 /// (mode 0666 less the umask; tempfile's default would be 0600). Removed when dropped.
 fn temp_file_in(dir: &Path, name: &std::ffi::OsStr) -> std::io::Result<NamedTempFile> {

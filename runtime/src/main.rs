@@ -49,7 +49,12 @@ enum Command {
     /// Print a model's contract, metadata and graph summary.
     #[command(after_help = EXIT_STATUS_HELP)]
     Info {
-        /// The ONNX file (default: the embedded model).
+        /// ONNX generator file [default: the model embedded in the binary] (as for gen and
+        /// bench).
+        #[arg(long, value_name = "FILE", conflicts_with = "file")]
+        model: Option<PathBuf>,
+        /// The same file, given as a positional argument.
+        #[arg(value_name = "FILE")]
         file: Option<PathBuf>,
     },
     /// Print a latency table (median, p90, min, images/s) per batch size.
@@ -144,7 +149,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Gen(args) => gen(args),
-        Command::Info { file } => info(file.as_deref()),
+        Command::Info { model, file } => info(model.or(file).as_deref()),
         Command::Bench(args) => bench(args),
     }
 }

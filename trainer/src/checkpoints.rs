@@ -85,31 +85,6 @@ pub fn list(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(dirs)
 }
 
-/// Removes the temporary checkpoint folders (`.step_NNNNNN.tmp-PID`) under `root` that a
-/// process killed while writing a checkpoint left behind. Only call it while holding the run's
-/// lock ([`crate::run_dir::RunLock`]): then no other process is writing one. Returns how many
-/// were removed.
-pub fn remove_stale_temps(root: &Path) -> Result<usize> {
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return Ok(0);
-    };
-    let mut removed = 0;
-    for entry in entries.filter_map(|e| e.ok()) {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with(".step_") && name.contains(".tmp-") && entry.path().is_dir() {
-            std::fs::remove_dir_all(entry.path()).with_context(|| {
-                format!(
-                    "removing the unfinished checkpoint {}",
-                    entry.path().display()
-                )
-            })?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
-}
-
 fn prune(root: &Path, keep: usize) -> Result<()> {
     let dirs = list(root)?;
     for old in dirs.iter().take(dirs.len().saturating_sub(keep.max(1))) {

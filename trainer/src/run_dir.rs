@@ -178,3 +178,35 @@ impl RunLock {
         Ok(Self { _file: file })
     }
 }
+
+/// Removes what processes killed while writing left in `run_dir`: temporary checkpoint
+/// folders (`checkpoints/.step_NNNNNN.tmp-PID`) and temporary files of atomic writes
+/// (`.<name>.<random>.tmp`, see `wgan_models::output`) in the run, `checkpoints/` and
+/// `samples/`. Call it only while holding the run's [`RunLock`]: then nothing else is
+/// writing there. Returns how many were removed.
+pub fn remove_stale_temps(run_dir: &Path) -> Result<usize> {
+    let mut removed = 0;
+    for dir in [
+        run_dir.to_path_buf(),
+        run_dir.join(ckpt::CHECKPOINTS_DIR),
+        run_dir.join("samples"),
+    ] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            let result = if name.starts_with(".step_") && name.contains(".tmp-") && path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else if wgan_models::output::is_temp_name(&name) && path.is_file() {
+                std::fs::remove_file(&path)
+            } else {
+                continue;
+            };
+            result.with_context(|| format!("removing the leftover {}", path.display()))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}

@@ -18,10 +18,10 @@ impl Trainer {
         let lock = RunLock::acquire(&root)?;
         let dir = resolve()?;
         let mut warnings = Vec::new();
-        let stale = checkpoints::remove_stale_temps(&root.join(ckpt::CHECKPOINTS_DIR))?;
+        let stale = crate::run_dir::remove_stale_temps(&root)?;
         if stale > 0 {
             warnings.push(format!(
-                "removed {stale} unfinished checkpoint folder(s) left by an interrupted run"
+                "removed {stale} unfinished file(s) or checkpoint folder(s) left by an interrupted run"
             ));
         }
         let damaged = |e: anyhow::Error| match older_checkpoints(&dir) {

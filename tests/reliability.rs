@@ -1,0 +1,555 @@
+//! Reliability at the binaries' boundary (see the README, "What happens when"):
+//!
+//! - a table of bad inputs across `trainer`, `runtime` and `export`: each gives exit status 2
+//!   and one `error:` line (usage errors: clap's message naming the argument), never a panic,
+//!   and leaves no temporary file behind;
+//! - the faults that clusters and scripts cause: SIGTERM during training (then resume equals
+//!   an uninterrupted run), `kill -9` while checkpoints are written, file-size limits during a
+//!   checkpoint and an export, a full disk, SIGTERM during generation, two processes on one run.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use wgan_gp::binary;
+
+fn run(bin: &str, args: &[&str], cwd: &Path) -> Output {
+    Command::new(binary(bin))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A tiny run of `steps` steps with a checkpoint every step, in `dir`.
+fn tiny_run(dir: &Path, steps: u64) {
+    let o = run(
+        "trainer",
+        &[
+            "train",
+            "--preset",
+            "tiny",
+            "--steps",
+            &steps.to_string(),
+            "--checkpoint-every",
+            "1",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        dir.parent().unwrap(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// A `.npy` file of f32 `shape` with `data_bytes` zero bytes of data and dtype `descr`.
+fn npy(path: &Path, descr: &str, shape: &str, data_bytes: usize) {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend(std::iter::repeat_n(0u8, data_bytes));
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Every file or folder under `dir` whose name marks it as temporary.
+fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.contains(".tmp") {
+                out.push(e.path());
+            }
+            if e.path().is_dir() && !e.path().is_symlink() {
+                stack.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// The bad-input table: (binary, arguments with `{placeholders}`, expected fragment of the
+/// error). Every case must exit 2.
+#[rustfmt::skip]
+const CASES: &[(&str, &str, &str)] = &[
+    // trainer train: flags.
+    ("trainer", "train --steps 0 --out {d}/o", "--steps must be at least 1"),
+    ("trainer", "train --batch-size 0 --out {d}/o", "--batch-size must be at least 1"),
+    ("trainer", "train --batch-size 18446744073709551615 --out {d}/o", "needs more memory than this machine can address"),
+    ("trainer", "train --batch-size 1000000000 --out {d}/o", "use a smaller --batch-size"),
+    ("trainer", "train --preset resnet --out {d}/o", "resnet"),
+    ("trainer", "train --device tpu --out {d}/o", "unknown device 'tpu'"),
+    ("trainer", "train --lr=-1 --out {d}/o", "--lr must be a positive number"),
+    ("trainer", "train --beta1 1.5 --out {d}/o", "--beta1 and --beta2 must be in [0, 1)"),
+    ("trainer", "train --channels 2 --out {d}/o", "--channels must be 1 or 3"),
+    ("trainer", "train --ema 1.5 --out {d}/o", "--ema must be a decay between 0 and 1"),
+    ("trainer", "train --n-critic 0 --out {d}/o", "--n-critic must be at least 1"),
+    ("trainer", "train --lambda-gp nan --out {d}/o", "--lambda-gp must be a finite number"),
+    ("trainer", "train --checkpoint-every 0 --out {d}/o", "must be at least 1"),
+    ("trainer", "train --steps abc --out {d}/o", "abc"),
+    // trainer train: data and output folder.
+    ("trainer", "train --data {d}/missing --out {d}/o", "missing"),
+    ("trainer", "train --data {empty} --out {d}/o", "empty"),
+    ("trainer", "train --out {file}", "names an existing file"),
+    ("trainer", "train --out {full}", "is a directory that is not empty"),
+    ("trainer", "train --out {run}", "already holds a run"),
+    // trainer resume, sample, eval.
+    ("trainer", "resume", "--checkpoint"),
+    ("trainer", "resume --checkpoint {d}/missing", "{d}/missing does not exist"),
+    ("trainer", "resume --checkpoint {run} --steps 1", "pass --steps greater than that"),
+    ("trainer", "resume --checkpoint {empty}", "cannot resume from"),
+    ("trainer", "sample --checkpoint {run} --n 0 --out {d}/s.png", "--n must be between 1 and 10000"),
+    ("trainer", "sample --checkpoint {run} --n 100000 --out {d}/s.png", "--n must be between 1 and 10000"),
+    ("trainer", "sample --checkpoint {d}/missing --out {d}/s.png", "missing"),
+    ("trainer", "eval --checkpoint {run} --n 1", "--n must be between 2 and 5000"),
+    // runtime gen, info, bench.
+    ("runtime", "gen --n 0 --grid {d}/g.png", "--n must be at least 1"),
+    ("runtime", "gen --batch-size 0 --grid {d}/g.png", "--batch-size must be at least 1"),
+    ("runtime", "gen --n 10000000 --grid {d}/g.png", "--grid draws at most 10000 images"),
+    ("runtime", "gen --n 100000000000000 --batch-size 100000000000000 --out {d}/imgs", "use a smaller --batch-size"),
+    ("runtime", "gen --model {d}/missing.onnx", "missing.onnx"),
+    ("runtime", "gen --model {garbage}", "garbage.onnx"),
+    ("runtime", "gen --latents {huge_npy} --grid {d}/g.png", "needs more memory than this machine can address"),
+    ("runtime", "gen --latents {short_npy} --grid {d}/g.png", "data bytes"),
+    ("runtime", "gen --latents {f8_npy} --grid {d}/g.png", "float64"),
+    ("runtime", "gen --grid {d}/g.jpg", "name it .png"),
+    ("runtime", "gen --grid {d}/no/such/g.png", "does not exist"),
+    ("runtime", "gen --save-raw {empty}", "is a folder"),
+    ("runtime", "gen --backend torch", "torch"),
+    ("runtime", "gen --threads 0 --grid {d}/g.png", "--threads must be at least 1"),
+    ("runtime", "gen --grid-cols 0 --grid {d}/g.png", "--grid-cols must be at least 1"),
+    ("runtime", "gen --grid /dev/full", "No space left on device"),
+    ("runtime", "info --model {d}/missing.onnx", "missing.onnx"),
+    ("runtime", "bench --iters 0", "--iters must be at least 1"),
+    // export onnx.
+    ("export", "onnx --out {d}/x.onnx", "--checkpoint"),
+    ("export", "onnx --checkpoint {d}/missing --out {d}/x.onnx", "missing"),
+    ("export", "onnx --checkpoint {run} --out {empty}", "is a directory"),
+    ("export", "onnx --checkpoint {run} --out {d}/no/such/x.onnx", "does not exist"),
+    ("export", "onnx --checkpoint {run} --out {d}/x.onnx --opset 12", "12"),
+    ("export", "onnx --checkpoint {run} --out {d}/x.onnx --samples 0", "--samples must be at least 1"),
+    ("export", "onnx --checkpoint {run} --out {d}/x.onnx --verify --samples 1000000000", "use a smaller --samples"),
+    ("export", "onnx --checkpoint {run} --out {d}/x.onnx --fold-bn --keep-bn", "--keep-bn"),
+    ("export", "onnx --checkpoint {run} --out /dev/full", "No space left on device"),
+];
+
+#[test]
+fn bad_inputs_give_one_clear_line_and_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let run_dir = d.join("run");
+    tiny_run(&run_dir, 2);
+    let (empty, full, file) = (d.join("empty"), d.join("full"), d.join("file.txt"));
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::create_dir(&full).unwrap();
+    std::fs::write(full.join("notes.txt"), "x").unwrap();
+    std::fs::write(&file, "x").unwrap();
+    std::fs::write(d.join("garbage.onnx"), "this is not a model").unwrap();
+    npy(
+        &d.join("huge.npy"),
+        "<f4",
+        "(4611686018427387905, 8, 1, 1)",
+        400,
+    );
+    npy(&d.join("short.npy"), "<f4", "(2, 100, 1, 1)", 100);
+    npy(&d.join("f8.npy"), "<f8", "(2, 100, 1, 1)", 1600);
+    let fill = |s: &str| {
+        s.replace("{run}", run_dir.to_str().unwrap())
+            .replace("{empty}", empty.to_str().unwrap())
+            .replace("{full}", full.to_str().unwrap())
+            .replace("{file}", file.to_str().unwrap())
+            .replace("{garbage}", d.join("garbage.onnx").to_str().unwrap())
+            .replace("{huge_npy}", d.join("huge.npy").to_str().unwrap())
+            .replace("{short_npy}", d.join("short.npy").to_str().unwrap())
+            .replace("{f8_npy}", d.join("f8.npy").to_str().unwrap())
+            .replace("{d}", d.to_str().unwrap())
+    };
+    assert!(CASES.len() >= 40);
+    let mut failures = Vec::new();
+    for (bin, args, fragment) in CASES {
+        let args = fill(args);
+        let argv: Vec<&str> = args.split_whitespace().collect();
+        let o = run(bin, &argv, d);
+        let err = stderr(&o);
+        let error_lines = err.lines().filter(|l| l.starts_with("error:")).count();
+        let ok = o.status.code() == Some(2)
+            && err.contains(&fill(fragment))
+            && error_lines == 1
+            && !err.contains("panicked");
+        if !ok {
+            failures.push(format!(
+                "{bin} {args}\n  status {:?}, expected 2 and {fragment:?}\n  stderr: {err}",
+                o.status.code()
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        CASES.len(),
+        failures.join("\n")
+    );
+    assert_eq!(leftovers(d), Vec::<PathBuf>::new());
+    // Nothing the failed runs asked for was created.
+    assert!(!d.join("o").exists() && !d.join("x.onnx").exists() && !d.join("g.png").exists());
+}
+
+fn spawn(bin: &str, args: &[&str], cwd: &Path) -> Child {
+    Command::new(binary(bin))
+        .args(args)
+        .current_dir(cwd)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn signal(child: &Child, sig: i32) {
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+/// Waits (at most `limit`) until `cond` holds.
+fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < limit, "timed out after {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn latest_step(run: &Path) -> Option<u64> {
+    let latest = std::fs::read_to_string(run.join("checkpoints/latest")).ok()?;
+    latest.trim().strip_prefix("step_")?.parse().ok()
+}
+
+fn checkpoint_bytes(run: &Path) -> Vec<(String, Vec<u8>)> {
+    let ck = wgan_models::checkpoint::resolve(run).unwrap();
+    [
+        "generator.safetensors",
+        "critic.safetensors",
+        "optimizer.safetensors",
+    ]
+    .iter()
+    .map(|f| (f.to_string(), std::fs::read(ck.join(f)).unwrap()))
+    .collect()
+}
+
+const TRAIN: &[&str] = &[
+    "train",
+    "--preset",
+    "tiny",
+    "--seed",
+    "3",
+    "--sample-every",
+    "1000",
+];
+
+#[test]
+fn sigterm_saves_a_checkpoint_and_resume_equals_an_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let steps = "30";
+    let straight = d.join("straight");
+    let o = run(
+        "trainer",
+        &[
+            TRAIN,
+            &["--steps", steps, "--out", straight.to_str().unwrap()],
+        ]
+        .concat(),
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let stopped = d.join("stopped");
+    let child = spawn(
+        "trainer",
+        &[
+            TRAIN,
+            &[
+                "--steps",
+                steps,
+                "--checkpoint-every",
+                "1",
+                "--out",
+                stopped.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+        d,
+    );
+    wait_until(Duration::from_secs(60), || {
+        latest_step(&stopped).is_some_and(|s| s >= 3)
+    });
+    signal(&child, libc::SIGTERM);
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("SIGTERM: saving a checkpoint"), "{err}");
+    let at = latest_step(&stopped).unwrap();
+    assert!(
+        err.contains(&format!(
+            "checkpoint {}",
+            stopped.join(format!("checkpoints/step_{at:06}")).display()
+        )),
+        "{err}"
+    );
+    assert!(at < 30, "the run ended before the signal: {err}");
+    let o = run(
+        "trainer",
+        &["resume", "--checkpoint", stopped.to_str().unwrap()],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(latest_step(&stopped), Some(30));
+    assert!(
+        checkpoint_bytes(&stopped) == checkpoint_bytes(&straight),
+        "the resumed run differs from the uninterrupted one"
+    );
+    assert_eq!(leftovers(d), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn kill_9_while_checkpointing_loses_at_most_the_last_checkpoint_and_leftovers_are_cleaned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let r = d.join("run");
+    let args = [
+        TRAIN,
+        &[
+            "--steps",
+            "1000",
+            "--checkpoint-every",
+            "1",
+            "--out",
+            r.to_str().unwrap(),
+        ],
+    ]
+    .concat();
+    let mut child = spawn("trainer", &args, d);
+    wait_until(Duration::from_secs(60), || {
+        latest_step(&r).is_some_and(|s| s >= 2)
+    });
+    // Checkpoints are written every step: wait until one is being written, then kill.
+    wait_until(Duration::from_secs(60), || {
+        !leftovers(&r.join("checkpoints")).is_empty()
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = latest_step(&r).unwrap();
+    // A temporary checkpoint folder of the dead process may remain; resume removes it.
+    let o = run(
+        "trainer",
+        &[
+            "resume",
+            "--checkpoint",
+            r.to_str().unwrap(),
+            "--steps",
+            &(before + 2).to_string(),
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(latest_step(&r), Some(before + 2));
+    assert_eq!(leftovers(&r), Vec::<PathBuf>::new());
+}
+
+/// Runs `bin args` with a file-size limit of `bytes` (as `ulimit -f`).
+fn run_with_file_limit(bin: &str, args: &[&str], cwd: &Path, bytes: u64) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(binary(bin));
+    cmd.args(args).current_dir(cwd);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
+}
+
+#[test]
+fn file_size_limits_are_write_errors_and_keep_the_previous_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let r = d.join("run");
+    tiny_run(&r, 2);
+    let kept = checkpoint_bytes(&r);
+    // A checkpoint larger than the limit: exit 2 with the reason, step 2 intact and resumable.
+    let o = run_with_file_limit(
+        "trainer",
+        &[
+            "resume",
+            "--checkpoint",
+            r.to_str().unwrap(),
+            "--steps",
+            "4",
+        ],
+        d,
+        4096,
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("File too large"), "{err}");
+    assert_eq!(err.matches("File too large").count(), 1, "{err}");
+    assert_eq!(latest_step(&r), Some(2));
+    assert!(checkpoint_bytes(&r) == kept);
+    assert_eq!(leftovers(&r), Vec::<PathBuf>::new());
+
+    // An export over the limit leaves the previous model as it was.
+    let onnx = d.join("g.onnx");
+    std::fs::write(&onnx, b"previous").unwrap();
+    let o = run_with_file_limit(
+        "export",
+        &[
+            "onnx",
+            "--checkpoint",
+            r.to_str().unwrap(),
+            "--out",
+            onnx.to_str().unwrap(),
+        ],
+        d,
+        4096,
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("File too large"), "{err}");
+    assert_eq!(std::fs::read(&onnx).unwrap(), b"previous");
+    assert_eq!(leftovers(d), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn a_full_disk_is_a_write_error_and_keeps_the_previous_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let r = d.join("run");
+    tiny_run(&r, 2);
+    // A small tmpfs, when this process may mount one (root in a privileged environment).
+    let disk = d.join("disk");
+    std::fs::create_dir(&disk).unwrap();
+    let mounted = Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=64k",
+            "tmpfs",
+            disk.to_str().unwrap(),
+        ])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!(
+            "skipped the tmpfs part: cannot mount a tmpfs here (needs root and CAP_SYS_ADMIN); /dev/full cases of the bad-input table cover the error path"
+        );
+        return;
+    }
+    let unmount = |p: &Path| {
+        let _ = Command::new("umount").arg(p).status();
+    };
+    let onnx = disk.join("g.onnx");
+    std::fs::write(&onnx, b"previous").unwrap();
+    // Fill the disk, leaving too little for the model.
+    let filler = disk.join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 60 * 1024]);
+    let o = run(
+        "export",
+        &[
+            "onnx",
+            "--checkpoint",
+            r.to_str().unwrap(),
+            "--out",
+            onnx.to_str().unwrap(),
+        ],
+        d,
+    );
+    let err = stderr(&o);
+    let previous = std::fs::read(&onnx).unwrap();
+    let left = leftovers(&disk);
+    unmount(&disk);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert_eq!(err.matches("No space left on device").count(), 1, "{err}");
+    assert_eq!(previous, b"previous");
+    assert_eq!(left, Vec::<PathBuf>::new());
+}
+
+#[test]
+fn sigterm_during_generation_leaves_no_temporary_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let child = spawn(
+        "runtime",
+        &["gen", "--n", "200000", "--save-raw", "big.npy"],
+        d,
+    );
+    wait_until(Duration::from_secs(60), || !leftovers(d).is_empty());
+    signal(&child, libc::SIGTERM);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(143), "{}", stderr(&o));
+    assert_eq!(leftovers(d), Vec::<PathBuf>::new());
+    assert!(!d.join("big.npy").exists());
+}
+
+#[test]
+fn a_second_process_on_a_busy_run_is_refused_with_the_holders_pid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let r = d.join("run");
+    let rs = r.to_str().unwrap();
+    let child = spawn(
+        "trainer",
+        &[
+            TRAIN,
+            &["--steps", "1000", "--checkpoint-every", "1", "--out", rs],
+        ]
+        .concat(),
+        d,
+    );
+    wait_until(Duration::from_secs(60), || latest_step(&r).is_some());
+    let holder = format!("process {} is training in it", child.id());
+    for args in [
+        vec!["resume", "--checkpoint", rs, "--steps", "2000"],
+        vec!["train", "--preset", "tiny", "--out", rs],
+    ] {
+        let o = run("trainer", &args, d);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(&holder), "{err}");
+    }
+    signal(&child, libc::SIGTERM);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Released with the process: resuming works now.
+    let step = latest_step(&r).unwrap();
+    let o = run(
+        "trainer",
+        &[
+            "resume",
+            "--checkpoint",
+            rs,
+            "--steps",
+            &(step + 1).to_string(),
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
