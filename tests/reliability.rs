@@ -553,3 +553,65 @@ fn a_second_process_on_a_busy_run_is_refused_with_the_holders_pid() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn damaged_run_files_say_what_still_works() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let r = d.join("run");
+    let rs = r.to_str().unwrap();
+    tiny_run(&r, 3);
+    // Checkpoint files get the mode every other output gets (0666 less the umask).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let probe = d.join("probe");
+    std::fs::File::create(&probe).unwrap();
+    for f in [
+        "generator.safetensors",
+        "critic.safetensors",
+        "optimizer.safetensors",
+        "state.json",
+    ] {
+        let path = r.join("checkpoints/step_000003").join(f);
+        assert_eq!(mode(&path), mode(&probe), "{}", path.display());
+    }
+    // metrics.csv that is not UTF-8: a warning, and the run goes on.
+    let metrics = r.join("metrics.csv");
+    let mut bytes = std::fs::read(&metrics).unwrap();
+    bytes.extend_from_slice(b"\xff\xfe not a row\n");
+    std::fs::write(&metrics, bytes).unwrap();
+    let o = run(
+        "trainer",
+        &["resume", "--checkpoint", rs, "--steps", "4"],
+        d,
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("left out 1 damaged line(s)"), "{err}");
+    assert!(std::str::from_utf8(&std::fs::read(&metrics).unwrap()).is_ok());
+    // The latest checkpoint without its state.json: the error names those that still work.
+    std::fs::remove_file(r.join("checkpoints/step_000004/state.json")).unwrap();
+    let o = run(
+        "trainer",
+        &["resume", "--checkpoint", rs, "--steps", "5"],
+        d,
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    let older = r.join("checkpoints/step_000003");
+    assert!(err.contains("can be resumed instead"), "{err}");
+    assert!(err.contains(older.to_str().unwrap()), "{err}");
+    let o = run(
+        "trainer",
+        &[
+            "resume",
+            "--checkpoint",
+            older.to_str().unwrap(),
+            "--steps",
+            "5",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(latest_step(&r), Some(5));
+}

@@ -174,9 +174,7 @@ impl Params {
                 Ok((k, t.to_device(&Device::Cpu)?))
             })
             .collect::<Result<HashMap<_, _>>>()?;
-        crate::output::write_atomic_with(path, |tmp| {
-            Ok(candle_core::safetensors::save(&dict, tmp)?)
-        })
+        crate::output::write_atomic(path, &safetensors_bytes(&dict)?)
     }
 
     /// Reads a `state_dict` written by [`Params::save`] or by PyTorch's safetensors export.
@@ -213,6 +211,13 @@ impl Gradients {
             .collect::<Result<_>>()
             .map(Self)
     }
+}
+
+/// The safetensors encoding of `tensors` (CPU tensors), for [`crate::output::write_atomic`]:
+/// written through the output policy, the file gets the usual mode and temporary name
+/// (the safetensors crate's own file writer makes a 0600 file through a temporary of its own).
+pub fn safetensors_bytes(tensors: &HashMap<String, Tensor>) -> Result<Vec<u8>> {
+    Ok(safetensors::serialize(tensors.iter(), None)?)
 }
 
 /// Reads every tensor of a safetensors file on the CPU, with an error that names the file.

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 /// The workspace binary `name` (`trainer`, `runtime`, `export`) that `cargo test --workspace`
 /// builds beside the test executables (`target/<profile>/`). Panics with the command to run
-/// when it is missing.
+/// when it is missing. A filtered run (`cargo test --test reliability`) does not rebuild other
+/// packages' binaries: run `cargo build --workspace` first, or use `scripts/test.sh`.
 pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable's path");
     // target/<profile>/deps/<test> → target/<profile>/<name>

@@ -41,20 +41,21 @@ pub fn save(run_dir: &Path, contents: CheckpointContents, keep: usize) -> Result
     // Removed if a signal ends the process while it is written.
     let _registration = TempRegistration::new(&tmp);
     let write = || -> Result<()> {
+        // Each file is synced before its rename (the output policy), so the folder is complete
+        // on disk when it is renamed into place.
         contents.generator.save(&tmp.join(GENERATOR_FILE))?;
         contents.critic.save(&tmp.join(CRITIC_FILE))?;
         if let Some(ema) = contents.generator_ema {
             ema.save(&tmp.join(GENERATOR_EMA_FILE))?;
-            std::fs::File::open(tmp.join(GENERATOR_EMA_FILE))?.sync_all()?;
         }
-        candle_core::safetensors::save(&contents.optimizer, tmp.join(OPTIMIZER_FILE))?;
+        write_atomic(
+            &tmp.join(OPTIMIZER_FILE),
+            &wgan_models::params::safetensors_bytes(&contents.optimizer)?,
+        )?;
         write_atomic(
             &tmp.join(STATE_FILE),
             serde_json::to_string_pretty(contents.state)?.as_bytes(),
         )?;
-        for f in [GENERATOR_FILE, CRITIC_FILE, OPTIMIZER_FILE] {
-            std::fs::File::open(tmp.join(f))?.sync_all()?;
-        }
         if final_dir.exists() {
             std::fs::remove_dir_all(&final_dir)?;
         }

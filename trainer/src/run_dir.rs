@@ -11,12 +11,17 @@ use wgan_models::checkpoint as ckpt;
 /// The other checkpoints of the run that holds checkpoint `dir`, newest first, as one line
 /// (`None` when there are none).
 pub fn older_checkpoints(dir: &Path) -> Option<String> {
-    let root = dir.parent()?;
-    let others: Vec<String> = checkpoints::list(root)
+    usable_checkpoints(&run_dir_of(dir), Some(dir))
+}
+
+/// The checkpoints of the run in `run_dir` that look complete (they hold a `state.json`),
+/// newest first, except `broken`, as one line (`None` when there are none).
+pub fn usable_checkpoints(run_dir: &Path, broken: Option<&Path>) -> Option<String> {
+    let others: Vec<String> = checkpoints::list(&run_dir.join(ckpt::CHECKPOINTS_DIR))
         .ok()?
         .into_iter()
         .rev()
-        .filter(|d| d.as_path() != dir)
+        .filter(|d| Some(d.as_path()) != broken && d.join(ckpt::STATE_FILE).is_file())
         .map(|d| d.display().to_string())
         .collect();
     (!others.is_empty()).then(|| others.join(", "))

@@ -26,7 +26,8 @@ mod persist;
 
 pub use crate::device::{cuda_ordinal, parse_device};
 use crate::run_dir::{
-    claim_default_run_dir, claim_run_dir, older_checkpoints, run_dir_of, RunLock,
+    claim_default_run_dir, claim_run_dir, older_checkpoints, run_dir_of, usable_checkpoints,
+    RunLock,
 };
 
 /// Images in each sample grid.

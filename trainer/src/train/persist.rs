@@ -16,7 +16,12 @@ impl Trainer {
             false => run_dir_of(&resolve()?),
         };
         let lock = RunLock::acquire(&root)?;
-        let dir = resolve()?;
+        let dir = resolve().map_err(|e| match usable_checkpoints(&root, None) {
+            Some(others) => e.context(format!(
+                "the latest checkpoint is damaged; these can be resumed instead (pass one as --checkpoint): {others}"
+            )),
+            None => e,
+        })?;
         let mut warnings = Vec::new();
         let stale = crate::run_dir::remove_stale_temps(&root)?;
         if stale > 0 {
@@ -24,12 +29,14 @@ impl Trainer {
                 "removed {stale} unfinished file(s) or checkpoint folder(s) left by an interrupted run"
             ));
         }
-        let damaged = |e: anyhow::Error| match older_checkpoints(&dir) {
+        let damaged = |e: anyhow::Error| {
+            match older_checkpoints(&dir) {
             Some(older) => e.context(format!(
-                "checkpoint {} is damaged; older ones can be resumed instead: {older}",
+                "checkpoint {} is damaged; these can be resumed instead (pass one as --checkpoint): {older}",
                 dir.display()
             )),
             None => e,
+        }
         };
         let header = ckpt::read_header(&dir).map_err(damaged)?;
         let state_path = dir.join(ckpt::STATE_FILE);
