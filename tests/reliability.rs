@@ -129,6 +129,8 @@ const CASES: &[(&str, &str, &str)] = &[
     ("runtime", "gen --grid /dev/full", "No space left on device"),
     ("runtime", "info --model {d}/missing.onnx", "missing.onnx"),
     ("runtime", "bench --iters 0", "--iters must be at least 1"),
+    ("runtime", "bench --batch-sizes 1,100000000000000", "use a smaller --batch-sizes"),
+    ("trainer", "check-device --batch-size 1000000000000", "use a smaller --batch-size"),
     // export onnx.
     ("export", "onnx --out {d}/x.onnx", "--checkpoint"),
     ("export", "onnx --checkpoint {d}/missing --out {d}/x.onnx", "missing"),

@@ -49,6 +49,8 @@ pub fn write_test_data(
         .suffix(".tmp")
         .tempdir_in(dir)
         .with_context(|| format!("cannot write test data in {}", dir.display()))?;
+    // Removed if a signal ends the process while it is written.
+    let _registration = wgan_models::output::TempRegistration::new(tmp.path());
     for (file, tensor) in [("input_0.pb", &input), ("output_0.pb", &output)] {
         let path = tmp.path().join(file);
         std::fs::write(&path, tensor.encode_to_vec())

@@ -350,15 +350,20 @@ fn check_sizes(args: &GenArgs, n: usize, contract: &Contract) -> Result<()> {
             "--grid draws at most {MAX_GRID_IMAGES} images into one PNG and {n} were asked for: write them as files with --out DIR, or the raw values with --save-raw FILE.npy"
         );
     }
-    let batch = args.batch_size.min(n.max(1));
+    check_batch_memory("--batch-size", args.batch_size.min(n.max(1)), contract)
+}
+
+/// Fails when one batch of latents and images (the least any backend holds) does not fit in
+/// the memory available.
+fn check_batch_memory(flag: &str, batch: usize, contract: &Contract) -> Result<()> {
     let image = contract.image.map_or(0, |[c, h, w]| c * h * w);
     let per_image = contract.z_dim.saturating_add(image);
-    let what = format!("--batch-size {batch}");
+    let what = format!("{flag} {batch}");
     let values = wgan_models::limits::count(&what, &[batch, per_image])?;
     wgan_models::limits::check_memory(
         &what,
         wgan_models::limits::bytes(&what, values, 4)?,
-        "use a smaller --batch-size (the images are the same at any batch size)",
+        &format!("use a smaller {flag} (the images are the same at any batch size)"),
     )
 }
 
@@ -492,6 +497,9 @@ fn bench(args: BenchArgs) -> Result<()> {
     );
     ensure!(args.iters > 0, "--iters must be at least 1");
     let (mut generator, name) = args.engine.load()?;
+    for &b in &args.batch_sizes {
+        check_batch_memory("--batch-sizes", b, generator.contract())?;
+    }
     outln!("model:   {name} ({})", generator.contract().summary())?;
     outln!("backend: {}", generator.describe())?;
     outln!(

@@ -534,6 +534,7 @@ fn check_device(args: &CheckDeviceArgs) -> Result<()> {
     }
     let preset = wgan_models::preset(&args.preset, args.channels)?;
     let device = parse_device(&args.device)?;
+    crate::train::check_batch_memory(args.batch_size, &preset, &candle_core::Device::Cpu)?;
     let setup = Setup::new(&preset, args.batch_size, args.seed)?;
     let reference = engine_step::<f64>(&setup)?;
     wgan_models::use_generic_ops_on_cpu(args.generic_ops);

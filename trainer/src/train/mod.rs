@@ -150,7 +150,7 @@ impl Trainer {
         config.validate()?;
         let preset = wgan_models::preset(&config.preset, config.channels)?;
         let device = parse_device(&config.device)?;
-        check_batch_memory(&config, &preset, &device)?;
+        check_batch_memory(config.batch_size, &preset, &device)?;
         let dataset = Arc::new(load_dataset(&config, &preset)?);
         // Absolute, so that `trainer resume` finds the data from any working directory.
         if let Some(data) = &config.data {
@@ -446,7 +446,7 @@ impl Trainer {
 /// rows, each kept in several forms for the second-order pass, and the generator's. Measured
 /// peak memory grows by 8.7 MB per sample for `dcgan64` (1 channel) and 1.9 MB for `small`;
 /// these coefficients give about 80 % of that, so only batches that cannot fit are refused.
-fn check_batch_memory(config: &TrainConfig, preset: &Preset, device: &Device) -> Result<()> {
+pub fn check_batch_memory(batch_size: usize, preset: &Preset, device: &Device) -> Result<()> {
     use wgan_models::limits;
     let layer_outputs = |spec: &wgan_models::spec::NetSpec, mut side: usize| -> usize {
         spec.layers
@@ -466,8 +466,8 @@ fn check_batch_memory(config: &TrainConfig, preset: &Preset, device: &Device) ->
         }
         false => 2 * image,
     };
-    let what = format!("training with --batch-size {}", config.batch_size);
-    let values = limits::count(&what, &[config.batch_size, per_sample])?;
+    let what = format!("training with --batch-size {batch_size}");
+    let values = limits::count(&what, &[batch_size, per_sample])?;
     limits::check_memory(
         &what,
         limits::bytes(&what, values, 4)?,

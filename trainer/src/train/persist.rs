@@ -61,7 +61,7 @@ impl Trainer {
         }
         let preset = header.preset()?;
         let device = parse_device(&config.device)?;
-        super::check_batch_memory(&config, &preset, &device)?;
+        super::check_batch_memory(config.batch_size, &preset, &device)?;
         let load = || -> Result<_> {
             let generator = Generator::load(
                 &preset,
