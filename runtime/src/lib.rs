@@ -12,6 +12,7 @@
 //! | `ort` | ONNX Runtime, loaded at run time from `libonnxruntime.so` | ort (`load-dynamic`) |
 //! | `cuda` | CUDA and TensorRT execution provider options (implies `ort`) | ort's `cuda`, `tensorrt` |
 //! | `cli` (default) | the `runtime` binary | clap, indicatif |
+//! | `serve` (default) | [`serve`]: `runtime serve`, HTTP generation with dynamic batching | axum, tokio, prometheus-client, tracing |
 //!
 //! It never depends on candle.
 //!
@@ -32,6 +33,8 @@ pub mod onnx;
 mod onnx_proto;
 #[cfg(feature = "ort")]
 mod ort_backend;
+#[cfg(feature = "serve")]
+pub mod serve;
 #[cfg(feature = "tract")]
 mod tract_backend;
 

@@ -2,6 +2,12 @@
 //! time it. Exit statuses and error format are the workspace's CLI conventions
 //! ([`wgan_models::cli`]).
 
+mod engine_cli;
+#[cfg(feature = "serve")]
+mod serve_cli;
+
+use engine_cli::{EngineArgs, DEFAULT_MODEL, DEFAULT_MODEL_NAME};
+
 use anyhow::{bail, ensure, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -13,13 +19,8 @@ use wgan_runtime::images::{save_png, BatchShape, GridCanvas, MAX_GRID_IMAGES};
 use wgan_runtime::npy::{self, NpyWriter};
 use wgan_runtime::onnx::{BatchDim, Contract, ModelInfo};
 use wgan_runtime::output::Destination;
-use wgan_runtime::{Backend, Generator, Options, Provider};
+use wgan_runtime::{Generator, Options};
 
-/// The model used without `--model`: embedded in the binary. A `small`-preset generator trained
-/// on the bundled MNIST digits and exported by `export onnx` (model card:
-/// `runtime/assets/README.md`).
-const DEFAULT_MODEL: &[u8] = include_bytes!("../assets/mnist-small.onnx");
-const DEFAULT_MODEL_NAME: &str = "<embedded mnist-small.onnx>";
 /// The grid `gen` writes, in the current folder, when no output flag is given.
 const DEFAULT_GRID: &str = "generated.png";
 
@@ -60,35 +61,12 @@ enum Command {
     /// Print a latency table (median, p90, min, images/s) per batch size.
     #[command(after_help = EXIT_STATUS_HELP)]
     Bench(BenchArgs),
-}
-
-#[derive(Args)]
-struct EngineArgs {
-    /// ONNX generator file [default: the model embedded in the binary].
-    #[arg(long, value_name = "FILE")]
-    model: Option<PathBuf>,
-    /// Inference backend: tract (pure Rust, CPU) or ort (ONNX Runtime; needs the `ort` feature
-    /// and libonnxruntime.so).
-    #[arg(long, value_enum, ignore_case = true, default_value_t = Backend::Tract)]
-    backend: Backend,
-    /// ONNX Runtime execution providers in priority order, comma-separated (cpu, cuda,
-    /// tensorrt); ONNX Runtime's CPU provider is always the last resort. A provider that fails
-    /// to register is a warning, or an error with --require-provider. CUDA and TensorRT need a
-    /// build with the `cuda` feature and the onnxruntime-gpu wheel's library.
-    #[arg(long, value_enum, ignore_case = true, value_delimiter = ',')]
-    provider: Vec<Provider>,
-    /// Fail when a requested execution provider cannot be registered.
-    #[arg(long)]
-    require_provider: bool,
-    /// Threads for the matrix products (tract's pool, ONNX Runtime's intra-op threads)
-    /// [default: one per core].
-    #[arg(long, value_name = "N")]
-    threads: Option<usize>,
-    /// ONNX Runtime's shared library. Without it: $ORT_DYLIB_PATH, then libonnxruntime.so
-    /// beside this executable, then .venv/lib/python3*/site-packages/onnxruntime/capi/ in the
-    /// current directory or a parent (`scripts/test-env.sh` makes that .venv).
-    #[arg(long, value_name = "PATH")]
-    ort_lib: Option<PathBuf>,
+    /// Serve generation over HTTP with dynamic batching: POST /v1/generate with {"n": 16,
+    /// "seed": 42} or {"z": [[…]]} answers a PNG grid, .npy or JSON; GET /v1/model, /healthz,
+    /// /readyz, /metrics. SIGTERM or Ctrl-C drains the queue and exits 0.
+    #[cfg(feature = "serve")]
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Serve(serve_cli::ServeArgs),
 }
 
 #[derive(Args)]
@@ -151,45 +129,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Gen(args) => gen(args),
         Command::Info { model, file } => info(model.or(file).as_deref()),
         Command::Bench(args) => bench(args),
-    }
-}
-
-impl EngineArgs {
-    fn options(&self) -> Result<Options> {
-        let backend = self.backend;
-        ensure!(
-            backend.is_compiled(),
-            "the {backend} backend is not compiled into this build (rebuild with `--features {backend}`)"
-        );
-        let providers = self.provider.clone();
-        if let Some(t) = self.threads {
-            ensure!(t > 0, "--threads must be at least 1");
-        }
-        Ok(Options {
-            backend,
-            threads: self.threads,
-            providers,
-            require_provider: self.require_provider,
-            ort_lib: self.ort_lib.clone(),
-        })
-    }
-
-    fn model_bytes(&self) -> Result<(Vec<u8>, String)> {
-        match &self.model {
-            Some(p) => Ok((wgan_runtime::read_model(p)?, p.display().to_string())),
-            None => Ok((DEFAULT_MODEL.to_vec(), DEFAULT_MODEL_NAME.to_string())),
-        }
-    }
-
-    fn load(&self) -> Result<(Generator, String)> {
-        let options = self.options()?;
-        let (bytes, name) = self.model_bytes()?;
-        let generator =
-            Generator::from_bytes(&bytes, &options).with_context(|| format!("model {name}"))?;
-        for w in generator.warnings() {
-            eprintln!("warning: {w}");
-        }
-        Ok((generator, name))
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => serve_cli::serve(args),
     }
 }
 
@@ -355,7 +296,7 @@ fn check_sizes(args: &GenArgs, n: usize, contract: &Contract) -> Result<()> {
 
 /// Fails when one batch of latents and images (the least any backend holds) does not fit in
 /// the memory available.
-fn check_batch_memory(flag: &str, batch: usize, contract: &Contract) -> Result<()> {
+pub(crate) fn check_batch_memory(flag: &str, batch: usize, contract: &Contract) -> Result<()> {
     let image = contract.image.map_or(0, |[c, h, w]| c * h * w);
     let per_image = contract.z_dim.saturating_add(image);
     let what = format!("{flag} {batch}");

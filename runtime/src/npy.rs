@@ -174,6 +174,15 @@ fn header(shape: &[usize]) -> Vec<u8> {
 
 /// Writes `data` with `shape` as a `.npy` file: atomically, or in place for a device or FIFO
 /// (see [`NpyWriter`]).
+/// The bytes of a `.npy` file holding `data` (little-endian f32, C order) of `shape`.
+pub fn to_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
+    let mut out = header(shape);
+    out.reserve(data.len() * 4);
+    data.iter()
+        .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+    out
+}
+
 pub fn write_f32(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     let mut w = NpyWriter::create(path, shape)?;
     w.write(data)?;

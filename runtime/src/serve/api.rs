@@ -1,0 +1,366 @@
+//! The HTTP interface: routes, request checks, response formats and errors (JSON
+//! `{"error": "…"}` with a 4xx or 5xx status).
+
+use super::batcher::{Batcher, Refused};
+use super::metrics::{Metrics, StatusLabel};
+use crate::images::{to_image, BatchShape, GridCanvas};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde::Deserialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the handlers share.
+pub struct AppState {
+    pub batcher: Batcher,
+    pub metrics: Arc<Metrics>,
+    /// The answer of `GET /v1/model`.
+    pub model: serde_json::Value,
+    pub z_dim: usize,
+    /// `[C, H, W]` of one image.
+    pub image: [usize; 3],
+    /// `--max-images-per-request`.
+    pub max_images: usize,
+    /// `--timeout-s`: the longest a request waits for its images.
+    pub timeout: Duration,
+    /// Set when shutdown began: `/readyz` then answers 503.
+    pub shutting_down: Arc<AtomicBool>,
+}
+
+/// The routes, with the body limit and the per-request log line and counters.
+pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
+    Router::new()
+        .route("/v1/generate", post(generate))
+        .route("/v1/model", get(model))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+/// An error answer: a status and a message naming the problem.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    fn bad(message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn unavailable(message: impl Into<String>, retry_after: u64) -> ApiError {
+        ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+            retry_after: Some(retry_after),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({ "error": self.message }));
+        let mut resp = (self.status, body).into_response();
+        if let Some(s) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        resp
+    }
+}
+
+/// `POST /v1/generate`'s body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenerateRequest {
+    /// Images `0..n` of `seed` (as `runtime gen --n N --seed S`).
+    n: Option<usize>,
+    seed: Option<u64>,
+    /// Explicit latents, one row of `z_dim` values per image.
+    z: Option<Vec<Vec<f32>>>,
+    /// `png` (one grid), `npy` (`[N, C, H, W]` f32) or `json` (base64 PNGs); otherwise from
+    /// the `Accept` header, PNG by default.
+    format: Option<String>,
+    /// Grid columns for `png` (default: about square).
+    cols: Option<usize>,
+}
+
+/// A response format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Png,
+    Npy,
+    Json,
+}
+
+fn format_of(request: Option<&str>, headers: &HeaderMap) -> Result<Format, ApiError> {
+    if let Some(f) = request {
+        return match f {
+            "png" => Ok(Format::Png),
+            "npy" => Ok(Format::Npy),
+            "json" => Ok(Format::Json),
+            other => Err(ApiError::bad(format!(
+                "unknown format '{other}': use png, npy or json"
+            ))),
+        };
+    }
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return Ok(Format::Png);
+    };
+    for media in accept.split(',') {
+        let media = media.split(';').next().unwrap_or("").trim();
+        match media {
+            "image/png" | "image/*" | "*/*" | "" => return Ok(Format::Png),
+            "application/x-npy" | "application/octet-stream" => return Ok(Format::Npy),
+            "application/json" => return Ok(Format::Json),
+            _ => {}
+        }
+    }
+    Err(ApiError {
+        status: StatusCode::NOT_ACCEPTABLE,
+        message: format!(
+            "cannot answer with '{accept}': ask for image/png, application/x-npy or application/json (or set \"format\")"
+        ),
+        retry_after: None,
+    })
+}
+
+/// The latents a request asks for, checked, and its seed.
+fn latents_of(req: &GenerateRequest, state: &AppState) -> Result<(Vec<f32>, usize), ApiError> {
+    let max = state.max_images;
+    match (&req.n, &req.z) {
+        (Some(_), Some(_)) => Err(ApiError::bad("give either \"n\" or \"z\", not both")),
+        (None, None) => Err(ApiError::bad(
+            "give \"n\" (images 0..n of \"seed\", default 0) or \"z\" (latents, one row per image)",
+        )),
+        (&Some(n), None) => {
+            if n == 0 {
+                return Err(ApiError::bad("\"n\" must be at least 1"));
+            }
+            if n > max {
+                return Err(ApiError::bad(format!(
+                    "\"n\" is {n}; this server makes at most {max} images per request"
+                )));
+            }
+            let seed = req.seed.unwrap_or(0);
+            Ok((crate::latent::latents(seed, n, state.z_dim), n))
+        }
+        (None, Some(rows)) => {
+            if req.seed.is_some() {
+                return Err(ApiError::bad(
+                    "\"seed\" goes with \"n\"; \"z\" gives the latents themselves",
+                ));
+            }
+            if rows.is_empty() {
+                return Err(ApiError::bad("\"z\" holds no latents"));
+            }
+            if rows.len() > max {
+                return Err(ApiError::bad(format!(
+                    "\"z\" holds {} latents; this server makes at most {max} images per request",
+                    rows.len()
+                )));
+            }
+            let zd = state.z_dim;
+            let mut z = Vec::with_capacity(rows.len() * zd);
+            for (i, row) in rows.iter().enumerate() {
+                if row.len() != zd {
+                    return Err(ApiError::bad(format!(
+                        "\"z\"[{i}] has {} values; this model's latents have {zd}",
+                        row.len()
+                    )));
+                }
+                if row.iter().any(|v| !v.is_finite()) {
+                    return Err(ApiError::bad(format!(
+                        "\"z\"[{i}] holds a non-finite value"
+                    )));
+                }
+                z.extend_from_slice(row);
+            }
+            Ok((z, rows.len()))
+        }
+    }
+}
+
+fn png_bytes(img: &image::DynamicImage) -> Result<Vec<u8>, ApiError> {
+    let mut bytes = Vec::new();
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )
+    .map_err(|e| internal(format!("encoding PNG: {e}")))?;
+    Ok(bytes)
+}
+
+fn internal(message: String) -> ApiError {
+    ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message,
+        retry_after: None,
+    }
+}
+
+async fn generate(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: GenerateRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad(format!("the body is not a generation request: {e}")))?;
+    let format = format_of(req.format.as_deref(), &headers)?;
+    if req.cols == Some(0) {
+        return Err(ApiError::bad("\"cols\" must be at least 1"));
+    }
+    let (z, n) = latents_of(&req, &state)?;
+    let rx = state.batcher.submit(z, n).map_err(|e| match e {
+        Refused::Full { queued, capacity } => ApiError::unavailable(
+            format!(
+                "the server is busy: {queued} of at most {capacity} images are queued; retry later"
+            ),
+            1,
+        ),
+        Refused::Stopped => ApiError::unavailable("the server is shutting down", 5),
+    })?;
+    let values = match tokio::time::timeout(state.timeout, rx).await {
+        Err(_) => {
+            return Err(ApiError::unavailable(
+                format!(
+                    "no images within {:.1} s (the server is overloaded); retry later",
+                    state.timeout.as_secs_f64()
+                ),
+                1,
+            ))
+        }
+        Ok(Err(_)) => return Err(internal("the batching worker stopped".into())),
+        Ok(Ok(Err(message))) => return Err(internal(message)),
+        Ok(Ok(Ok(values))) => values,
+    };
+    let [c, h, w] = state.image;
+    let shape = BatchShape {
+        n,
+        channels: c,
+        height: h,
+        width: w,
+    };
+    let mut resp = match format {
+        Format::Npy => (
+            [(header::CONTENT_TYPE, "application/x-npy")],
+            crate::npy::to_bytes(&[n, c, h, w], &values),
+        )
+            .into_response(),
+        Format::Png => {
+            let mut grid =
+                GridCanvas::new(shape, req.cols).map_err(|e| ApiError::bad(e.to_string()))?;
+            for i in 0..n {
+                grid.put(
+                    i,
+                    &values[i * shape.image_len()..(i + 1) * shape.image_len()],
+                )
+                .map_err(|e| ApiError::bad(e.to_string()))?;
+            }
+            (
+                [(header::CONTENT_TYPE, "image/png")],
+                png_bytes(&grid.finish())?,
+            )
+                .into_response()
+        }
+        Format::Json => {
+            let images = (0..n)
+                .map(|i| {
+                    let chw = &values[i * shape.image_len()..(i + 1) * shape.image_len()];
+                    let img = to_image(chw, c, h, w).map_err(|e| ApiError::bad(e.to_string()))?;
+                    Ok(base64::engine::general_purpose::STANDARD.encode(png_bytes(&img)?))
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?;
+            Json(serde_json::json!({
+                "n": n,
+                "seed": req.z.is_none().then(|| req.seed.unwrap_or(0)),
+                "shape": [c, h, w],
+                "images": images,
+            }))
+            .into_response()
+        }
+    };
+    resp.headers_mut()
+        .insert("x-images", HeaderValue::from(n as u64));
+    Ok(resp)
+}
+
+async fn model(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(state.model.clone())
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    if state.shutting_down.load(Ordering::SeqCst) {
+        ApiError::unavailable("shutting down", 5).into_response()
+    } else {
+        "ready\n".into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    state.metrics.queue_depth.set(state.batcher.queued() as i64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: format!(
+            "no route {} {}: the routes are POST /v1/generate, GET /v1/model, /healthz, /readyz, /metrics",
+            req.method(),
+            req.uri().path()
+        ),
+        retry_after: None,
+    }
+}
+
+/// One log line and the counters per request.
+async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .requests
+        .get_or_create(&StatusLabel { status })
+        .inc();
+    if path == "/v1/generate" {
+        state.metrics.latency.observe(elapsed.as_secs_f64());
+    }
+    let images = resp
+        .headers()
+        .get("x-images")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    tracing::info!(
+        "{method} {path} {status} images={images} {:.1} ms",
+        elapsed.as_secs_f64() * 1e3
+    );
+    resp
+}

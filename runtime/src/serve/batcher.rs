@@ -1,0 +1,209 @@
+//! Dynamic batching: requests queue, and one worker thread that owns the [`Generator`] forms
+//! batches of up to `max_batch` images, waiting at most `max_delay` after the first queued
+//! request for more. A request larger than a batch is split across batches; each batch's images
+//! go back to the requests they came from, in order. The queue is bounded in images, so an
+//! overloaded server refuses work instead of growing.
+
+use super::metrics::Metrics;
+use crate::Generator;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// The images of one request, `[n, C, H, W]` values, or why they could not be made.
+pub type Reply = Result<Vec<f32>, String>;
+
+/// A queued request: its latents and where its images go.
+struct Job {
+    z: Vec<f32>,
+    n: usize,
+    reply: oneshot::Sender<Reply>,
+    /// Images made so far, and their values.
+    done: usize,
+    out: Vec<f32>,
+}
+
+/// Why a request was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The queue holds `queued` images and takes at most `capacity`.
+    Full { queued: usize, capacity: usize },
+    /// The worker has stopped (the server is shutting down, or it failed).
+    Stopped,
+}
+
+/// The sending side: cheap to clone, one per server.
+#[derive(Clone)]
+pub struct Batcher {
+    tx: mpsc::Sender<Job>,
+    queued: Arc<AtomicUsize>,
+    capacity: usize,
+    z_dim: usize,
+}
+
+/// How batches are formed.
+#[derive(Clone, Copy, Debug)]
+pub struct BatchPolicy {
+    /// Most images per batch.
+    pub max_batch: usize,
+    /// Longest wait for more requests once one is queued.
+    pub max_delay: Duration,
+    /// Most images waiting in the queue (requests beyond it are refused).
+    pub queue_capacity: usize,
+}
+
+impl Batcher {
+    /// Starts the worker thread on `generator`. The worker stops when every [`Batcher`] clone
+    /// is dropped and the queue is empty; join the returned handle to wait for it.
+    pub fn start(
+        generator: Generator,
+        policy: BatchPolicy,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<(Batcher, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let z_dim = generator.z_dim();
+        let worker_queued = queued.clone();
+        let handle = std::thread::Builder::new()
+            .name("batcher".into())
+            .spawn(move || work(generator, rx, policy, worker_queued, metrics))?;
+        Ok((
+            Batcher {
+                tx,
+                queued,
+                capacity: policy.queue_capacity,
+                z_dim,
+            },
+            handle,
+        ))
+    }
+
+    /// Queues the `n` images of latents `z` (`n · z_dim` values); the receiver gets them.
+    pub fn submit(&self, z: Vec<f32>, n: usize) -> Result<oneshot::Receiver<Reply>, Refused> {
+        debug_assert_eq!(z.len(), n * self.z_dim);
+        let capacity = self.capacity;
+        self.queued
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |q| {
+                (q + n <= capacity).then_some(q + n)
+            })
+            .map_err(|queued| Refused::Full { queued, capacity })?;
+        let (reply, rx) = oneshot::channel();
+        let job = Job {
+            z,
+            n,
+            reply,
+            done: 0,
+            out: Vec::new(),
+        };
+        if self.tx.send(job).is_err() {
+            self.queued.fetch_sub(n, Ordering::SeqCst);
+            return Err(Refused::Stopped);
+        }
+        Ok(rx)
+    }
+
+    /// Images waiting or being made.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::SeqCst)
+    }
+}
+
+/// Images still to make for the queued jobs.
+fn remaining(jobs: &VecDeque<Job>) -> usize {
+    jobs.iter().map(|j| j.n - j.done).sum()
+}
+
+fn work(
+    mut generator: Generator,
+    rx: mpsc::Receiver<Job>,
+    policy: BatchPolicy,
+    queued: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+) {
+    let zd = generator.z_dim();
+    let image_len: usize = generator.image_shape().iter().product();
+    let max_batch = policy.max_batch.max(1);
+    let mut jobs: VecDeque<Job> = VecDeque::new();
+    let mut open = true;
+    loop {
+        if jobs.is_empty() {
+            match rx.recv() {
+                Ok(job) => jobs.push_back(job),
+                Err(_) => return,
+            }
+        }
+        // Gather more until the batch is full or the delay has passed.
+        let deadline = Instant::now() + policy.max_delay;
+        while open && remaining(&jobs) < max_batch {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(wait) {
+                Ok(job) => jobs.push_back(job),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => open = false,
+            }
+        }
+        // Requests whose client went away are not worth computing.
+        jobs.retain(|j| {
+            let gone = j.reply.is_closed();
+            if gone {
+                queued.fetch_sub(j.n - j.done, Ordering::SeqCst);
+            }
+            !gone
+        });
+        if jobs.is_empty() {
+            if !open {
+                return;
+            }
+            continue;
+        }
+        // One batch: images from the front jobs, splitting the last one if needed.
+        let mut z = Vec::with_capacity(max_batch * zd);
+        let mut parts = Vec::new();
+        for (i, job) in jobs.iter().enumerate() {
+            let room = max_batch - z.len() / zd;
+            if room == 0 {
+                break;
+            }
+            let k = room.min(job.n - job.done);
+            z.extend_from_slice(&job.z[job.done * zd..(job.done + k) * zd]);
+            parts.push((i, k));
+        }
+        let made = z.len() / zd;
+        metrics.batch_size.observe(made as f64);
+        match generator.run(&z) {
+            Ok(batch) => {
+                let mut at = 0;
+                for &(i, k) in &parts {
+                    let job = &mut jobs[i];
+                    job.out
+                        .extend_from_slice(&batch.data[at * image_len..(at + k) * image_len]);
+                    job.done += k;
+                    at += k;
+                }
+                metrics.images.inc_by(made as u64);
+            }
+            Err(e) => {
+                let msg = format!("generation failed: {e:#}");
+                for &(i, _) in parts.iter().rev() {
+                    if let Some(job) = jobs.remove(i) {
+                        queued.fetch_sub(job.n - job.done, Ordering::SeqCst);
+                        let _ = job.reply.send(Err(msg.clone()));
+                    }
+                }
+                continue;
+            }
+        }
+        queued.fetch_sub(made, Ordering::SeqCst);
+        while jobs.front().is_some_and(|j| j.done == j.n) {
+            let job = jobs.pop_front().expect("checked above");
+            // A client that went away meanwhile is no error.
+            let _ = job.reply.send(Ok(job.out));
+        }
+        metrics
+            .queue_depth
+            .set(queued.load(Ordering::SeqCst) as i64);
+    }
+}

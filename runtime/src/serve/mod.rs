@@ -1,0 +1,136 @@
+//! `runtime serve`: image generation over HTTP with dynamic batching.
+//!
+//! - `POST /v1/generate` with `{"n": 16, "seed": 42}` or `{"z": [[…], …]}` answers one PNG grid
+//!   (default, `Accept: image/png`), a `.npy` of `[N, C, H, W]` f32 (`application/x-npy`) or
+//!   JSON with base64 PNGs (`application/json`); a `"format"` field overrides `Accept`. Image
+//!   `i` of seed `S` is what `runtime gen --seed S` makes (the same latent function).
+//! - `GET /v1/model` (the contract and metadata, as `runtime info`), `/healthz`, `/readyz` (503
+//!   once shutdown began), `/metrics` (Prometheus text: requests by status, images, batch
+//!   sizes, queue depth, latency).
+//! - Requests queue for one worker that owns the model ([`batcher`]): batches of up to
+//!   `--max-batch` images, formed within `--max-delay-ms`; the queue holds at most
+//!   `--queue-capacity` images, beyond which requests get 503 with `Retry-After`.
+//! - Bad requests get a 4xx with a JSON message naming the problem; the server stays up.
+//! - SIGTERM or SIGINT: stop accepting, answer what is queued, exit 0 (a second signal exits at
+//!   once). One log line per request on stderr (`--log-level`).
+
+pub mod api;
+pub mod batcher;
+pub mod metrics;
+
+use crate::Generator;
+use anyhow::{Context, Result};
+use api::{router, AppState};
+use batcher::{BatchPolicy, Batcher};
+use metrics::Metrics;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the server runs.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    pub host: String,
+    /// 0 picks a free port (printed at start).
+    pub port: u16,
+    pub policy: BatchPolicy,
+    pub max_images_per_request: usize,
+    /// The longest a request waits for its images before a 503.
+    pub timeout: Duration,
+    /// Largest request body in bytes.
+    pub body_limit: usize,
+    pub log_level: tracing::Level,
+}
+
+/// The answer of `GET /v1/model`.
+fn model_json(generator: &Generator, name: &str) -> serde_json::Value {
+    let contract = generator.contract();
+    let info = generator.info();
+    let batch = match contract.batch {
+        crate::onnx::BatchDim::Dynamic => serde_json::json!("dynamic"),
+        crate::onnx::BatchDim::Fixed(n) => serde_json::json!(n),
+    };
+    let metadata: serde_json::Map<String, serde_json::Value> = info
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+        .collect();
+    serde_json::json!({
+        "model": name,
+        "input": contract.input,
+        "output": contract.output,
+        "batch": batch,
+        "z_dim": contract.z_dim,
+        "image": generator.image_shape(),
+        "parameters": info.parameters,
+        "backend": generator.describe(),
+        "metadata": metadata,
+    })
+}
+
+/// Serves `generator` (loaded from `name`) until SIGTERM or SIGINT, then drains and returns.
+pub fn run(generator: Generator, name: &str, options: ServeOptions) -> Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(options.log_level)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    let stop = wgan_models::signals::graceful_stop(
+        "finishing the queued requests, then exiting (send it again to quit now)",
+        "exiting without answering the queued requests",
+    );
+    let metrics = Arc::new(Metrics::new(options.policy.max_batch));
+    let model = model_json(&generator, name);
+    let (z_dim, image) = (generator.z_dim(), generator.image_shape());
+    let summary = format!("{name}, {}", generator.describe());
+    let (batcher, worker) = Batcher::start(generator, options.policy, metrics.clone())
+        .context("cannot start the batching worker")?;
+    let shutting_down = Arc::new(AtomicBool::new(false));
+    let state = Arc::new(AppState {
+        batcher,
+        metrics,
+        model,
+        z_dim,
+        image,
+        max_images: options.max_images_per_request,
+        timeout: options.timeout,
+        shutting_down: shutting_down.clone(),
+    });
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let served = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind((options.host.as_str(), options.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", options.host, options.port))?;
+        let addr = listener.local_addr()?;
+        let p = options.policy;
+        eprintln!(
+            "listening on http://{addr} · {summary} · max batch {} · max delay {} ms · queue {} images",
+            p.max_batch,
+            p.max_delay.as_millis(),
+            p.queue_capacity
+        );
+        let app = router(state, options.body_limit);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                while !stop.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                shutting_down.store(true, Ordering::SeqCst);
+                tracing::info!("shutting down: no new connections; answering the queued requests");
+            })
+            .await
+            .context("the server failed")
+    });
+    // The router (and its handle on the queue) is gone: the worker finishes and stops.
+    worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("the batching worker panicked"))?;
+    served?;
+    eprintln!("stopped");
+    Ok(())
+}

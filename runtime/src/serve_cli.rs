@@ -1,0 +1,100 @@
+//! `runtime serve`'s flags and their checks (part of the `runtime` binary; the server itself
+//! is [`wgan_runtime::serve`]).
+
+use crate::EngineArgs;
+use anyhow::{ensure, Result};
+use clap::{Args, ValueEnum};
+use std::time::Duration;
+use wgan_runtime::serve::batcher::BatchPolicy;
+use wgan_runtime::serve::ServeOptions;
+
+/// Log detail on stderr.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    /// One line per request.
+    Info,
+    Debug,
+}
+
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub engine: EngineArgs,
+    /// Address to listen on (0.0.0.0 for every interface).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: a free one, printed at start).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Most images per model run; concurrent requests are batched up to it (1: no batching).
+    #[arg(long, default_value_t = 64)]
+    pub max_batch: usize,
+    /// Longest wait, after a request arrives, for more to batch with it.
+    #[arg(long, default_value_t = 5)]
+    pub max_delay_ms: u64,
+    /// Most images one request may ask for.
+    #[arg(long, default_value_t = 1024)]
+    pub max_images_per_request: usize,
+    /// Most images waiting in the queue; requests beyond it get 503 with Retry-After.
+    #[arg(long, default_value_t = 4096)]
+    pub queue_capacity: usize,
+    /// Longest a request waits for its images before a 503.
+    #[arg(long, default_value_t = 30.0)]
+    pub timeout_s: f64,
+    /// Largest request body, in bytes (explicit latents: about 10 bytes per value as JSON).
+    #[arg(long, default_value_t = 8 << 20)]
+    pub body_limit: usize,
+    /// Log detail on stderr.
+    #[arg(long, value_enum, default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+}
+
+impl ServeArgs {
+    /// The server options, checked.
+    pub fn options(&self) -> Result<ServeOptions> {
+        ensure!(self.max_batch > 0, "--max-batch must be at least 1");
+        ensure!(
+            self.max_images_per_request > 0,
+            "--max-images-per-request must be at least 1"
+        );
+        ensure!(
+            self.queue_capacity >= self.max_images_per_request,
+            "--queue-capacity ({}) must hold at least one largest request (--max-images-per-request {})",
+            self.queue_capacity,
+            self.max_images_per_request
+        );
+        ensure!(
+            self.timeout_s.is_finite() && self.timeout_s > 0.0,
+            "--timeout-s must be a positive number of seconds"
+        );
+        ensure!(self.body_limit > 0, "--body-limit must be at least 1");
+        Ok(ServeOptions {
+            host: self.host.clone(),
+            port: self.port,
+            policy: BatchPolicy {
+                max_batch: self.max_batch,
+                max_delay: Duration::from_millis(self.max_delay_ms),
+                queue_capacity: self.queue_capacity,
+            },
+            max_images_per_request: self.max_images_per_request,
+            timeout: Duration::from_secs_f64(self.timeout_s),
+            body_limit: self.body_limit,
+            log_level: match self.log_level {
+                LogLevel::Error => tracing::Level::ERROR,
+                LogLevel::Warn => tracing::Level::WARN,
+                LogLevel::Info => tracing::Level::INFO,
+                LogLevel::Debug => tracing::Level::DEBUG,
+            },
+        })
+    }
+}
+
+/// `runtime serve`.
+pub fn serve(args: ServeArgs) -> Result<()> {
+    let options = args.options()?;
+    let (generator, name) = args.engine.load()?;
+    crate::check_batch_memory("--max-batch", args.max_batch, generator.contract())?;
+    wgan_runtime::serve::run(generator, &name, options)
+}
