@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Load test of `runtime serve` on 127.0.0.1: throughput (images/s) and p50/p99 latency of
 # closed-loop clients each asking for one image, at 1, 8, 32 and 128 concurrent clients, with
-# dynamic batching (--max-batch 64) and without (--max-batch 1), on the shipped generator and on
+# dynamic batching (--max-batch 64, no delay and 5 ms) and without (--max-batch 1), on the
+# shipped generator and on
 # a dcgan64-shaped one; plus `runtime bench`'s best images/s on the same model and the server's
 # RSS before and after. Prints Markdown tables.
 #
@@ -28,15 +29,16 @@ for model in shipped dcgan64; do
   best=$("$bin" bench "${model_args[@]}" --batch-sizes 1,8,64 --iters 5 | awk 'NR>3 {print $5}' | sort -g | tail -1)
   echo
   echo "### $model (runtime bench best: $best images/s)"
-  for max_batch in 64 1; do
+  for mode in "64 0" "64 5" "1 0"; do
+    read -r max_batch delay <<<"$mode"
     log=$(mktemp)
-    "$bin" serve "${model_args[@]}" --port "$port" --max-batch "$max_batch" --max-delay-ms 5 \
+    "$bin" serve "${model_args[@]}" --port "$port" --max-batch "$max_batch" --max-delay-ms "$delay" \
       --log-level warn 2>"$log" &
     pid=$!
     for _ in $(seq 1 200); do grep -q "listening on" "$log" && break; sleep 0.05; done
     rss0=$(rss_kb "$pid")
     echo
-    echo "--max-batch $max_batch (server RSS at start ${rss0} kB)"
+    echo "--max-batch $max_batch --max-delay-ms $delay (server RSS at start ${rss0} kB)"
     echo
     header=--header
     for clients in 1 8 32 128; do

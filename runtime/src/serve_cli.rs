@@ -31,8 +31,10 @@ pub struct ServeArgs {
     /// Most images per model run; concurrent requests are batched up to it (1: no batching).
     #[arg(long, default_value_t = 64)]
     pub max_batch: usize,
-    /// Longest wait, after a request arrives, for more to batch with it.
-    #[arg(long, default_value_t = 5)]
+    /// Longest wait, after a request arrives, for more to batch with it. At 0 (default) a
+    /// batch is what queued while the model ran the previous one: no added latency at low
+    /// load, batches as large as the load makes them. A delay trades latency for batch size.
+    #[arg(long, default_value_t = 0)]
     pub max_delay_ms: u64,
     /// Most images one request may ask for.
     #[arg(long, default_value_t = 1024)]

@@ -8,7 +8,8 @@
 //!   once shutdown began), `/metrics` (Prometheus text: requests by status, images, batch
 //!   sizes, queue depth, latency).
 //! - Requests queue for one worker that owns the model ([`batcher`]): batches of up to
-//!   `--max-batch` images, formed within `--max-delay-ms`; the queue holds at most
+//!   `--max-batch` images: what queued while the model ran the previous batch, plus what
+//!   arrives within `--max-delay-ms` (default 0); the queue holds at most
 //!   `--queue-capacity` images, beyond which requests get 503 with `Retry-After`.
 //! - Bad requests get a 4xx with a JSON message naming the problem; the server stays up.
 //! - SIGTERM or SIGINT: stop accepting, answer what is queued, exit 0 (a second signal exits at
