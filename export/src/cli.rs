@@ -1,4 +1,5 @@
-//! The command line: `export onnx --checkpoint DIR|RUN_DIR --out FILE [options]`.
+//! The command line: `export onnx --checkpoint DIR|RUN_DIR --out FILE [options]` and
+//! `export triton --checkpoint DIR|RUN_DIR --repo DIR [options]`.
 //!
 //! The same program is built as `export` (for `cargo run -p wgan-export -- onnx …` and
 //! `target/release/export onnx …`) and as `wgan-export`, the name to install: typed bare in a
@@ -38,6 +39,71 @@ enum Command {
     /// latent function. The file is written atomically: a failed export leaves no file.
     #[command(after_help = AFTER_HELP)]
     Onnx(OnnxArgs),
+    /// Write a Triton Inference Server model repository for a checkpoint's generator:
+    /// REPO/NAME/config.pbtxt (platform onnxruntime_onnx, max_batch_size, input z [z_dim, 1, 1],
+    /// output image [C, H, W], dynamic batching, instance group) and REPO/NAME/1/model.onnx.
+    /// Serve it with `tritonserver --model-repository REPO`.
+    #[command(after_help = AFTER_HELP)]
+    Triton(TritonArgs),
+}
+
+#[derive(Args, Debug)]
+struct TritonArgs {
+    /// Checkpoint directory, or a run directory whose checkpoints/latest names one.
+    #[arg(long, value_name = "DIR|RUN_DIR")]
+    checkpoint: PathBuf,
+    /// The model repository folder (created if missing); the model goes into REPO/NAME/.
+    #[arg(long, value_name = "DIR")]
+    repo: PathBuf,
+    /// The model's name (its folder in the repository).
+    #[arg(long, default_value = "wgan_generator")]
+    name: String,
+    /// Largest batch Triton forms.
+    #[arg(long, default_value_t = 64)]
+    max_batch_size: usize,
+    /// Batch sizes Triton's dynamic batcher prefers, comma-separated [default: 8, 16, 32 and
+    /// 64, those not above --max-batch-size].
+    #[arg(long, value_delimiter = ',', value_name = "B,…")]
+    preferred_batch_sizes: Vec<usize>,
+    /// How long the dynamic batcher may hold a request for a larger batch, in microseconds.
+    #[arg(long, default_value_t = 1000)]
+    max_queue_delay_us: u64,
+    /// Run the instances on GPUs (KIND_GPU) instead of CPUs.
+    #[arg(long)]
+    gpu: bool,
+    /// Model instances running concurrently.
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
+    /// Which generator to export: auto (the moving average when the run kept one), ema or raw.
+    #[arg(long, value_name = "WEIGHTS", default_value = "auto")]
+    weights: GeneratorWeights,
+}
+
+impl TritonArgs {
+    fn options(&self) -> crate::triton::TritonOptions {
+        let preferred = match self.preferred_batch_sizes.is_empty() {
+            false => self.preferred_batch_sizes.clone(),
+            true => {
+                let mut v: Vec<usize> = [8, 16, 32, 64]
+                    .into_iter()
+                    .filter(|&b| b <= self.max_batch_size)
+                    .collect();
+                if v.is_empty() {
+                    v.push(self.max_batch_size.max(1));
+                }
+                v
+            }
+        };
+        crate::triton::TritonOptions {
+            name: self.name.clone(),
+            max_batch_size: self.max_batch_size,
+            preferred_batch_sizes: preferred,
+            max_queue_delay_us: self.max_queue_delay_us,
+            gpu: self.gpu,
+            instances: self.instances,
+            weights: self.weights,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -163,6 +229,21 @@ fn run(cli: Cli) -> Result<()> {
             let report = export_onnx(&args.checkpoint, &options)?;
             outln!("{}", summary(&report, &options))?;
         }
+        Command::Triton(args) => {
+            let options = args.options();
+            let r = crate::triton::export_triton(&args.checkpoint, &args.repo, &options)?;
+            outln!(
+                "wrote Triton model {}: {} and {} ({}, preset {}, step {}{}); serve it with: tritonserver --model-repository {}",
+                options.name,
+                r.config.display(),
+                r.onnx.out.display(),
+                human_bytes(r.onnx.bytes),
+                r.onnx.header.preset,
+                r.onnx.header.step,
+                if r.onnx.ema { ", moving-average weights" } else { "" },
+                args.repo.display()
+            )?;
+        }
     }
     Ok(())
 }
@@ -205,7 +286,9 @@ mod tests {
             "8",
         ])
         .unwrap();
-        let Command::Onnx(a) = cli.command;
+        let Command::Onnx(a) = cli.command else {
+            panic!("parsed as another command")
+        };
         let o = a.options();
         assert_eq!(
             o.build,

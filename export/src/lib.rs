@@ -14,6 +14,7 @@
 //! - [`write`](mod@write): encoding and atomic writes ([`write_model_atomic`]).
 //! - [`verify`]: candle's reference output and [`verify_with_tract`].
 //! - [`test_data`]: an ONNX-backend-style `test_data_set_0/` beside the model.
+//! - [`triton`]: a Triton Inference Server model repository (`config.pbtxt` + `1/model.onnx`).
 //! - `cli` (feature `cli`, default): the `export` / `wgan-export` command line.
 //!
 //! [`NetSpec`]: wgan_models::spec::NetSpec
@@ -23,6 +24,7 @@ pub mod graph;
 pub mod messages;
 pub mod metadata;
 pub mod test_data;
+pub mod triton;
 pub mod verify;
 pub mod write;
 
