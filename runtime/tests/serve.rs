@@ -109,6 +109,25 @@ fn images_equal_gen_and_bad_requests_get_a_4xx_naming_the_problem() {
     let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
     assert_eq!(json["images"].as_array().unwrap().len(), 2);
     assert_eq!(json["shape"], serde_json::json!([1, 32, 32]));
+    // A zip of PNGs holds what `gen --out DIR` writes, file for file.
+    let out = dir.path().join("out");
+    let gen = Command::new(env!("CARGO_BIN_EXE_runtime"))
+        .args(["gen", "--n", "3", "--seed", "9", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(gen.status.success());
+    let (status, zipped, _) = post(&s, r#"{"n": 3, "seed": 9}"#, Some("application/zip"));
+    assert_eq!(status, 200);
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zipped)).unwrap();
+    assert_eq!(archive.len(), 3);
+    for i in 0..3 {
+        let mut entry = archive.by_index(i).unwrap();
+        let name = entry.name().unwrap().to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        assert_eq!(bytes, std::fs::read(out.join(&name)).unwrap(), "{name}");
+    }
     // Explicit latents give the same images as the seed's.
     let z = wgan_runtime::latent::latents(42, 6, 100);
     let rows: Vec<&[f32]> = z.chunks(100).collect();

@@ -95,8 +95,9 @@ struct GenerateRequest {
     seed: Option<u64>,
     /// Explicit latents, one row of `z_dim` values per image.
     z: Option<Vec<Vec<f32>>>,
-    /// `png` (one grid), `npy` (`[N, C, H, W]` f32) or `json` (base64 PNGs); otherwise from
-    /// the `Accept` header, PNG by default.
+    /// `png` (one grid), `npy` (`[N, C, H, W]` f32), `json` (base64 PNGs) or `zip` (one PNG per
+    /// image, named as `runtime gen --out` names them); otherwise from the `Accept` header, PNG
+    /// by default.
     format: Option<String>,
     /// Grid columns for `png` (default: about square).
     cols: Option<usize>,
@@ -108,6 +109,7 @@ enum Format {
     Png,
     Npy,
     Json,
+    Zip,
 }
 
 fn format_of(request: Option<&str>, headers: &HeaderMap) -> Result<Format, ApiError> {
@@ -116,8 +118,9 @@ fn format_of(request: Option<&str>, headers: &HeaderMap) -> Result<Format, ApiEr
             "png" => Ok(Format::Png),
             "npy" => Ok(Format::Npy),
             "json" => Ok(Format::Json),
+            "zip" => Ok(Format::Zip),
             other => Err(ApiError::bad(format!(
-                "unknown format '{other}': use png, npy or json"
+                "unknown format '{other}': use png, npy, json or zip"
             ))),
         };
     }
@@ -130,13 +133,14 @@ fn format_of(request: Option<&str>, headers: &HeaderMap) -> Result<Format, ApiEr
             "image/png" | "image/*" | "*/*" | "" => return Ok(Format::Png),
             "application/x-npy" | "application/octet-stream" => return Ok(Format::Npy),
             "application/json" => return Ok(Format::Json),
+            "application/zip" => return Ok(Format::Zip),
             _ => {}
         }
     }
     Err(ApiError {
         status: StatusCode::NOT_ACCEPTABLE,
         message: format!(
-            "cannot answer with '{accept}': ask for image/png, application/x-npy or application/json (or set \"format\")"
+            "cannot answer with '{accept}': ask for image/png, application/x-npy, application/json or application/zip (or set \"format\")"
         ),
         retry_after: None,
     })
@@ -279,6 +283,25 @@ async fn generate(
                 png_bytes(&grid.finish())?,
             )
                 .into_response()
+        }
+        Format::Zip => {
+            let digits = (n.saturating_sub(1).to_string().len()).max(5);
+            let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+            let stored = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored);
+            for i in 0..n {
+                let chw = &values[i * shape.image_len()..(i + 1) * shape.image_len()];
+                let img = to_image(chw, c, h, w).map_err(|e| ApiError::bad(e.to_string()))?;
+                let png = png_bytes(&img)?;
+                zip.start_file(format!("{i:0digits$}.png"), stored)
+                    .and_then(|()| std::io::Write::write_all(&mut zip, &png).map_err(Into::into))
+                    .map_err(|e| internal(format!("writing the zip: {e}")))?;
+            }
+            let bytes = zip
+                .finish()
+                .map_err(|e| internal(format!("writing the zip: {e}")))?
+                .into_inner();
+            ([(header::CONTENT_TYPE, "application/zip")], bytes).into_response()
         }
         Format::Json => {
             let images = (0..n)

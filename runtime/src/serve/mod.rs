@@ -1,8 +1,9 @@
 //! `runtime serve`: image generation over HTTP with dynamic batching.
 //!
 //! - `POST /v1/generate` with `{"n": 16, "seed": 42}` or `{"z": [[…], …]}` answers one PNG grid
-//!   (default, `Accept: image/png`), a `.npy` of `[N, C, H, W]` f32 (`application/x-npy`) or
-//!   JSON with base64 PNGs (`application/json`); a `"format"` field overrides `Accept`. Image
+//!   (default, `Accept: image/png`), a `.npy` of `[N, C, H, W]` f32 (`application/x-npy`),
+//!   JSON with base64 PNGs (`application/json`) or a zip of PNGs (`application/zip`); a
+//!   `"format"` field overrides `Accept`. Image
 //!   `i` of seed `S` is what `runtime gen --seed S` makes (the same latent function).
 //! - `GET /v1/model` (the contract and metadata, as `runtime info`), `/healthz`, `/readyz` (503
 //!   once shutdown began), `/metrics` (Prometheus text: requests by status, images, batch
