@@ -18,7 +18,7 @@ target/release/runtime serve "${model_args[@]}" --port "$port" --log-level warn 
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 1 200); do grep -q "listening on" "$log" && break; sleep 0.05; done
-echo "minute | $(target/release/examples/loadgen --clients 1 --seconds 0.001 --url "http://127.0.0.1:$port" --header | head -1) RSS kB"
+echo "minute | clients | ok | other | images/s | p50 ms | p99 ms | server RSS kB"
 echo "start: RSS $(ps -o rss= -p "$pid" | tr -d ' ') kB"
 for m in $(seq 1 "$minutes"); do
   row=$(target/release/examples/loadgen --url "http://127.0.0.1:$port" --clients "$clients" --seconds 60)

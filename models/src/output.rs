@@ -1,8 +1,8 @@
 //! Where written files go, and how: atomically for files, in place for devices and pipes.
 //!
 //! This is the workspace's one output policy: every writer ([`write_atomic`] for checkpoint
-//! files, metrics, CSV, JSON and PNGs; [`write_atomic_with`] for safetensors and plots; the
-//! runtime's streaming `.npy` writer and the exporter's model writer on [`OutputFile`]) decides
+//! files, metrics, CSV, JSON, plots, safetensors and PNGs; the runtime's streaming `.npy`
+//! writer and the exporter's model writer on [`OutputFile`]) decides
 //! through [`Destination::of`]:
 //!
 //! - A path that does not exist yet, or names a regular file, is written **atomically**: to a
@@ -290,16 +290,6 @@ impl Write for OutputFile {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let mut out = OutputFile::create(path)?;
     out.write_all(bytes)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    out.commit()
-}
-
-/// [`write_atomic`] for writers that only take a path (candle's safetensors, plotters):
-/// `write` fills the staged temporary file through its path (named `….tmp`; a writer that
-/// picks its format by extension must be told the format), which then replaces `path`.
-pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let out = OutputFile::staged(path)?;
-    write(out.staged_path().expect("a staged output has a path"))
         .with_context(|| format!("cannot write {}", path.display()))?;
     out.commit()
 }
