@@ -178,19 +178,11 @@ impl OnnxArgs {
     }
 }
 
-fn human_bytes(n: u64) -> String {
-    match n {
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
-}
-
 fn summary(r: &ExportReport, options: &ExportOptions) -> String {
     let mut s = format!(
         "wrote {} ({}): preset {}, step {}{}, opset {} (IR {}), batch {}, BatchNorm {}\n  ops: {}; {} weights; from {}",
         r.out.display(),
-        human_bytes(r.bytes),
+        wgan_models::limits::human(r.bytes),
         r.header.preset,
         r.header.step,
         if r.ema { " (moving-average weights)" } else { "" },
@@ -237,7 +229,7 @@ fn run(cli: Cli) -> Result<()> {
                 options.name,
                 r.config.display(),
                 r.onnx.out.display(),
-                human_bytes(r.onnx.bytes),
+                wgan_models::limits::human(r.onnx.bytes),
                 r.onnx.header.preset,
                 r.onnx.header.step,
                 if r.onnx.ema { ", moving-average weights" } else { "" },

@@ -108,16 +108,7 @@ impl ExportOptions {
 /// available, before anything is generated: a lower bound of two copies (candle's and
 /// tract's) of every layer's activations.
 fn check_sample_memory(generator: &wgan_models::Generator, samples: usize) -> Result<()> {
-    let mut side = 1;
-    let per_sample: usize = generator
-        .spec
-        .layers
-        .iter()
-        .map(|l| {
-            side = l.out_size(side);
-            l.out_channels * side * side
-        })
-        .sum();
+    let per_sample = generator.spec.activation_values(1);
     let what = format!("generating {samples} sample(s) to check the model");
     let values = wgan_models::limits::count(&what, &[samples, per_sample, 2])?;
     wgan_models::limits::check_memory(
@@ -244,7 +235,7 @@ pub fn export_onnx(checkpoint: &Path, options: &ExportOptions) -> Result<ExportR
     } else {
         None
     };
-    write::commit(staged)?;
+    staged.commit()?;
     Ok(ExportReport {
         checkpoint: dir,
         header,

@@ -5,7 +5,7 @@
 //!
 //! Destinations are classified by [`wgan_models::output::Destination`]: a symbolic link to a
 //! file has the file it points to replaced; an existing character device, FIFO or socket
-//! (`/dev/null`, a named pipe) is never renamed over but written in place at [`commit`] (the
+//! (`/dev/null`, a named pipe) is never renamed over but written in place at the commit (the
 //! staged copy then lives in the system's temporary directory, for verification); a directory
 //! or block device is an error.
 
@@ -49,7 +49,7 @@ pub fn check_output_path(path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A complete temporary file waiting for [`commit`]: beside `dest` (beside the file a link
+/// A complete temporary file waiting for its [`OutputFile::commit`]: beside `dest` (beside the file a link
 /// points to), or, for a device or FIFO, in the system's temporary directory.
 pub fn stage(dest: &Path, bytes: &[u8]) -> Result<OutputFile> {
     check_output_path(dest)?;
@@ -59,17 +59,10 @@ pub fn stage(dest: &Path, bytes: &[u8]) -> Result<OutputFile> {
     Ok(file)
 }
 
-/// Puts a staged file in place: flushes it to disk and renames it over the destination it was
-/// staged for, or copies it into a device or FIFO. A write error such as `/dev/full`'s "no
-/// space left" names the destination.
-pub fn commit(staged: OutputFile) -> Result<()> {
-    staged.commit()
-}
-
 /// Encodes `model` and writes it to `path` atomically.
 pub fn write_model_atomic(model: &ModelProto, path: &Path) -> Result<u64> {
     let bytes = encode_model(model);
-    commit(stage(path, &bytes)?)?;
+    stage(path, &bytes)?.commit()?;
     Ok(bytes.len() as u64)
 }
 
@@ -136,7 +129,7 @@ mod tests {
         let reader = wgan_models::output::test_support::drain_fifo(&fifo);
         let staged = stage(&fifo, &encode_model(&model)).unwrap();
         assert!(!staged.staged_path().unwrap().starts_with(dir.path()));
-        commit(staged).unwrap();
+        staged.commit().unwrap();
         assert!(std::fs::symlink_metadata(&fifo)
             .unwrap()
             .file_type()

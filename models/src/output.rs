@@ -260,11 +260,6 @@ impl OutputFile {
         }
         .with_context(|| format!("cannot write {}", path.display()))
     }
-
-    /// The path as given.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 impl Write for OutputFile {

@@ -179,6 +179,19 @@ impl NetSpec {
     pub fn out_size(&self, n: usize) -> usize {
         self.layers.iter().fold(n, |s, l| l.out_size(s))
     }
+
+    /// Values of every layer's output together, per sample, for an input of side `n` (what
+    /// one sample's activations hold; the memory checks scale it).
+    pub fn activation_values(&self, n: usize) -> usize {
+        let mut side = n;
+        self.layers
+            .iter()
+            .map(|l| {
+                side = l.out_size(side);
+                l.out_channels * side * side
+            })
+            .sum()
+    }
 }
 
 /// A complete architecture: generator, critic and the data shape they agree on.

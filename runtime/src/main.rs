@@ -62,7 +62,7 @@ enum Command {
     #[command(after_help = EXIT_STATUS_HELP)]
     Bench(BenchArgs),
     /// Serve generation over HTTP with dynamic batching: POST /v1/generate with {"n": 16,
-    /// "seed": 42} or {"z": [[…]]} answers a PNG grid, .npy or JSON; GET /v1/model, /healthz,
+    /// "seed": 42} or {"z": [[…]]} answers a PNG grid, .npy, JSON or a zip of PNGs; GET /v1/model, /healthz,
     /// /readyz, /metrics. SIGTERM or Ctrl-C drains the queue and exits 0.
     #[cfg(feature = "serve")]
     #[command(after_help = EXIT_STATUS_HELP)]

@@ -2,7 +2,6 @@
 //! panels stacked vertically, each with its own y range, written atomically as PNG.
 
 use anyhow::{Context, Result};
-use image::ImageEncoder;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 use std::path::Path;
@@ -111,9 +110,6 @@ pub fn draw(path: &Path, panels: &[Panel], width: u32, panel_height: u32) -> Res
         }
         root.present()?;
     }
-    let mut png = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut png)
-        .write_image(&rgb, width, height, image::ExtendedColorType::Rgb8)
-        .with_context(|| format!("encoding {}", path.display()))?;
-    wgan_models::output::write_atomic(path, &png)
+    let img = image::RgbImage::from_raw(width, height, rgb).context("plot buffer size")?;
+    wgan_runtime::images::save_png(&image::DynamicImage::ImageRgb8(img), path)
 }

@@ -202,14 +202,22 @@ fn latents_of(req: &GenerateRequest, state: &AppState) -> Result<(Vec<f32>, usiz
     }
 }
 
+/// PNG bytes of `img`, or a 500.
 fn png_bytes(img: &image::DynamicImage) -> Result<Vec<u8>, ApiError> {
-    let mut bytes = Vec::new();
-    img.write_to(
-        &mut std::io::Cursor::new(&mut bytes),
-        image::ImageFormat::Png,
+    crate::images::png_bytes(img).map_err(|e| internal(format!("{e:#}")))
+}
+
+/// PNG bytes of image `i` of `values` (`[n, C, H, W]`).
+fn image_png(values: &[f32], shape: BatchShape, i: usize) -> Result<Vec<u8>, ApiError> {
+    let len = shape.image_len();
+    let img = to_image(
+        &values[i * len..(i + 1) * len],
+        shape.channels,
+        shape.height,
+        shape.width,
     )
-    .map_err(|e| internal(format!("encoding PNG: {e}")))?;
-    Ok(bytes)
+    .map_err(|e| ApiError::bad(e.to_string()))?;
+    png_bytes(&img)
 }
 
 fn internal(message: String) -> ApiError {
@@ -290,9 +298,7 @@ async fn generate(
             let stored = zip::write::SimpleFileOptions::default()
                 .compression_method(zip::CompressionMethod::Stored);
             for i in 0..n {
-                let chw = &values[i * shape.image_len()..(i + 1) * shape.image_len()];
-                let img = to_image(chw, c, h, w).map_err(|e| ApiError::bad(e.to_string()))?;
-                let png = png_bytes(&img)?;
+                let png = image_png(&values, shape, i)?;
                 zip.start_file(format!("{i:0digits$}.png"), stored)
                     .and_then(|()| std::io::Write::write_all(&mut zip, &png).map_err(Into::into))
                     .map_err(|e| internal(format!("writing the zip: {e}")))?;
@@ -306,9 +312,8 @@ async fn generate(
         Format::Json => {
             let images = (0..n)
                 .map(|i| {
-                    let chw = &values[i * shape.image_len()..(i + 1) * shape.image_len()];
-                    let img = to_image(chw, c, h, w).map_err(|e| ApiError::bad(e.to_string()))?;
-                    Ok(base64::engine::general_purpose::STANDARD.encode(png_bytes(&img)?))
+                    let png = image_png(&values, shape, i)?;
+                    Ok(base64::engine::general_purpose::STANDARD.encode(png))
                 })
                 .collect::<Result<Vec<_>, ApiError>>()?;
             Json(serde_json::json!({

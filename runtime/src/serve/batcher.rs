@@ -218,9 +218,6 @@ fn work(
             // A client that went away meanwhile is no error.
             let _ = job.reply.send(Ok(job.out));
         }
-        metrics
-            .queue_depth
-            .set(queued.load(Ordering::SeqCst) as i64);
     }
 }
 

@@ -448,21 +448,12 @@ impl Trainer {
 /// these coefficients give about 80 % of that, so only batches that cannot fit are refused.
 pub fn check_batch_memory(batch_size: usize, preset: &Preset, device: &Device) -> Result<()> {
     use wgan_models::limits;
-    let layer_outputs = |spec: &wgan_models::spec::NetSpec, mut side: usize| -> usize {
-        spec.layers
-            .iter()
-            .map(|l| {
-                side = l.out_size(side);
-                l.out_channels * side * side
-            })
-            .sum()
-    };
     let image = preset.channels * preset.image_size * preset.image_size;
     let per_sample = match device.is_cpu() {
         true => {
             3 * image
-                + 12 * layer_outputs(&preset.critic, preset.image_size)
-                + layer_outputs(&preset.generator, 1)
+                + 12 * preset.critic.activation_values(preset.image_size)
+                + preset.generator.activation_values(1)
         }
         false => 2 * image,
     };

@@ -11,12 +11,16 @@ impl Trainer {
                 .with_context(|| format!("cannot resume from {}", run_dir.display()))
         };
         // The lock first: a run that another process trains in is busy, whatever its state.
-        let root = match run_dir.join(ckpt::CHECKPOINTS_DIR).is_dir() {
-            true => run_dir.to_path_buf(),
-            false => run_dir_of(&resolve()?),
+        // A checkpoint folder names its run through the checkpoint itself.
+        let (root, resolved) = match run_dir.join(ckpt::CHECKPOINTS_DIR).is_dir() {
+            true => (run_dir.to_path_buf(), None),
+            false => {
+                let dir = resolve()?;
+                (run_dir_of(&dir), Some(dir))
+            }
         };
         let lock = RunLock::acquire(&root)?;
-        let dir = resolve().map_err(|e| match usable_checkpoints(&root, None) {
+        let dir = resolved.map_or_else(resolve, Ok).map_err(|e| match usable_checkpoints(&root, None) {
             Some(others) => e.context(format!(
                 "the latest checkpoint is damaged; these can be resumed instead (pass one as --checkpoint): {others}"
             )),
