@@ -1,5 +1,5 @@
 //! Generation latency per backend and batch size (1, 8, 64): a `dcgan64` generator with random
-//! weights exported by `wgan-export`, and the shipped MNIST model. tract always; ONNX Runtime
+//! weights exported by `wgan-export`, and the shipped MNIST model. native and tract always; ONNX Runtime
 //! when built with `--features wgan-runtime/ort` and its library is found (`eval
 //! "$(scripts/test-env.sh)"`), otherwise that backend is reported as skipped.
 //!
@@ -47,7 +47,7 @@ fn bench(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
     for (name, path) in &models {
-        for backend in [Backend::Tract, Backend::Ort] {
+        for backend in [Backend::Native, Backend::Tract, Backend::Ort] {
             let options = Options {
                 backend,
                 ..Options::default()

@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Generation latency: onnxruntime (Python) against `runtime bench` (tract and ort) on one ONNX file.
+"""Generation latency: onnxruntime (Python) against `runtime bench` (native, tract and ort) on one
+ONNX file.
 
 Runs everything in one go on the same model and thread count, and prints medians and ratios
-(ratio = our median / onnxruntime-Python's median; below 1 is faster). Each engine is timed
-the same way: two warm-up runs per batch size, then --iters timed runs; onnxruntime-Python with
-intra_op_num_threads = --threads, `runtime bench` with --threads.
+(ratio = our median / onnxruntime-Python's median; below 1 is faster) and each engine's peak
+resident memory. Each engine is timed the same way, in its own process: two warm-up runs per
+batch size, then --iters timed runs; onnxruntime-Python with intra_op_num_threads = --threads,
+`runtime bench` with --threads.
 
     eval "$(scripts/test-env.sh)"
     cargo build --release -p wgan-runtime --features ort
@@ -12,6 +14,7 @@ intra_op_num_threads = --threads, `runtime bench` with --threads.
     $WGAN_TEST_PYTHON scripts/bench_generation.py target/release/runtime --model /tmp/dcgan64.onnx
 """
 import argparse
+import json
 import os
 import re
 import statistics
@@ -51,48 +54,77 @@ def bench_python(model, batch_sizes, iters, threads):
     return rows
 
 
+def run_child(cmd):
+    """(returncode, stdout, stderr, peak RSS in MB) of a child process."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = p.stdout.read(), p.stderr.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return p.returncode, out, err, usage.ru_maxrss / 1024
+
+
+def bench_python_child(model, batch_sizes, iters, threads):
+    """bench_python in a fresh process, so that its peak memory is its own."""
+    code, out, err, rss = run_child([sys.executable, os.path.abspath(__file__), "--python-child",
+                                     "--model", model, "--batch-sizes",
+                                     ",".join(map(str, batch_sizes)), "--iters", str(iters),
+                                     "--threads", str(threads), "x"])
+    if code != 0:
+        sys.exit(f"onnxruntime-python: {err.strip()}")
+    return {int(b): tuple(v) for b, v in json.loads(out).items()}, rss
+
+
 def bench_runtime(binary, model, backend, batch_sizes, iters, threads, ort_lib):
     cmd = [binary, "bench", "--model", model, "--backend", backend, "--threads", str(threads),
            "--batch-sizes", ",".join(map(str, batch_sizes)), "--iters", str(iters)]
     if backend == "ort" and ort_lib:
         cmd += ["--ort-lib", ort_lib]
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode != 0:
-        print(f"{backend}: {out.stderr.strip()}", file=sys.stderr)
+    code, stdout, stderr, rss = run_child(cmd)
+    if code != 0:
+        print(f"{backend}: {stderr.strip()}", file=sys.stderr)
         return None
+    if backend in ("native", "auto") and "native" not in stdout:
+        print(f"{backend}: the native backend did not run this model:\n{stdout}", file=sys.stderr)
     rows = {}
-    for line in out.stdout.splitlines():
+    for line in stdout.splitlines():
         m = re.match(r"\s*(\d+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$", line)
         if m:
             rows[int(m.group(1))] = (float(m.group(2)), float(m.group(3)), float(m.group(4)))
-    return rows
+    return rows, rss
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("runtime", help="path to the release `runtime` binary")
     ap.add_argument("--model", required=True, help="ONNX generator file")
-    ap.add_argument("--batch-sizes", default="1,8,64")
+    ap.add_argument("--batch-sizes", default="1,8,64,256")
     ap.add_argument("--iters", type=int, default=10, help="timed runs per batch size (after 2 warm-ups)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds over the engines")
-    ap.add_argument("--backends", default="tract,ort", help="runtime backends to time")
+    ap.add_argument("--backends", default="native,tract,ort", help="runtime backends to time")
+    ap.add_argument("--python-child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--ort-lib", default=os.environ.get("ORT_DYLIB_PATH") or
                     os.path.join(os.path.dirname(ort.__file__), "capi", "libonnxruntime.so." + ort.__version__))
     args = ap.parse_args()
     sizes = [int(b) for b in args.batch_sizes.split(",")]
+    if args.python_child:
+        print(json.dumps(bench_python(args.model, sizes, args.iters, args.threads)))
+        return
 
     # Rounds alternate the engines so that other work on a shared machine hits them alike; each
     # cell keeps the best (lowest) median over the rounds, with that round's p90, and the
     # fastest single run.
-    results = {}
+    results, peak = {}, {}
     for _ in range(args.rounds):
-        runs = {"onnxruntime-python": bench_python(args.model, sizes, args.iters, args.threads)}
+        rows, rss = bench_python_child(args.model, sizes, args.iters, args.threads)
+        runs = {"onnxruntime-python": rows}
+        peak["onnxruntime-python"] = max(peak.get("onnxruntime-python", 0), rss)
         for backend in args.backends.split(","):
-            rows = bench_runtime(args.runtime, args.model, backend, sizes, args.iters, args.threads,
-                                 args.ort_lib)
-            if rows is not None:
-                runs[f"runtime {backend}"] = rows
+            got = bench_runtime(args.runtime, args.model, backend, sizes, args.iters, args.threads,
+                                args.ort_lib)
+            if got is not None:
+                runs[f"runtime {backend}"] = got[0]
+                peak[f"runtime {backend}"] = max(peak.get(f"runtime {backend}", 0), got[1])
         for name, rows in runs.items():
             best = results.setdefault(name, {})
             for b, (med, p90, mn) in rows.items():
@@ -114,6 +146,8 @@ def main():
             med, p90, mn = results[n].get(b, (float("nan"),) * 3)
             cells.append(f"{med:8.2f} ({p90:8.2f}) / {mn:7.2f} [{med / base[b][0]:4.2f}x]")
         print(f"{b:>6}  " + "  ".join(f"{c:>36}" for c in cells))
+    print("peak RSS (MB, largest batch included): " + "; ".join(
+        f"{n} {peak[n]:.0f}" for n in names))
     print("images/s at the median: " + "; ".join(
         f"{n}: " + ", ".join(f"b{b} {b / results[n][b][0] * 1e3:.0f}" for b in sizes if b in results[n])
         for n in names))

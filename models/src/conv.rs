@@ -19,8 +19,8 @@
 //! than candle's direct convolution kernels. Other geometries fall back to candle's own
 //! convolutions (through NCHW views). The layer code is device-neutral either way.
 
-use crate::engine::kernels::{self, Geometry};
-use crate::engine::Real;
+use crate::kernels::Real;
+use crate::kernels::{self, Geometry};
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, WithDType};
 
 /// `[N, H, W, C]` → `[N, Ho, Wo, k, k, C]`: every patch of the convolution, zero outside.

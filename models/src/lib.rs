@@ -12,7 +12,11 @@
 //! - [`cli`] (feature `cli`): the exit path and conventions every binary shares; [`signals`]:
 //!   what SIGINT, SIGTERM, SIGHUP and SIGXFSZ do in every binary.
 //!
-//! With the `candle` feature, the networks and the training engine:
+//! With the `kernels` feature (no candle): [`kernels`], the CPU kernels (GEMM, im2col/col2im,
+//! fused bias + activation, normalisation) that the training engine and the runtime's native
+//! backend share.
+//!
+//! With the `candle` feature (which includes `kernels`), the networks and the training engine:
 //! - [`params`]: named tensors in PyTorch `state_dict` naming, DCGAN initialisation, safetensors I/O.
 //! - [`conv`]: convolutions as GEMMs with im2col/col2im (channels-last), fast to any order.
 //! - [`layers`]: differentiable (twice) convolution, normalisation and activation blocks.
@@ -24,6 +28,8 @@ pub mod checkpoint;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod contract;
+#[cfg(feature = "kernels")]
+pub mod kernels;
 pub mod latent;
 pub mod limits;
 pub mod output;

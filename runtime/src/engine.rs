@@ -12,7 +12,12 @@ use std::str::FromStr;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Backend {
-    /// tract: pure Rust, CPU only (feature `tract`, on by default).
+    /// `native` when the whole graph is in its set, else tract (else ort).
+    Auto,
+    /// The training engine's CPU kernels: pure Rust, generator graphs only (feature `native`,
+    /// on by default).
+    Native,
+    /// tract: pure Rust, CPU only, any ONNX graph it supports (feature `tract`, on by default).
     Tract,
     /// ONNX Runtime through `ort`, loading `libonnxruntime.so` at run time (feature `ort`).
     #[cfg_attr(feature = "cli", value(alias = "onnxruntime"))]
@@ -20,10 +25,10 @@ pub enum Backend {
 }
 
 impl Default for Backend {
-    /// tract when compiled in, else ort.
+    /// [`Backend::Auto`] when a pure-Rust backend is compiled in, else ort.
     fn default() -> Self {
-        if cfg!(feature = "tract") || !cfg!(feature = "ort") {
-            Backend::Tract
+        if cfg!(feature = "native") || cfg!(feature = "tract") || !cfg!(feature = "ort") {
+            Backend::Auto
         } else {
             Backend::Ort
         }
@@ -33,6 +38,8 @@ impl Default for Backend {
 impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Backend::Auto => "auto",
+            Backend::Native => "native",
             Backend::Tract => "tract",
             Backend::Ort => "ort",
         })
@@ -43,9 +50,11 @@ impl FromStr for Backend {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Backend::Auto),
+            "native" => Ok(Backend::Native),
             "tract" => Ok(Backend::Tract),
             "ort" | "onnxruntime" => Ok(Backend::Ort),
-            _ => bail!("unknown backend '{s}' (expected tract or ort)"),
+            _ => bail!("unknown backend '{s}' (expected auto, native, tract or ort)"),
         }
     }
 }
@@ -54,6 +63,8 @@ impl Backend {
     /// Whether this build contains the backend.
     pub fn is_compiled(self) -> bool {
         match self {
+            Backend::Auto => true,
+            Backend::Native => cfg!(feature = "native"),
             Backend::Tract => cfg!(feature = "tract"),
             Backend::Ort => cfg!(feature = "ort"),
         }

@@ -17,9 +17,10 @@ pub(crate) struct EngineArgs {
     /// ONNX generator file [default: the model embedded in the binary].
     #[arg(long, value_name = "FILE")]
     model: Option<PathBuf>,
-    /// Inference backend: tract (pure Rust, CPU) or ort (ONNX Runtime; needs the `ort` feature
-    /// and libonnxruntime.so).
-    #[arg(long, value_enum, ignore_case = true, default_value_t = Backend::Tract)]
+    /// Inference backend: auto (native when the whole graph is in its set, else tract), native
+    /// (pure Rust on the training engine's kernels; generator graphs), tract (pure Rust, any
+    /// graph it supports) or ort (ONNX Runtime; needs the `ort` feature and libonnxruntime.so).
+    #[arg(long, value_enum, ignore_case = true, default_value_t = Backend::default())]
     backend: Backend,
     /// ONNX Runtime execution providers in priority order, comma-separated (cpu, cuda,
     /// tensorrt); ONNX Runtime's CPU provider is always the last resort. A provider that fails
@@ -30,8 +31,8 @@ pub(crate) struct EngineArgs {
     /// Fail when a requested execution provider cannot be registered.
     #[arg(long)]
     require_provider: bool,
-    /// Threads for the matrix products (tract's pool, ONNX Runtime's intra-op threads)
-    /// [default: one per core].
+    /// Threads for the matrix products (the native and tract pools, ONNX Runtime's intra-op
+    /// threads) [default: one per core].
     #[arg(long, value_name = "N")]
     threads: Option<usize>,
     /// ONNX Runtime's shared library. Without it: $ORT_DYLIB_PATH, then libonnxruntime.so

@@ -67,33 +67,20 @@ impl Generator {
         let info = ModelInfo::parse(bytes)?;
         let contract = Contract::check(&info)?;
         let providers: Vec<Provider> = options.providers.clone();
-        if options.backend == Backend::Tract && providers.iter().any(|p| *p != Provider::Cpu) {
-            bail!("execution providers other than cpu need --backend ort (tract runs on the CPU)");
+        if options.backend != Backend::Ort && providers.iter().any(|p| *p != Provider::Cpu) {
+            bail!(
+                "execution providers other than cpu need --backend ort (--backend {} runs on the CPU)",
+                options.backend
+            );
         }
         let mut warnings = Vec::new();
-        let engine: Box<dyn Engine> = match options.backend {
-            #[cfg(feature = "tract")]
-            Backend::Tract => Box::new(crate::tract_backend::TractEngine::load(
-                bytes, &contract, options,
-            )?),
-            #[cfg(feature = "ort")]
-            Backend::Ort => Box::new(crate::ort_backend::OrtEngine::load(
-                bytes,
-                &contract,
-                options,
-                &mut warnings,
-            )?),
-            #[allow(unreachable_patterns)]
-            b => bail!(
-                "the {b} backend is not compiled into this build (rebuild with `--features {b}`)"
-            ),
-        };
+        let (backend, engine) = load_engine(bytes, &contract, options, &mut warnings)?;
         let mut generator = Generator {
             info,
             image: contract.image.unwrap_or([0; 3]),
             contract,
             engine,
-            backend: options.backend,
+            backend,
             warnings,
         };
         if generator.contract.image.is_none() {
@@ -285,6 +272,88 @@ pub fn read_model(path: &Path) -> Result<Vec<u8>> {
         path.display()
     );
     Ok(bytes)
+}
+
+/// The backend `options` asks for, loaded; `Auto` is `native` when the whole graph is in its
+/// set, else tract (else ort), with the reason native was skipped in the engine's description.
+#[allow(unreachable_code, unused_variables, unused_mut)]
+fn load_engine(
+    bytes: &[u8],
+    contract: &Contract,
+    options: &Options,
+    warnings: &mut Vec<String>,
+) -> Result<(Backend, Box<dyn Engine>)> {
+    let mut skipped: Option<String> = None;
+    let backend = match options.backend {
+        Backend::Auto => {
+            #[cfg(feature = "native")]
+            match crate::native::NativeEngine::load(bytes, contract, options) {
+                Ok(e) => return Ok((Backend::Native, Box::new(e))),
+                Err(e)
+                    if e.downcast_ref::<crate::native::graph::Unsupported>()
+                        .is_some() =>
+                {
+                    skipped = Some(e.to_string())
+                }
+                Err(e) => return Err(e),
+            }
+            if cfg!(feature = "tract") {
+                Backend::Tract
+            } else if cfg!(feature = "ort") {
+                Backend::Ort
+            } else {
+                bail!(
+                    "no backend in this build runs this model: {}",
+                    skipped.unwrap_or_else(|| "no backend is compiled in".into())
+                )
+            }
+        }
+        b => b,
+    };
+    let engine: Box<dyn Engine> = match backend {
+        #[cfg(feature = "native")]
+        Backend::Native => Box::new(
+            crate::native::NativeEngine::load(bytes, contract, options)
+                .context("the native backend cannot run this model (--backend tract or auto runs any graph tract supports)")?,
+        ),
+        #[cfg(feature = "tract")]
+        Backend::Tract => Box::new(crate::tract_backend::TractEngine::load(
+            bytes, contract, options,
+        )?),
+        #[cfg(feature = "ort")]
+        Backend::Ort => Box::new(crate::ort_backend::OrtEngine::load(
+            bytes, contract, options, warnings,
+        )?),
+        #[allow(unreachable_patterns)]
+        b => bail!(
+            "the {b} backend is not compiled into this build (rebuild with `--features {b}`)"
+        ),
+    };
+    let engine: Box<dyn Engine> = match skipped {
+        Some(why) => Box::new(Explained { inner: engine, why }),
+        None => engine,
+    };
+    Ok((backend, engine))
+}
+
+/// A backend `auto` chose because the native one does not support the graph: its description
+/// says why.
+struct Explained {
+    inner: Box<dyn Engine>,
+    why: String,
+}
+
+impl Engine for Explained {
+    fn run(&mut self, z: &[f32], n: usize) -> Result<(Vec<f32>, Vec<usize>)> {
+        self.inner.run(z, n)
+    }
+    fn describe(&self) -> String {
+        format!(
+            "{} (auto: native skipped: {})",
+            self.inner.describe(),
+            self.why
+        )
+    }
 }
 
 #[cfg(test)]

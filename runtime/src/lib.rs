@@ -8,7 +8,8 @@
 //!
 //! | feature | what | depends on |
 //! |---|---|---|
-//! | `tract` (default) | pure-Rust inference, one optimised plan per batch size, multithreaded | tract-onnx, tract-linalg |
+//! | `native` (default) | [`native`]: pure-Rust inference of generator graphs on the training engine's CPU kernels | wgan-models' `kernels` (gemm, rayon) |
+//! | `tract` (default) | pure-Rust inference of any graph tract supports, one optimised plan per batch size, multithreaded | tract-onnx, tract-linalg |
 //! | `ort` | ONNX Runtime, loaded at run time from `libonnxruntime.so` | ort (`load-dynamic`) |
 //! | `cuda` | CUDA and TensorRT execution provider options (implies `ort`) | ort's `cuda`, `tensorrt` |
 //! | `cli` (default) | the `runtime` binary | clap, indicatif |
@@ -28,6 +29,8 @@ mod bench;
 mod engine;
 mod generator;
 pub mod images;
+#[cfg(feature = "native")]
+pub mod native;
 pub mod npy;
 pub mod onnx;
 mod onnx_proto;

@@ -28,9 +28,10 @@ const DEFAULT_GRID: &str = "generated.png";
 #[command(
     name = "runtime",
     version,
-    about = "Generate images with an ONNX WGAN-GP generator, through tract (pure Rust) or ONNX Runtime",
-    long_about = "Generate images with an ONNX WGAN-GP generator, through tract (pure Rust, the default) \
-or ONNX Runtime (`--backend ort`, in builds with the `ort` feature).\n\n\
+    about = "Generate images with an ONNX WGAN-GP generator, in pure Rust (native or tract) or through ONNX Runtime",
+    long_about = "Generate images with an ONNX WGAN-GP generator, in pure Rust — the native backend (the \
+training engine's kernels) when the whole graph is in its set, else tract — or through ONNX Runtime \
+(`--backend ort`, in builds with the `ort` feature).\n\n\
 A generator takes z, f32 [N, z_dim, 1, 1], and returns image, f32 [N, C, H, W] in [-1, 1]; the \
 contract is checked on load. Without --model, the model embedded in the binary is used.\n\n\
 Image i of seed S is the same at any batch size and with either backend (up to float rounding).",
@@ -358,11 +359,10 @@ fn info(file: Option<&Path>) -> Result<()> {
     };
     let info = ModelInfo::parse(&bytes).with_context(|| format!("model {name}"))?;
     let mut contract = Contract::check(&info).with_context(|| format!("model {name}"))?;
-    if contract.image.is_none() {
-        // The file leaves the image size open: ask the default backend.
-        if let Ok(g) = Generator::from_bytes(&bytes, &Options::default()) {
-            contract.image = Some(g.image_shape());
-        }
+    // What `--backend auto` runs it with (and the image size when the file leaves it open).
+    let loaded = Generator::from_bytes(&bytes, &Options::default());
+    if let (None, Ok(g)) = (contract.image, &loaded) {
+        contract.image = Some(g.image_shape());
     }
     let producer = [info.producer_name.as_str(), info.producer_version.as_str()]
         .iter()
@@ -389,6 +389,10 @@ fn info(file: Option<&Path>) -> Result<()> {
     };
     outln!("batch:      {batch}")?;
     outln!("z_dim:      {}", contract.z_dim)?;
+    match &loaded {
+        Ok(g) => outln!("backend:    {} (what --backend auto runs)", g.describe())?,
+        Err(e) => outln!("backend:    none of this build's backends loads it: {e:#}")?,
+    }
     match contract.image {
         Some([c, h, w]) => outln!(
             "image:      {c} channel{} × {h} × {w}",

@@ -1,6 +1,7 @@
-//! The part of the ONNX protobuf schema (`onnx.proto`, IR 8) that reading a model's interface
-//! needs, as prost messages. Every field not declared here — the weights' data above all — is
-//! skipped while decoding, never copied; field numbers are the schema's.
+//! The part of the ONNX protobuf schema (`onnx.proto`, IR 8) that the runtime reads, as prost
+//! messages: a model's interface, and the nodes, attributes and weights the native backend
+//! executes. Fields not declared here are skipped while decoding; field numbers are the
+//! schema's.
 
 use prost::Message;
 
@@ -52,17 +53,63 @@ pub(crate) struct GraphProto {
 
 #[derive(Clone, PartialEq, Message)]
 pub(crate) struct NodeProto {
+    #[prost(string, repeated, tag = "1")]
+    pub input: Vec<String>,
+    #[prost(string, repeated, tag = "2")]
+    pub output: Vec<String>,
+    #[prost(string, tag = "3")]
+    pub name: String,
     #[prost(string, tag = "4")]
     pub op_type: String,
+    #[prost(message, repeated, tag = "5")]
+    pub attribute: Vec<AttributeProto>,
+    #[prost(string, tag = "7")]
+    pub domain: String,
 }
 
-/// An initializer's name and shape; its data fields are left undeclared, so they are skipped.
+/// A node attribute; `r#type` says which value field is set (`AttributeType`: 1 FLOAT, 2 INT,
+/// 3 STRING, 4 TENSOR, 6 FLOATS, 7 INTS, …).
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct AttributeProto {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(float, tag = "2")]
+    pub f: f32,
+    #[prost(int64, tag = "3")]
+    pub i: i64,
+    #[prost(bytes = "vec", tag = "4")]
+    pub s: Vec<u8>,
+    #[prost(message, optional, tag = "5")]
+    pub t: Option<TensorProto>,
+    #[prost(float, repeated, tag = "7")]
+    pub floats: Vec<f32>,
+    #[prost(int64, repeated, tag = "8")]
+    pub ints: Vec<i64>,
+    #[prost(int32, tag = "20")]
+    pub r#type: i32,
+}
+
+/// A tensor (an initializer or a constant): name, shape, element type and data, which is in
+/// `raw_data` (little-endian) or in the typed field of its element type.
 #[derive(Clone, PartialEq, Message)]
 pub(crate) struct TensorProto {
     #[prost(int64, repeated, tag = "1")]
     pub dims: Vec<i64>,
+    #[prost(int32, tag = "2")]
+    pub data_type: i32,
+    #[prost(float, repeated, tag = "4")]
+    pub float_data: Vec<f32>,
+    #[prost(int64, repeated, tag = "7")]
+    pub int64_data: Vec<i64>,
     #[prost(string, tag = "8")]
     pub name: String,
+    #[prost(bytes = "vec", tag = "9")]
+    pub raw_data: Vec<u8>,
+    #[prost(double, repeated, tag = "10")]
+    pub double_data: Vec<f64>,
+    /// 1 = EXTERNAL: the data lives in another file.
+    #[prost(int32, tag = "14")]
+    pub data_location: i32,
 }
 
 #[derive(Clone, PartialEq, Message)]

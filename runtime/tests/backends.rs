@@ -251,6 +251,21 @@ mod ort {
         matches_onnxruntime(Backend::Ort);
     }
 
+    /// The native backend against ONNX Runtime on the shipped model, batch 1 and 9.
+    #[cfg(feature = "native")]
+    #[test]
+    fn ort_and_native_agree_on_the_shipped_model() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/mnist-small.onnx");
+        let mut a = Generator::load(&path, &ort_options()).unwrap();
+        let mut b = Generator::load(&path, &options(Backend::Native)).unwrap();
+        for n in [1, 9] {
+            let (x, y) = (a.generate(5, n, n).unwrap(), b.generate(5, n, n).unwrap());
+            let d = max_abs_diff(&x.data, &y.data);
+            println!("shipped model, batch {n}: native vs ort max abs diff {d:.2e}");
+            assert!(d <= 1e-5, "batch {n}: max abs diff {d}");
+        }
+    }
+
     #[cfg(feature = "tract")]
     #[test]
     fn ort_and_tract_agree() {

@@ -12,17 +12,17 @@
 //!
 //! The activations are piecewise linear, so their derivatives add nothing to the second order.
 
-use super::gemm::{matmul, Mat};
-use super::kernels::{
-    activation_backward, bias_activation, is_piecewise_linear, norm_backward, norm_forward,
-    norm_second_order, NormForward, NormGrads, NormState,
-};
-use super::patches::{
-    for_each_patch_chunk, patch_rows, scatter_patch_chunks, weight_grad_and_through,
-};
 use super::plan::LayerPlan;
 use super::weights::{LayerGrads, NetWeights};
 use super::{checked_rows, sized, Real};
+use crate::kernels::gemm::{matmul, Mat};
+use crate::kernels::patches::{
+    for_each_patch_chunk, patch_rows, scatter_patch_chunks, weight_grad_and_through,
+};
+use crate::kernels::{
+    activation_backward, bias_activation, is_piecewise_linear, norm_backward, norm_forward,
+    norm_second_order, NormForward, NormGrads, NormState,
+};
 use crate::spec::{LayerKind, NetSpec, Norm, NORM_EPS};
 use anyhow::{bail, ensure, Result};
 use std::ops::Range;

@@ -3,15 +3,15 @@
 //! Per layer (transposed conv → optional BatchNorm → activation): the transposed convolution
 //! is `col2im(x · W)`; its backward is `∂W += xᵀ · im2col(δz)` and `δx = im2col(δz) · Wᵀ`.
 
-use super::gemm::{matmul, Mat};
-use super::kernels::{
-    activation_backward, bias_activation, norm_backward, norm_forward, NormForward, NormGrads,
-    NormState,
-};
-use super::patches::{patch_rows, scatter_patch_chunks, weight_grad_and_through};
 use super::plan::LayerPlan;
 use super::weights::{LayerGrads, NetWeights};
 use super::{checked_rows, sized, Real};
+use crate::kernels::gemm::{matmul, Mat};
+use crate::kernels::patches::{patch_rows, scatter_patch_chunks, weight_grad_and_through};
+use crate::kernels::{
+    activation_backward, bias_activation, norm_backward, norm_forward, NormForward, NormGrads,
+    NormState,
+};
 use crate::spec::{LayerKind, NetSpec, Norm, NORM_EPS};
 use anyhow::{bail, ensure, Result};
 

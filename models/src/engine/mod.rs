@@ -16,36 +16,26 @@
 //! Both are built from the same [`crate::spec::NetSpec`] layer lists as the candle modules and
 //! read their weights from the same [`crate::Params`]; tests check them against candle's
 //! autograd to second order. Convolutions are GEMMs (the `gemm` crate, as candle uses) around
-//! im2col/col2im; normalisations, activations and biases are fused single passes.
+//! im2col/col2im; normalisations, activations and biases are fused single passes — the kernels
+//! of [`crate::kernels`], which the runtime's native backend shares.
 
 mod critic;
-mod gemm;
 mod generator;
-pub(crate) mod kernels;
-mod patches;
 mod plan;
 mod weights;
 
+pub use crate::kernels::{nchw_to_nhwc, nhwc_to_nchw};
 pub use critic::CriticEngine;
 pub use generator::{BatchStats, GeneratorEngine};
 pub use weights::{to_gradients, LayerGrads, LayerWeights, NetWeights};
 
-use candle_core::WithDType;
+pub(crate) use crate::kernels::sized;
 
-/// The floating-point types the engines run in: `f32` for training, `f64` for checks.
-pub trait Real: WithDType + Send + Sync + std::fmt::Debug {
-    /// Converts from `f64` (rounding to nearest).
-    fn of(v: f64) -> Self {
-        <Self as WithDType>::from_f64(v)
-    }
-    /// Converts to `f64` (exact).
-    fn f64(self) -> f64 {
-        <Self as WithDType>::to_f64(self)
-    }
-}
+/// The engines' float types: the kernels' ([`crate::kernels::Real`]) that candle also holds
+/// (`f32` for training, `f64` for checks).
+pub trait Real: crate::kernels::Real + candle_core::WithDType {}
 
-impl Real for f32 {}
-impl Real for f64 {}
+impl<T: crate::kernels::Real + candle_core::WithDType> Real for T {}
 
 /// The number of rows of a pass's input of `len` values, `per` per row, after checking that it
 /// holds whole rows and that `weights` has one entry per layer of the engine (`layers`).
@@ -65,50 +55,6 @@ pub(crate) fn checked_rows<T>(
         "weights for another network"
     );
     Ok(len / per)
-}
-
-/// `buf` as a buffer of `len` elements, growing it if needed but never shrinking it (so
-/// alternating batch sizes reuse one allocation). The contents are unspecified: every kernel
-/// here writes all of its output.
-pub(crate) fn sized<T: Real>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
-    if buf.len() < len {
-        buf.resize(len, T::zero());
-    }
-    &mut buf[..len]
-}
-
-/// `[N, C, H, W]` → `[N, H, W, C]`.
-pub fn nchw_to_nhwc<T: Real>(x: &[T], n: usize, c: usize, hw: usize) -> Vec<T> {
-    if c == 1 {
-        return x.to_vec();
-    }
-    let mut out = vec![T::zero(); x.len()];
-    for i in 0..n {
-        let (src, dst) = (&x[i * c * hw..][..c * hw], &mut out[i * c * hw..][..c * hw]);
-        for ch in 0..c {
-            for p in 0..hw {
-                dst[p * c + ch] = src[ch * hw + p];
-            }
-        }
-    }
-    out
-}
-
-/// `[N, H, W, C]` → `[N, C, H, W]`.
-pub fn nhwc_to_nchw<T: Real>(x: &[T], n: usize, c: usize, hw: usize) -> Vec<T> {
-    if c == 1 {
-        return x.to_vec();
-    }
-    let mut out = vec![T::zero(); x.len()];
-    for i in 0..n {
-        let (src, dst) = (&x[i * c * hw..][..c * hw], &mut out[i * c * hw..][..c * hw]);
-        for p in 0..hw {
-            for ch in 0..c {
-                dst[ch * hw + p] = src[p * c + ch];
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! One layer's shapes, shared by both engines.
 
-use super::kernels::Geometry;
+use crate::kernels::Geometry;
 use crate::spec::LayerSpec;
 
 /// One layer's shapes: input `h × w × cin`, output `ho × wo × cout` (channels-last rows).

@@ -4,7 +4,7 @@
 //! cache when the matrix product reads it.
 
 use super::gemm::{matmul, Mat};
-use super::kernels::{col2im, im2col, Geometry};
+use super::im2col::{col2im, im2col, Geometry};
 use super::{sized, Real};
 use std::ops::Range;
 

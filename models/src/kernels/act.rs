@@ -1,7 +1,7 @@
 //! Activations as types (kernels are compiled once per activation, the choice hoisted out of
 //! their inner loops) and the fused bias + activation passes.
 
-use super::super::Real;
+use super::Real;
 use crate::spec::{Activation, LEAKY_SLOPE};
 use rayon::prelude::*;
 

@@ -1,7 +1,7 @@
 //! Patch gathering on channels-last buffers: a convolution's input as a patch matrix
 //! (im2col) and a patch matrix summed back into an image (col2im).
 
-use super::super::Real;
+use super::Real;
 use rayon::prelude::*;
 
 /// Geometry of a square-kernel convolution from an `h × w` image with `c` channels to an

@@ -4,8 +4,8 @@
 //! InstanceNorm is `A = N, M = H·W`, BatchNorm in training is `A = 1, M = N·H·W`. Sums are
 //! accumulated in f64, tile by tile in a fixed order, so results do not depend on scheduling.
 
-use super::super::Real;
 use super::act::{with_act, Act, Identity, Leaky, Relu, Tanh};
+use super::Real;
 use crate::spec::Activation;
 use rayon::prelude::*;
 
