@@ -7,36 +7,11 @@
 //! PyTorch's second axis last.
 
 use super::Real;
+use crate::kernels::{last_axis_second, second_axis_last};
 use crate::params::{Gradients, Param, Params};
 use crate::spec::{NetSpec, ParamRole};
 use anyhow::{ensure, Context, Result};
 use candle_core::{Device, Tensor};
-
-/// `[X, Y, k, k]` → `[X, k, k, Y]`.
-fn second_axis_last<T: Copy>(src: &[T], [x, y, k, _]: [usize; 4]) -> Vec<T> {
-    let mut out = Vec::with_capacity(src.len());
-    for i in 0..x {
-        for t in 0..k * k {
-            for j in 0..y {
-                out.push(src[(i * y + j) * k * k + t]);
-            }
-        }
-    }
-    out
-}
-
-/// `[X, k, k, Y]` → `[X, Y, k, k]`.
-fn last_axis_second<T: Copy>(src: &[T], [x, y, k, _]: [usize; 4]) -> Vec<T> {
-    let mut out = Vec::with_capacity(src.len());
-    for i in 0..x {
-        for j in 0..y {
-            for t in 0..k * k {
-                out.push(src[(i * k * k + t) * y + j]);
-            }
-        }
-    }
-    out
-}
 
 /// One layer's tensors in engine layout.
 #[derive(Clone, Debug)]

@@ -66,6 +66,34 @@ pub fn sized<T: Real>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
     &mut buf[..len]
 }
 
+/// A convolution weight in the kernels' matrix layout: `[X, Y, k, k]` → `[X, k, k, Y]` (a
+/// convolution's `[Cout, Cin, k, k]` becomes rows of im2col patches, a transposed
+/// convolution's `[Cin, Cout, k, k]` rows of col2im patches).
+pub fn second_axis_last<T: Copy>(src: &[T], [x, y, k, _]: [usize; 4]) -> Vec<T> {
+    let mut out = Vec::with_capacity(src.len());
+    for i in 0..x {
+        for t in 0..k * k {
+            for j in 0..y {
+                out.push(src[(i * y + j) * k * k + t]);
+            }
+        }
+    }
+    out
+}
+
+/// The inverse of [`second_axis_last`]: `[X, k, k, Y]` → `[X, Y, k, k]`.
+pub fn last_axis_second<T: Copy>(src: &[T], [x, y, k, _]: [usize; 4]) -> Vec<T> {
+    let mut out = Vec::with_capacity(src.len());
+    for i in 0..x {
+        for j in 0..y {
+            for t in 0..k * k {
+                out.push(src[(i * k * k + t) * y + j]);
+            }
+        }
+    }
+    out
+}
+
 /// `[N, C, H, W]` → `[N, H, W, C]`.
 pub fn nchw_to_nhwc<T: Real>(x: &[T], n: usize, c: usize, hw: usize) -> Vec<T> {
     if c == 1 {

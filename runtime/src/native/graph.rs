@@ -895,16 +895,8 @@ fn lower_conv<'c>(
         }
         None => vec![0.0; cout],
     };
-    // Move the second ONNX axis last: [X, Y, k, k] → [X, k, k, Y].
-    let (x, y) = (d0, d1);
-    let mut wm = Vec::with_capacity(wv.len());
-    for i in 0..x {
-        for t in 0..k * k {
-            for j in 0..y {
-                wm.push(wv[(i * y + j) * k * k + t]);
-            }
-        }
-    }
+    // The kernels' layout: the second ONNX axis last.
+    let wm = wgan_models::kernels::second_axis_last(wv, [d0, d1, k, k]);
     let shape = ConvShape {
         cin,
         cout,
