@@ -1,4 +1,4 @@
-//! `runtime`: generate images with an ONNX generator (tract or ONNX Runtime), inspect a model,
+//! `runtime`: generate images with an ONNX generator (native, tract or ONNX Runtime), inspect a model,
 //! time it. Exit statuses and error format are the workspace's CLI conventions
 //! ([`wgan_models::cli`]).
 
