@@ -73,8 +73,7 @@ impl Generator {
                 options.backend
             );
         }
-        let mut warnings = Vec::new();
-        let (backend, engine) = load_engine(bytes, &contract, options, &mut warnings)?;
+        let (backend, engine, warnings) = load_engine(bytes, &contract, options)?;
         let mut generator = Generator {
             info,
             image: contract.image.unwrap_or([0; 3]),
@@ -274,21 +273,22 @@ pub fn read_model(path: &Path) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// The backend `options` asks for, loaded; `Auto` is `native` when the whole graph is in its
-/// set, else tract (else ort), with the reason native was skipped in the engine's description.
+/// The backend `options` asks for, loaded, with its non-fatal warnings; `Auto` is `native` when
+/// the whole graph is in its set, else tract (else ort), with the reason native was skipped in
+/// the engine's description.
 #[allow(unreachable_code, unused_variables, unused_mut)]
 fn load_engine(
     bytes: &[u8],
     contract: &Contract,
     options: &Options,
-    warnings: &mut Vec<String>,
-) -> Result<(Backend, Box<dyn Engine>)> {
+) -> Result<(Backend, Box<dyn Engine>, Vec<String>)> {
+    let mut warnings = Vec::new();
     let mut skipped: Option<String> = None;
     let backend = match options.backend {
         Backend::Auto => {
             #[cfg(feature = "native")]
             match crate::native::NativeEngine::load(bytes, contract, options) {
-                Ok(e) => return Ok((Backend::Native, Box::new(e))),
+                Ok(e) => return Ok((Backend::Native, Box::new(e), warnings)),
                 Err(e)
                     if e.downcast_ref::<crate::native::graph::Unsupported>()
                         .is_some() =>
@@ -322,7 +322,10 @@ fn load_engine(
         )?),
         #[cfg(feature = "ort")]
         Backend::Ort => Box::new(crate::ort_backend::OrtEngine::load(
-            bytes, contract, options, warnings,
+            bytes,
+            contract,
+            options,
+            &mut warnings,
         )?),
         #[allow(unreachable_patterns)]
         b => bail!(
@@ -333,7 +336,7 @@ fn load_engine(
         Some(why) => Box::new(Explained { inner: engine, why }),
         None => engine,
     };
-    Ok((backend, engine))
+    Ok((backend, engine, warnings))
 }
 
 /// A backend `auto` chose because the native one does not support the graph: its description

@@ -752,10 +752,7 @@ fn reshape(
         ));
     }
     match (shape, out.as_slice()) {
-        (s, [k]) => {
-            let _ = k;
-            Ok(flatten(steps, s))
-        }
+        (s, [_]) => Ok(flatten(steps, s)),
         (Shape::Flat(_), [c, h, w]) => {
             let (c, h, w) = (*c as usize, *h as usize, *w as usize);
             if c > 1 && h * w > 1 {
