@@ -40,15 +40,35 @@ impl<'a, T> Mat<'a, T> {
 /// `dst = (accumulate ? dst : 0) + scale · a · b`, with `dst` row-major `a.rows × b.cols`.
 /// Runs on rayon's pool.
 pub fn matmul<T: Real>(dst: &mut [T], a: Mat<T>, b: Mat<T>, accumulate: bool, scale: T) {
+    assert_eq!(dst.len(), a.rows * b.cols, "matmul: destination size");
+    matmul_rows(dst, b.cols, a, b, accumulate, scale)
+}
+
+/// [`matmul`] into the first `b.cols` columns of a row-major destination whose rows are
+/// `dst_rs` apart (a column block of a wider matrix).
+pub fn matmul_rows<T: Real>(
+    dst: &mut [T],
+    dst_rs: usize,
+    a: Mat<T>,
+    b: Mat<T>,
+    accumulate: bool,
+    scale: T,
+) {
     assert_eq!(a.cols, b.rows, "matmul: inner dimensions differ");
     let (m, n, k) = (a.rows, b.cols, a.cols);
-    assert_eq!(dst.len(), m * n, "matmul: destination size");
+    assert!(dst_rs >= n, "matmul: row stride below the width");
+    assert!(
+        m == 0 || dst.len() >= (m - 1) * dst_rs + n,
+        "matmul: destination size"
+    );
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
-            dst.fill(T::zero());
+            for row in dst.chunks_mut(dst_rs).take(m) {
+                row[..n].fill(T::zero());
+            }
         }
         return;
     }
@@ -59,7 +79,7 @@ pub fn matmul<T: Real>(dst: &mut [T], a: Mat<T>, b: Mat<T>, accumulate: bool, sc
         gemm::Parallelism::None
     };
     // SAFETY: `Mat::rows` checked that every (i, j) of each view is inside its slice (the
-    // transpose keeps the same extent), and `dst` has exactly m·n elements, row-major.
+    // transpose keeps the same extent), and `dst` holds m rows of n elements, dst_rs apart.
     unsafe {
         gemm::gemm(
             m,
@@ -67,7 +87,7 @@ pub fn matmul<T: Real>(dst: &mut [T], a: Mat<T>, b: Mat<T>, accumulate: bool, sc
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_rs as isize,
             accumulate,
             a.data.as_ptr(),
             a.cs as isize,
@@ -129,6 +149,23 @@ mod tests {
         let want: Vec<f64> = naive(true, true).iter().map(|v| 1.0 + 2.0 * v).collect();
         for (x, y) in acc.iter().zip(&want) {
             assert!((x - y).abs() < 1e-12);
+        }
+        // A 2×4 product into columns 1..5 of a 2×6 matrix: the other columns stay.
+        let mut wide = [-7.0; 12];
+        matmul_rows(
+            &mut wide[1..],
+            6,
+            Mat::rows(&a, 2, 3),
+            Mat::rows(&b, 3, 4),
+            false,
+            1.0,
+        );
+        let want = naive(false, false);
+        for i in 0..2 {
+            assert_eq!((wide[i * 6], wide[i * 6 + 5]), (-7.0, -7.0));
+            for j in 0..4 {
+                assert!((wide[i * 6 + 1 + j] - want[i * 4 + j]).abs() < 1e-12);
+            }
         }
     }
 }

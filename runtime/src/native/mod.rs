@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use wgan_models::kernels::{
     bias_activation,
     im2col::Geometry,
-    matmul, nhwc_to_nchw,
+    matmul, matmul_rows, nhwc_to_nchw,
     patches::{for_each_patch_chunk, patch_rows, scatter_patch_chunks},
     sized, Mat,
 };
@@ -116,11 +116,16 @@ fn run_step(step: &Step, n: usize, x: &[f32], out: &mut Vec<f32>, cols: &mut Vec
             let g = deconv_geometry(shape, n);
             let len = g.image_len();
             let y = sized(out, len);
-            let wm = Mat::rows(w, shape.cin, shape.k * shape.k * shape.cout);
             let (pr, cin) = (patch_rows(&g), shape.cin);
+            let width = shape.k * shape.k * shape.cout;
             scatter_patch_chunks(y, &g, cols, |r, c| {
                 let xm = Mat::rows(&x[r.start * pr * cin..r.end * pr * cin], r.len() * pr, cin);
-                matmul(c, xm, wm, false, 1.0);
+                // One product per column block of the weights (see graph::DECONV_BLOCK).
+                for j0 in (0..width).step_by(graph::DECONV_BLOCK) {
+                    let bw = graph::DECONV_BLOCK.min(width - j0);
+                    let block = Mat::rows(&w[j0 * cin..(j0 + bw) * cin], cin, bw);
+                    matmul_rows(&mut c[j0..], width, xm, block, false, 1.0);
+                }
             });
             epilogue(y, shape.cout, bias, *act);
             len
