@@ -2,7 +2,7 @@
 //! (`wgan_models::kernels`: GEMM, im2col/col2im, fused bias + activation), pure Rust, no
 //! candle.
 //!
-//! [`graph::lower`] turns the ONNX graph into a chain of steps over channels-last buffers,
+//! [`graph::lower`] turns the ONNX graph into a [`plan::Plan`], a chain of steps over channels-last buffers,
 //! folding BatchNormalization, constant Add/Mul and activations into the convolution or
 //! matrix product before them. A transposed convolution is `col2im(x · W)` and a convolution
 //! `im2col(x) · Wᵀ`, sample chunk by sample chunk through one reused patch buffer; the
@@ -10,17 +10,19 @@
 //! largest batch seen and are reused. Graphs outside the supported set are refused with
 //! [`graph::Unsupported`] naming the node (`--backend auto` then uses tract).
 
+mod constant;
 pub mod graph;
+pub mod plan;
 
 use crate::engine::{Engine, Options};
 use crate::onnx::Contract;
 use anyhow::{Context, Result};
-use graph::{Act, ConvShape, Plan, Step};
+use plan::{Act, ConvShape, Plan, Step, DECONV_BLOCK};
 use rayon::prelude::*;
 use wgan_models::kernels::{
     bias_activation,
     im2col::Geometry,
-    matmul, matmul_rows, nhwc_to_nchw,
+    matmul, matmul_rows, nchw_to_nhwc, nhwc_to_nchw,
     patches::{for_each_patch_chunk, patch_rows, scatter_patch_chunks},
     sized, Mat,
 };
@@ -55,12 +57,6 @@ impl NativeEngine {
             b: Vec::new(),
             cols: Vec::new(),
         })
-    }
-
-    /// The lowered plan.
-    #[allow(dead_code)]
-    pub(crate) fn plan(&self) -> &Plan {
-        &self.plan
     }
 }
 
@@ -120,9 +116,9 @@ fn run_step(step: &Step, n: usize, x: &[f32], out: &mut Vec<f32>, cols: &mut Vec
             let width = shape.k * shape.k * shape.cout;
             scatter_patch_chunks(y, &g, cols, |r, c| {
                 let xm = Mat::rows(&x[r.start * pr * cin..r.end * pr * cin], r.len() * pr, cin);
-                // One product per column block of the weights (see graph::DECONV_BLOCK).
-                for j0 in (0..width).step_by(graph::DECONV_BLOCK) {
-                    let bw = graph::DECONV_BLOCK.min(width - j0);
+                // One product per column block of the weights (see plan::DECONV_BLOCK).
+                for j0 in (0..width).step_by(DECONV_BLOCK) {
+                    let bw = DECONV_BLOCK.min(width - j0);
                     let block = Mat::rows(&w[j0 * cin..(j0 + bw) * cin], cin, bw);
                     matmul_rows(&mut c[j0..], width, xm, block, false, 1.0);
                 }
@@ -196,27 +192,11 @@ fn run_step(step: &Step, n: usize, x: &[f32], out: &mut Vec<f32>, cols: &mut Vec
         }
         Step::ToImage { c, h, w } => {
             // [N, C·H·W] in (c, h, w) order → [N, H, W, C].
-            let (c, hw) = (*c, h * w);
-            let y = sized(out, x.len());
-            for (yi, xi) in y.chunks_exact_mut(c * hw).zip(x.chunks_exact(c * hw)) {
-                for ch in 0..c {
-                    for p in 0..hw {
-                        yi[p * c + ch] = xi[ch * hw + p];
-                    }
-                }
-            }
+            *out = nchw_to_nhwc(x, n, *c, h * w);
             x.len()
         }
         Step::ToFlat { c, h, w } => {
-            let (c, hw) = (*c, h * w);
-            let y = sized(out, x.len());
-            for (yi, xi) in y.chunks_exact_mut(c * hw).zip(x.chunks_exact(c * hw)) {
-                for p in 0..hw {
-                    for ch in 0..c {
-                        yi[ch * hw + p] = xi[p * c + ch];
-                    }
-                }
-            }
+            *out = nhwc_to_nchw(x, n, *c, h * w);
             x.len()
         }
     }
