@@ -8,20 +8,31 @@
 #
 # Installs (apt, as root): Debian's Rust 1.96 (`rustc-web`, `cargo-web`) with its standard
 # library for arm64 by multiarch (`libstd-rust-web-dev:arm64`), the cross linker
-# (`gcc-aarch64-linux-gnu`, `libc6-dev:arm64`) and `qemu-user`. rustup is not needed. Outputs
-# go to target/aarch64/ (binaries, images) and the comparison is printed.
+# (`gcc-aarch64-linux-gnu`, `libc6-dev:arm64`) and `qemu-user` 10 from bookworm-backports
+# (bookworm's own qemu-user 7.2 hangs any aarch64 program that starts a thread, see the
+# README's aarch64 section). rustup is not needed. Outputs go to target/aarch64/ (binaries,
+# images) and the comparison is printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 out=target/aarch64
 mkdir -p "$out"
 
-if ! dpkg -s libstd-rust-web-dev:arm64 qemu-user gcc-aarch64-linux-gnu >/dev/null 2>&1; then
+qemu_version=$(dpkg-query -W -f='${Version}' qemu-user 2>/dev/null || true)
+if ! dpkg -s libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu >/dev/null 2>&1 ||
+  ! dpkg --compare-versions "${qemu_version:-0}" ge 1:10; then
   dpkg --add-architecture arm64
+  if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d; then
+    printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: bookworm-backports' \
+      'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' \
+      > /etc/apt/sources.list.d/bookworm-backports.sources
+  fi
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev:arm64 qemu-user
+    rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev:arm64
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports qemu-user
 fi
+qemu-aarch64 --version | head -1
 # Debian's Rust: /usr/bin/rustc and /usr/bin/cargo, with the std of every installed
 # architecture under /usr/lib/rustlib (a rustup toolchain earlier in PATH is not used here).
 rust_bin=/usr/bin
@@ -53,8 +64,8 @@ if [ ! -f "$dcgan" ]; then
   eval "$(scripts/test-env.sh)"
   "$WGAN_TEST_PYTHON" runtime/tests/fixtures/make_fixtures.py --dcgan64 "$dcgan" >/dev/null
 fi
-# Bounded: under some qemu-user/kernel combinations an aarch64 program hangs as soon as it
-# starts a thread (see the README's aarch64 section).
+# Bounded: under qemu-user 7.2 an aarch64 program hangs as soon as it starts a thread (see
+# the README's aarch64 section); 10.0 runs them.
 run_arm() {
   timeout -s KILL "${QEMU_TIMEOUT:-900}" qemu-aarch64 -L /usr/aarch64-linux-gnu "$@" || {
     echo "qemu-aarch64 $* did not finish (status $?): see the README's aarch64 section" >&2

@@ -81,28 +81,116 @@ pub fn matmul_rows<T: Real>(
     // SAFETY: `Mat::rows` checked that every (i, j) of each view is inside its slice (the
     // transpose keeps the same extent), and `dst` holds m rows of n elements, dst_rs apart.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
+        gemm_raw(
             dst.as_mut_ptr(),
-            1,
-            dst_rs as isize,
+            dst_rs,
+            a,
+            b,
             accumulate,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            T::one(),
             scale,
-            false,
-            false,
-            false,
             parallelism,
         )
     }
+}
+
+/// `[rows, cols]` row-major → consecutive column blocks of `block` columns, each
+/// `[rows, width]` row-major (the last one narrower): the layout of
+/// [`matmul_column_blocks`]'s right-hand side.
+pub fn to_column_blocks<T: Copy>(w: &[T], rows: usize, cols: usize, block: usize) -> Vec<T> {
+    assert_eq!(w.len(), rows * cols, "column blocks: matrix size");
+    let mut out = Vec::with_capacity(w.len());
+    for j0 in (0..cols).step_by(block) {
+        let width = block.min(cols - j0);
+        for i in 0..rows {
+            out.extend_from_slice(&w[i * cols + j0..i * cols + j0 + width]);
+        }
+    }
+    out
+}
+
+/// `dst = a · w`, `dst` row-major `[a.rows, cols]`, `w` `[a.cols, cols]` in the layout of
+/// [`to_column_blocks`]. Each block is one contiguous product, so `gemm` streams its weights
+/// instead of striding over whole rows of them, and the blocks are shared out over rayon's
+/// pool, one single-threaded product each: for a few rows (batch 1) `gemm`'s own split has
+/// little to share, and with many rows this is as fast (measured in the README's generation
+/// table).
+pub fn matmul_column_blocks<T: Real>(dst: &mut [T], a: Mat<T>, w: &[T], cols: usize, block: usize) {
+    let (m, k) = (a.rows, a.cols);
+    assert!(block > 0, "column blocks: zero block width");
+    assert_eq!(w.len(), k * cols, "column blocks: weight size");
+    assert_eq!(dst.len(), m * cols, "column blocks: destination size");
+    let blocks = cols.div_ceil(block);
+    let view = |j: usize| {
+        let (j0, width) = (j * block, block.min(cols - j * block));
+        (j0, Mat::rows(&w[j0 * k..(j0 + width) * k], k, width))
+    };
+    if blocks == 1 || rayon::current_num_threads() == 1 {
+        for j in 0..blocks {
+            let (j0, b) = view(j);
+            matmul_rows(&mut dst[j0..], cols, a, b, false, T::one());
+        }
+        return;
+    }
+    struct Dst<T>(*mut T);
+    // SAFETY: the blocks write disjoint columns of `dst` (see below).
+    unsafe impl<T> Sync for Dst<T> {}
+    let out = Dst(dst.as_mut_ptr());
+    use rayon::prelude::*;
+    (0..blocks).into_par_iter().for_each(|j| {
+        let (j0, b) = view(j);
+        let out = &out;
+        // SAFETY: the views are in bounds (`Mat::rows`); block j writes columns
+        // j0..j0 + b.cols of the m rows of `dst` (checked above to hold m·cols), which no
+        // other block touches, and `dst` stays borrowed until every block has finished.
+        unsafe {
+            gemm_raw(
+                out.0.add(j0),
+                cols,
+                a,
+                b,
+                false,
+                T::one(),
+                gemm::Parallelism::None,
+            )
+        }
+    });
+}
+
+/// `gemm` on views; `dst` points at an m × b.cols row-major region with rows `dst_rs` apart.
+///
+/// # Safety
+/// The views are in bounds (as [`Mat`] guarantees) and `dst` is valid for writes over the
+/// whole region, which nothing else accesses during the call.
+unsafe fn gemm_raw<T: Real>(
+    dst: *mut T,
+    dst_rs: usize,
+    a: Mat<T>,
+    b: Mat<T>,
+    accumulate: bool,
+    scale: T,
+    parallelism: gemm::Parallelism,
+) {
+    gemm::gemm(
+        a.rows,
+        b.cols,
+        a.cols,
+        dst,
+        1,
+        dst_rs as isize,
+        accumulate,
+        a.data.as_ptr(),
+        a.cs as isize,
+        a.rs as isize,
+        b.data.as_ptr(),
+        b.cs as isize,
+        b.rs as isize,
+        T::one(),
+        scale,
+        false,
+        false,
+        false,
+        parallelism,
+    )
 }
 
 #[cfg(test)]
@@ -165,6 +253,37 @@ mod tests {
             assert_eq!((wide[i * 6], wide[i * 6 + 5]), (-7.0, -7.0));
             for j in 0..4 {
                 assert!((wide[i * 6 + 1 + j] - want[i * 4 + j]).abs() < 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn column_blocked_products_match_the_plain_product() {
+        // 5 × 7 times 7 × 11 in blocks of 4 columns (the last block 3 wide), on one thread and
+        // on a pool of three.
+        let (m, k, n) = (5, 7, 11);
+        let a: Vec<f64> = (0..m * k).map(|v| (v as f64 * 0.37).cos()).collect();
+        let w: Vec<f64> = (0..k * n).map(|v| (v as f64 * 0.11).sin()).collect();
+        let mut want = vec![0.0; m * n];
+        matmul(
+            &mut want,
+            Mat::rows(&a, m, k),
+            Mat::rows(&w, k, n),
+            false,
+            1.0,
+        );
+        let blocked = to_column_blocks(&w, k, n, 4);
+        assert_eq!(blocked[..4], w[..4]);
+        assert_eq!(blocked[4..8], w[n..n + 4]);
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut got = vec![f64::NAN; m * n];
+            pool.install(|| matmul_column_blocks(&mut got, Mat::rows(&a, m, k), &blocked, n, 4));
+            for (x, y) in got.iter().zip(&want) {
+                assert!((x - y).abs() < 1e-12, "{threads} threads: {x} vs {y}");
             }
         }
     }

@@ -11,12 +11,13 @@
 //! and what it has, never a silently different computation.
 
 use super::constant::{constant, floats, per_channel, Attrs, Constant};
-use super::plan::{column_blocks, Act, ConvShape, Plan, Shape, Step};
+use super::plan::{Act, ConvShape, Plan, Shape, Step, DECONV_BLOCK};
 use crate::onnx_proto as proto;
 use anyhow::{anyhow, bail, Result};
 use prost::Message;
 use std::collections::HashMap;
 use std::fmt;
+use wgan_models::kernels::gemm::to_column_blocks;
 
 /// Why a graph is not for the native backend: the node (name and operator) and the reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,13 +37,15 @@ impl std::error::Error for Unsupported {}
 pub fn lower(bytes: &[u8], input: &str, output: &str, z_dim: usize) -> Result<Plan> {
     let model = proto::ModelProto::decode(bytes)
         .map_err(|e| anyhow!("cannot decode the ONNX file: {e}"))?;
-    let graph = model
+    let mut graph = model
         .graph
         .ok_or_else(|| anyhow!("the ONNX file has no graph"))?;
     let unsupported = |m: String| anyhow::Error::new(Unsupported(m));
     let mut consts: HashMap<String, Constant> = HashMap::new();
-    for t in &graph.initializer {
-        consts.insert(t.name.clone(), constant(t).map_err(unsupported)?);
+    // Each tensor's raw bytes are freed as soon as it is decoded, so that the weights are not
+    // held twice at once (peak memory on load).
+    for t in std::mem::take(&mut graph.initializer) {
+        consts.insert(t.name.clone(), constant(&t).map_err(unsupported)?);
     }
     // How often each value is read (a chain reads every intermediate value once).
     let mut uses: HashMap<&str, usize> = HashMap::new();
@@ -135,6 +138,12 @@ pub fn lower(bytes: &[u8], input: &str, output: &str, z_dim: usize) -> Result<Pl
             .map_err(unsupported)?;
         a.finish().map_err(unsupported)?;
         cur = produced[0].clone();
+        // A constant that only this node reads is not needed again (peak memory on load).
+        for name in &other_inputs {
+            if uses.get(name).copied() == Some(1) {
+                consts.remove(*name);
+            }
+        }
     }
     if cur != output {
         return Err(unsupported(format!(
@@ -151,7 +160,7 @@ pub fn lower(bytes: &[u8], input: &str, output: &str, z_dim: usize) -> Result<Pl
     }
     for step in &mut steps {
         if let Step::Deconv { shape, w, .. } = step {
-            *w = column_blocks(w, shape.cin, shape.k * shape.k * shape.cout);
+            *w = to_column_blocks(w, shape.cin, shape.k * shape.k * shape.cout, DECONV_BLOCK);
         }
     }
     Ok(Plan {

@@ -21,8 +21,9 @@ use plan::{Act, ConvShape, Plan, Step, DECONV_BLOCK};
 use rayon::prelude::*;
 use wgan_models::kernels::{
     bias_activation,
+    gemm::matmul_column_blocks,
     im2col::Geometry,
-    matmul, matmul_rows, nchw_to_nhwc, nhwc_to_nchw,
+    matmul, nchw_to_nhwc, nhwc_to_nchw,
     patches::{for_each_patch_chunk, patch_rows, scatter_patch_chunks},
     sized, Mat,
 };
@@ -116,12 +117,7 @@ fn run_step(step: &Step, n: usize, x: &[f32], out: &mut Vec<f32>, cols: &mut Vec
             let width = shape.k * shape.k * shape.cout;
             scatter_patch_chunks(y, &g, cols, |r, c| {
                 let xm = Mat::rows(&x[r.start * pr * cin..r.end * pr * cin], r.len() * pr, cin);
-                // One product per column block of the weights (see plan::DECONV_BLOCK).
-                for j0 in (0..width).step_by(DECONV_BLOCK) {
-                    let bw = DECONV_BLOCK.min(width - j0);
-                    let block = Mat::rows(&w[j0 * cin..(j0 + bw) * cin], cin, bw);
-                    matmul_rows(&mut c[j0..], width, xm, block, false, 1.0);
-                }
+                matmul_column_blocks(c, xm, w, width, DECONV_BLOCK);
             });
             epilogue(y, shape.cout, bias, *act);
             len

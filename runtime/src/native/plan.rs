@@ -179,15 +179,3 @@ pub struct Plan {
 /// with a whole row (up to 32 KB) between steps; in blocks the stride is one block row (1 KB),
 /// which made batch 1 up to 2× faster (see the README's generation table).
 pub const DECONV_BLOCK: usize = 256;
-
-/// `[rows, cols]` row-major → column blocks of [`DECONV_BLOCK`], each `[rows, width]`.
-pub(super) fn column_blocks(w: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(w.len());
-    for j0 in (0..cols).step_by(DECONV_BLOCK) {
-        let width = DECONV_BLOCK.min(cols - j0);
-        for i in 0..rows {
-            out.extend_from_slice(&w[i * cols + j0..i * cols + j0 + width]);
-        }
-    }
-    out
-}
