@@ -124,7 +124,8 @@ pub fn matmul_column_blocks<T: Real>(dst: &mut [T], a: Mat<T>, w: &[T], cols: us
         let (j0, width) = (j * block, block.min(cols - j * block));
         (j0, Mat::rows(&w[j0 * k..(j0 + width) * k], k, width))
     };
-    if blocks == 1 || rayon::current_num_threads() == 1 {
+    // Empty products and single blocks take `matmul_rows`, which handles m = 0 and k = 0.
+    if m == 0 || k == 0 || blocks == 1 || rayon::current_num_threads() == 1 {
         for j in 0..blocks {
             let (j0, b) = view(j);
             matmul_rows(&mut dst[j0..], cols, a, b, false, T::one());

@@ -19,7 +19,7 @@ pub mod norm;
 pub mod patches;
 
 pub use act::{activation_backward, bias_activation, is_piecewise_linear};
-pub use gemm::{matmul, matmul_rows, Mat};
+pub use gemm::{matmul, Mat};
 pub use im2col::{col2im, im2col, Geometry};
 pub use norm::*;
 
