@@ -8,29 +8,19 @@
 #
 # Installs (apt, as root): Debian's Rust 1.96 (`rustc-web`, `cargo-web`) with its standard
 # library for arm64 by multiarch (`libstd-rust-web-dev:arm64`), the cross linker
-# (`gcc-aarch64-linux-gnu`, `libc6-dev:arm64`) and `qemu-user` 10 from bookworm-backports
-# (bookworm's own qemu-user 7.2 hangs any aarch64 program that starts a thread, see the
-# README's aarch64 section). rustup is not needed. Outputs go to target/aarch64/ (binaries,
-# images) and the comparison is printed.
+# (`gcc-aarch64-linux-gnu`, `libc6-dev:arm64`) and `qemu-user`. rustup is not needed.
+# Outputs go to target/aarch64/ (binaries, images) and the comparison is printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 out=target/aarch64
 mkdir -p "$out"
 
-qemu_version=$(dpkg-query -W -f='${Version}' qemu-user 2>/dev/null || true)
-if ! dpkg -s libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu >/dev/null 2>&1 ||
-  ! dpkg --compare-versions "${qemu_version:-0}" ge 1:10; then
+packages=(rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev:arm64 qemu-user)
+if ! dpkg -s "${packages[@]}" >/dev/null 2>&1; then
   dpkg --add-architecture arm64
-  if ! grep -rqs bookworm-backports /etc/apt/sources.list /etc/apt/sources.list.d; then
-    printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian' 'Suites: bookworm-backports' \
-      'Components: main' 'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' \
-      > /etc/apt/sources.list.d/bookworm-backports.sources
-  fi
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-    rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev:arm64
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports qemu-user
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"
 fi
 qemu-aarch64 --version | head -1
 # Debian's Rust: /usr/bin/rustc and /usr/bin/cargo, with the std of every installed
@@ -64,10 +54,13 @@ if [ ! -f "$dcgan" ]; then
   eval "$(scripts/test-env.sh)"
   "$WGAN_TEST_PYTHON" runtime/tests/fixtures/make_fixtures.py --dcgan64 "$dcgan" >/dev/null
 fi
-# Bounded: under qemu-user 7.2 an aarch64 program hangs as soon as it starts a thread (see
-# the README's aarch64 section); 10.0 runs them.
+# The programs run on the multiarch arm64 libc (libc6:arm64: /lib/ld-linux-aarch64.so.1 and
+# /lib/aarch64-linux-gnu), so no `-L`. `-L /usr/aarch64-linux-gnu` would pair the cross
+# package's ld.so with the libc.so.6 that the host's ld.so.cache names (libc6:arm64): two
+# builds of glibc whose private layout differs, and the first thread spawn then spins forever
+# in pthread_create's stack-cache walk. Bounded all the same.
 run_arm() {
-  timeout -s KILL "${QEMU_TIMEOUT:-900}" qemu-aarch64 -L /usr/aarch64-linux-gnu "$@" || {
+  timeout -s KILL "${QEMU_TIMEOUT:-900}" qemu-aarch64 "$@" || {
     echo "qemu-aarch64 $* did not finish (status $?): see the README's aarch64 section" >&2
     return 1
   }
