@@ -76,7 +76,7 @@ impl Act for Leaky {
 impl Act for Tanh {
     #[inline(always)]
     fn apply<T: Real>(y: T) -> T {
-        T::of(y.f64().tanh())
+        y.tanh_act()
     }
     #[inline(always)]
     fn slope<T: Real>(out: T) -> T {
@@ -127,6 +127,17 @@ fn bias_activation_impl<T: Real, A: Act>(x: &mut [T], c: usize, bias: Option<&[T
     let rows = (x.len() / c.max(1)).max(1);
     let chunk = rows.div_ceil(4 * rayon::current_num_threads()) * c;
     x.par_chunks_mut(chunk.max(c)).for_each(|x| match bias {
+        // Few channels (an image's 1 or 3): the bias first, then the activation over the
+        // whole chunk, so that the activation's loop vectorises.
+        Some(b) if c < 8 => {
+            let b = &b[..c];
+            for row in x.chunks_exact_mut(c) {
+                for ch in 0..c {
+                    row[ch] += b[ch];
+                }
+            }
+            x.iter_mut().for_each(|v| *v = A::apply(*v));
+        }
         Some(b) => {
             let b = &b[..c];
             for row in x.chunks_exact_mut(c) {
@@ -135,11 +146,7 @@ fn bias_activation_impl<T: Real, A: Act>(x: &mut [T], c: usize, bias: Option<&[T
                 }
             }
         }
-        None => {
-            for v in x.iter_mut() {
-                *v = A::apply(*v);
-            }
-        }
+        None => x.iter_mut().for_each(|v| *v = A::apply(*v)),
     });
 }
 
