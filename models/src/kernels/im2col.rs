@@ -109,3 +109,51 @@ pub fn col2im<T: Real>(src: &[T], g: &Geometry, dst: &mut [T]) {
             }
         });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// col2im is im2col's adjoint: ⟨im2col(x), y⟩ = ⟨x, col2im(y)⟩ for every geometry
+    /// (strides 1–3, pads 0–2, kernels 1–5, odd sizes), in f64.
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        let value = |i: usize, salt: f64| ((i as f64 + salt) * 0.7137).sin();
+        for (h, w, k, stride, pad) in [
+            (5, 7, 3, 1, 1),
+            (8, 8, 4, 2, 1),
+            (9, 6, 4, 2, 2),
+            (7, 7, 5, 3, 2),
+            (4, 4, 4, 1, 0),
+            (6, 5, 1, 2, 0),
+            (3, 3, 2, 3, 1),
+        ] {
+            let (n, c) = (2, 3);
+            let ho = (h + 2 * pad - k) / stride + 1;
+            let wo = (w + 2 * pad - k) / stride + 1;
+            let g = Geometry {
+                n,
+                h,
+                w,
+                c,
+                k,
+                stride,
+                pad,
+                ho,
+                wo,
+            };
+            let x: Vec<f64> = (0..g.image_len()).map(|i| value(i, 0.3)).collect();
+            let y: Vec<f64> = (0..g.cols_len()).map(|i| value(i, 11.9)).collect();
+            let mut cols = vec![f64::NAN; g.cols_len()];
+            im2col(&x, &g, &mut cols);
+            let mut img = vec![f64::NAN; g.image_len()];
+            col2im(&y, &g, &mut img);
+            let lhs: f64 = cols.iter().zip(&y).map(|(a, b)| a * b).sum();
+            let rhs: f64 = x.iter().zip(&img).map(|(a, b)| a * b).sum();
+            assert!(
+                (lhs - rhs).abs() < 1e-9 * lhs.abs().max(1.0),
+                "{g:?}: {lhs} vs {rhs}"
+            );
+        }
+    }
+}
