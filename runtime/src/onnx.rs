@@ -132,7 +132,7 @@ impl ModelInfo {
             !bytes.is_empty(),
             "the file is empty (0 bytes); expected an ONNX model"
         );
-        let model = proto::ModelProto::decode(bytes).context(
+        let model = proto::ModelInterfaceProto::decode(bytes).context(
             "not an ONNX model (the protobuf encoding is broken: truncated or another kind of file)",
         )?;
         let graph = model

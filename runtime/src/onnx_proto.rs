@@ -1,7 +1,8 @@
 //! The part of the ONNX protobuf schema (`onnx.proto`, IR 8) that the runtime reads, as prost
 //! messages: a model's interface, and the nodes, attributes and weights the native backend
-//! executes. Fields not declared here are skipped while decoding; field numbers are the
-//! schema's.
+//! executes. Fields not declared here are skipped while decoding (without a copy); field
+//! numbers are the schema's. [`ModelInterfaceProto`] is the same file read for its interface
+//! only: the weights' data is skipped, not copied.
 
 use prost::Message;
 
@@ -103,8 +104,9 @@ pub(crate) struct TensorProto {
     pub int64_data: Vec<i64>,
     #[prost(string, tag = "8")]
     pub name: String,
-    #[prost(bytes = "vec", tag = "9")]
-    pub raw_data: Vec<u8>,
+    /// `Bytes`, which prost fills with one copy of the file's bytes (a `Vec<u8>` took two).
+    #[prost(bytes = "bytes", tag = "9")]
+    pub raw_data: prost::bytes::Bytes,
     #[prost(double, repeated, tag = "10")]
     pub double_data: Vec<f64>,
     /// 1 = EXTERNAL: the data lives in another file.
@@ -148,4 +150,52 @@ pub(crate) struct Dimension {
     pub dim_value: Option<i64>,
     #[prost(string, optional, tag = "2")]
     pub dim_param: Option<String>,
+}
+
+/// [`ModelProto`] without the weights' data: what [`crate::onnx::ModelInfo`] reads.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct ModelInterfaceProto {
+    #[prost(int64, tag = "1")]
+    pub ir_version: i64,
+    #[prost(string, tag = "2")]
+    pub producer_name: String,
+    #[prost(string, tag = "3")]
+    pub producer_version: String,
+    #[prost(message, optional, tag = "7")]
+    pub graph: Option<GraphInterfaceProto>,
+    #[prost(message, repeated, tag = "8")]
+    pub opset_import: Vec<OperatorSetIdProto>,
+    #[prost(message, repeated, tag = "14")]
+    pub metadata_props: Vec<StringStringEntryProto>,
+}
+
+/// [`GraphProto`] with nodes as their operator types and initializers as name and shape.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct GraphInterfaceProto {
+    #[prost(message, repeated, tag = "1")]
+    pub node: Vec<NodeTypeProto>,
+    #[prost(string, tag = "2")]
+    pub name: String,
+    #[prost(message, repeated, tag = "5")]
+    pub initializer: Vec<TensorHeaderProto>,
+    #[prost(message, repeated, tag = "11")]
+    pub input: Vec<ValueInfoProto>,
+    #[prost(message, repeated, tag = "12")]
+    pub output: Vec<ValueInfoProto>,
+}
+
+/// [`NodeProto`]'s operator type.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct NodeTypeProto {
+    #[prost(string, tag = "4")]
+    pub op_type: String,
+}
+
+/// [`TensorProto`]'s name and shape.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct TensorHeaderProto {
+    #[prost(int64, repeated, tag = "1")]
+    pub dims: Vec<i64>,
+    #[prost(string, tag = "8")]
+    pub name: String,
 }

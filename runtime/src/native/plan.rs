@@ -140,26 +140,27 @@ impl Step {
             } => (bias, None, own),
             _ => return false,
         };
-        if bias.len() != scale.len() {
+        if bias.is_empty() || bias.len() != scale.len() {
             return false;
         }
         let outputs = bias.len();
-        for (o, (&s, &t)) in scale.iter().zip(shift).enumerate() {
-            match stride {
-                // Output channel last: every `stride`-th value from `o`.
-                Some(stride) => per_output
-                    .iter_mut()
-                    .skip(o)
-                    .step_by(stride)
-                    .for_each(|v| *v *= s),
-                None => {
-                    let per = per_output.len() / outputs;
-                    per_output[o * per..(o + 1) * per]
-                        .iter_mut()
-                        .for_each(|v| *v *= s)
-                }
+        match stride {
+            // Output channel last: each run of `stride` values holds every output once (one
+            // pass in memory order; a strided pass per channel touched every cache line
+            // `stride` times).
+            Some(stride) => per_output.chunks_exact_mut(stride).for_each(|row| {
+                row.iter_mut().zip(scale).for_each(|(v, &s)| *v *= s);
+            }),
+            None => {
+                let per = per_output.len() / outputs;
+                per_output
+                    .chunks_exact_mut(per)
+                    .zip(scale)
+                    .for_each(|(chunk, &s)| chunk.iter_mut().for_each(|v| *v *= s));
             }
-            bias[o] = bias[o] * s + t;
+        }
+        for ((b, &s), &t) in bias.iter_mut().zip(scale).zip(shift) {
+            *b = *b * s + t;
         }
         true
     }
