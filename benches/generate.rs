@@ -9,7 +9,7 @@ use candle_core::{DType, Device};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use wgan_models::checkpoint::{CheckpointHeader, FORMAT_VERSION};
+use wgan_models::checkpoint::CheckpointHeader;
 use wgan_models::latent::Rng;
 use wgan_runtime::{Backend, Generator, Options};
 
@@ -17,13 +17,7 @@ fn dcgan64_onnx(dir: &Path) -> PathBuf {
     let preset = wgan_models::preset("dcgan64", 3).unwrap();
     let g =
         wgan_models::Generator::new(&preset, &mut Rng::new(1), DType::F32, &Device::Cpu).unwrap();
-    let header = CheckpointHeader {
-        format_version: FORMAT_VERSION,
-        preset: "dcgan64".into(),
-        channels: 3,
-        step: 0,
-        dataset: "random weights".into(),
-    };
+    let header = CheckpointHeader::new(&preset, 0, "random weights".into());
     let model =
         wgan_export::build_model(&g, &header, &wgan_export::BuildOptions::default()).unwrap();
     let path = dir.join("dcgan64.onnx");

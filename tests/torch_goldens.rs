@@ -1,11 +1,15 @@
-//! One critic step and one generator step of the `tiny` preset against PyTorch goldens
-//! written by `scripts/torch_goldens.py` (float64 reference). Checked: losses, penalty,
-//! Wasserstein estimate, per-sample gradient norms, every parameter's gradient, BatchNorm
-//! running statistics, and the weights after one Adam step.
+//! One critic step and one generator step against PyTorch goldens written by
+//! `scripts/torch_goldens.py` (float64 reference), for two architectures: the `tiny` preset,
+//! and a 128×128 architecture of width 4 (z 16) that no preset has, so that the layer lists
+//! derived for any size are checked against PyTorch modules built by the script's own
+//! derivation. Checked: losses, penalty, Wasserstein estimate, per-sample gradient norms,
+//! every parameter's gradient, BatchNorm running statistics, and (tiny) the weights after one
+//! Adam step.
 //!
 //! Both paths are checked: candle's autograd through the candle modules (the path on GPUs)
 //! and the explicit CPU engine (the path of CPU training). Each runs twice: in f32 as
-//! training runs (relative error ≤ 1e-4), and in f64 (≤ 1e-7). The
+//! training runs (relative error ≤ 1e-4), and in f64 (≤ 1e-7; ≤ 1e-6 for the 128×128 golden,
+//! which is stored in f32 to stay small, so its own rounding is up to 6e-8). The
 //! weights after Adam are compared in f64 only: with β1 = 0 the first step is
 //! `lr · g / (|g| + 1e-8)`, which f32 rounding of a gradient entry near 1e-8 legitimately flips.
 
@@ -14,18 +18,93 @@ use std::collections::HashMap;
 use wgan_models::engine::{
     nchw_to_nhwc, nhwc_to_nchw, to_gradients, CriticEngine, GeneratorEngine, NetWeights, Real,
 };
+use wgan_models::spec::{Architecture, NetSpec, ParamRole};
 use wgan_models::{preset, Critic, Generator, Gradients, Mode, Params, Preset};
 use wgan_trainer::adam::{Adam, AdamConfig};
 use wgan_trainer::wgan;
 
-const GOLDEN: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/goldens/tiny_step.safetensors"
-);
+/// One golden file and the architecture it was written for.
+struct Case {
+    file: &'static str,
+    preset: Preset,
+    batch: usize,
+    /// Initial weights by [`formula_init`] (not stored), f32 storage, no weights after Adam.
+    compact: bool,
+}
 
-fn load() -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(GOLDEN, &Device::Cpu)
-        .expect("golden file (regenerate with scripts/torch_goldens.py)")
+fn tiny() -> Case {
+    Case {
+        file: "tiny_step.safetensors",
+        preset: preset("tiny", 1).unwrap(),
+        batch: 6,
+        compact: false,
+    }
+}
+
+fn custom128() -> Case {
+    let arch = Architecture {
+        image_size: 128,
+        z_dim: 16,
+        g_width: 4,
+        c_width: 4,
+    };
+    Case {
+        file: "custom128_step.safetensors",
+        preset: arch.build(1).unwrap(),
+        batch: 2,
+        compact: true,
+    }
+}
+
+impl Case {
+    fn load(&self) -> HashMap<String, Tensor> {
+        let path = format!("{}/tests/goldens/{}", env!("CARGO_MANIFEST_DIR"), self.file);
+        candle_core::safetensors::load(&path, &Device::Cpu)
+            .expect("golden file (regenerate with scripts/torch_goldens.py)")
+    }
+
+    /// The f64 tolerance: the compact goldens are stored in f32.
+    fn f64_tolerance(&self) -> f64 {
+        if self.compact {
+            1e-6
+        } else {
+            1e-7
+        }
+    }
+}
+
+/// The initial weights of `torch_goldens.init_formula`: parameter number t (sorted by name),
+/// element j gets u = ((7919 j + 104729 t) mod 2003) / 1001 − 1 in f64, rounded to f32;
+/// convolutions 0.02 u, norm weights 1 + 0.1 u, norm biases 0.1 u; running statistics 0 / 1.
+fn formula_init(spec: &NetSpec) -> HashMap<String, Tensor> {
+    let mut infos = spec.params();
+    infos.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = HashMap::new();
+    let mut t = 0usize;
+    for info in infos {
+        let n: usize = info.shape.iter().product();
+        let values: Vec<f32> = match info.role {
+            ParamRole::RunningMean => vec![0.0; n],
+            ParamRole::RunningVar => vec![1.0; n],
+            role => {
+                let v = (0..n)
+                    .map(|j| {
+                        let u = ((7919 * j + 104729 * t) % 2003) as f64 / 1001.0 - 1.0;
+                        (match role {
+                            ParamRole::NormWeight => 1.0 + 0.1 * u,
+                            ParamRole::NormBias => 0.1 * u,
+                            _ => 0.02 * u,
+                        }) as f32
+                    })
+                    .collect();
+                t += 1;
+                v
+            }
+        };
+        let tensor = Tensor::from_vec(values, info.shape.as_slice(), &Device::Cpu).unwrap();
+        out.insert(info.name, tensor);
+    }
+    out
 }
 
 fn sub(g: &HashMap<String, Tensor>, prefix: &str) -> HashMap<String, Tensor> {
@@ -69,23 +148,32 @@ fn grad_or_zero(grads: &candle_core::backprop::GradStore, t: &Tensor) -> Tensor 
 
 #[test]
 fn one_critic_and_one_generator_step_match_pytorch_in_f32() {
-    let worst = step_against_goldens(DType::F32, 1e-4);
-    eprintln!("f32: worst relative error against PyTorch {worst:.2e}");
+    for case in [tiny(), custom128()] {
+        let worst = step_against_goldens(&case, DType::F32, 1e-4);
+        eprintln!(
+            "{} f32: worst relative error against PyTorch {worst:.2e}",
+            case.file
+        );
+    }
 }
 
 #[test]
 fn one_critic_and_one_generator_step_match_pytorch_in_f64() {
-    let worst = step_against_goldens(DType::F64, 1e-7);
-    eprintln!("f64: worst relative error against PyTorch {worst:.2e}");
+    for case in [tiny(), custom128()] {
+        let worst = step_against_goldens(&case, DType::F64, case.f64_tolerance());
+        eprintln!(
+            "{} f64: worst relative error against PyTorch {worst:.2e}",
+            case.file
+        );
+    }
 }
 
-fn step_against_goldens(dtype: DType, tol: f64) -> f64 {
+fn step_against_goldens(case: &Case, dtype: DType, tol: f64) -> f64 {
     let compare = |what: &str, got: &Tensor, want: &Tensor| compare(tol, what, got, want);
-    let adam_checked = dtype == DType::F64;
-    let g = load();
-    let p = preset("tiny", 1).unwrap();
+    let adam_checked = dtype == DType::F64 && !case.compact;
+    let g = case.load();
     let f32t = |k: &str| g[k].to_dtype(dtype).unwrap();
-    let (mut generator, critic) = golden_nets(&g, &p, dtype);
+    let (mut generator, critic) = golden_nets(case, &g, dtype);
     let cfg = AdamConfig::default();
     let mut opt_c = Adam::new(cfg, &critic.params).unwrap();
     let mut opt_g = Adam::new(cfg, &generator.params).unwrap();
@@ -166,30 +254,40 @@ fn step_against_goldens(dtype: DType, tol: f64) -> f64 {
 
 #[test]
 fn the_cpu_training_engine_matches_pytorch_in_f32() {
-    let worst = engine_step_against_goldens::<f32>(1e-4);
-    eprintln!("engine f32: worst relative error against PyTorch {worst:.2e}");
+    for case in [tiny(), custom128()] {
+        let worst = engine_step_against_goldens::<f32>(&case, 1e-4);
+        eprintln!(
+            "{} engine f32: worst relative error against PyTorch {worst:.2e}",
+            case.file
+        );
+    }
 }
 
 #[test]
 fn the_cpu_training_engine_matches_pytorch_in_f64() {
-    let worst = engine_step_against_goldens::<f64>(1e-7);
-    eprintln!("engine f64: worst relative error against PyTorch {worst:.2e}");
+    for case in [tiny(), custom128()] {
+        let worst = engine_step_against_goldens::<f64>(&case, case.f64_tolerance());
+        eprintln!(
+            "{} engine f64: worst relative error against PyTorch {worst:.2e}",
+            case.file
+        );
+    }
 }
 
 /// The same two steps through the explicit CPU engine, the path `trainer train` takes on the
 /// CPU: channels-last buffers, hand-derived first- and second-order passes.
-fn engine_step_against_goldens<T: Real>(tol: f64) -> f64 {
+fn engine_step_against_goldens<T: Real>(case: &Case, tol: f64) -> f64 {
     let compare = |what: &str, got: &Tensor, want: &Tensor| compare(tol, what, got, want);
     let dtype = T::DTYPE;
-    let adam_checked = dtype == DType::F64;
-    let g = load();
-    let p = preset("tiny", 1).unwrap();
+    let adam_checked = dtype == DType::F64 && !case.compact;
+    let g = case.load();
+    let p = &case.preset;
     let dev = Device::Cpu;
-    let (b, c, s) = (6, p.channels, p.image_size);
+    let (b, c, s) = (case.batch, p.channels, p.image_size);
     let hw = s * s;
     let values = |k: &str| -> Vec<T> { to_f64(&g[k]).into_iter().map(T::of).collect() };
     let tensor = |v: Vec<f64>, shape: &[usize]| Tensor::from_vec(v, shape, &dev).unwrap();
-    let (mut generator, critic) = golden_nets(&g, &p, dtype);
+    let (mut generator, critic) = golden_nets(case, &g, dtype);
     assert_eq!(to_f64(&g["in.eps"]).len(), b, "golden batch size");
     let cfg = AdamConfig::default();
     let mut opt_c = Adam::new(cfg, &critic.params).unwrap();
@@ -264,17 +362,24 @@ fn engine_step_against_goldens<T: Real>(tol: f64) -> f64 {
     worst
 }
 
-/// The tiny preset's generator and critic with the goldens' initial weights.
-fn golden_nets(g: &HashMap<String, Tensor>, p: &Preset, dtype: DType) -> (Generator, Critic) {
+/// The case's generator and critic with the goldens' initial weights.
+fn golden_nets(case: &Case, g: &HashMap<String, Tensor>, dtype: DType) -> (Generator, Critic) {
     let dev = Device::Cpu;
+    let p = &case.preset;
+    let init = |spec: &NetSpec, prefix: &str| match case.compact {
+        true => formula_init(spec),
+        false => sub(g, prefix),
+    };
     let generator = Generator {
         spec: p.generator.clone(),
         z_dim: p.z_dim,
-        params: Params::from_tensors(&p.generator, sub(g, "init.G."), 0, dtype, &dev).unwrap(),
+        params: Params::from_tensors(&p.generator, init(&p.generator, "init.G."), 0, dtype, &dev)
+            .unwrap(),
     };
     let critic = Critic {
         spec: p.critic.clone(),
-        params: Params::from_tensors(&p.critic, sub(g, "init.C."), 0, dtype, &dev).unwrap(),
+        params: Params::from_tensors(&p.critic, init(&p.critic, "init.C."), 0, dtype, &dev)
+            .unwrap(),
     };
     (generator, critic)
 }

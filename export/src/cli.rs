@@ -35,7 +35,7 @@ enum Command {
     /// Input `z` f32 [N, z_dim, 1, 1], output `image` f32 [N, C, H, W] in [-1, 1]; the IR version
     /// that ONNX pairs with the opset (8 for the default opset 17); only standard ops
     /// (ConvTranspose, BatchNormalization or folded, Relu, Tanh); metadata_props `wgan.*` carry
-    /// z_dim, channels, image size, preset, step, data set, output range, producer and the
+    /// z_dim, channels, image size, preset, both widths, step, data set, output range, producer and the
     /// latent function. The file is written atomically: a failed export leaves no file.
     #[command(after_help = AFTER_HELP)]
     Onnx(OnnxArgs),

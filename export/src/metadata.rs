@@ -4,8 +4,8 @@
 use crate::pb::StringStringEntryProto;
 use wgan_models::checkpoint::CheckpointHeader;
 use wgan_models::contract::{
-    CHANNELS, DATASET, IMAGE_SIZE, LATENT, LATENT_FUNCTION, OUTPUT_RANGE, OUTPUT_RANGE_VALUE,
-    PRESET, PRODUCER, STEP, Z_DIM,
+    CHANNELS, C_WIDTH, DATASET, G_WIDTH, IMAGE_SIZE, LATENT, LATENT_FUNCTION, OUTPUT_RANGE,
+    OUTPUT_RANGE_VALUE, PRESET, PRODUCER, STEP, Z_DIM,
 };
 use wgan_models::Preset;
 
@@ -16,6 +16,8 @@ pub fn entries(preset: &Preset, header: &CheckpointHeader) -> Vec<(&'static str,
         (CHANNELS, preset.channels.to_string()),
         (IMAGE_SIZE, preset.image_size.to_string()),
         (PRESET, preset.name.clone()),
+        (G_WIDTH, preset.g_width.to_string()),
+        (C_WIDTH, preset.c_width.to_string()),
         (STEP, header.step.to_string()),
         (DATASET, header.dataset.clone()),
         (OUTPUT_RANGE, OUTPUT_RANGE_VALUE.to_string()),

@@ -1,7 +1,8 @@
 //! Every runtime backend runs what `export onnx` writes and gives candle's images: the native
 //! backend, tract and, in builds with `wgan-runtime/ort` (what `scripts/test.sh` runs),
-//! ONNX Runtime, on `tiny`, `small` and `dcgan64` generators with BatchNorm folded and kept,
-//! agreeing with each other and with candle to 1e-5.
+//! ONNX Runtime, on `tiny`, `small` and `dcgan64` generators and a 128×128 one of width 4 that
+//! no preset names, with BatchNorm folded and kept, agreeing with each other and with candle
+//! to 1e-5.
 
 mod common;
 
@@ -9,7 +10,8 @@ use candle_core::{Device, Tensor};
 use common::*;
 use wgan_export::{export_onnx, BuildOptions, ExportOptions};
 use wgan_models::latent::latents;
-use wgan_models::Mode;
+use wgan_models::spec::Architecture;
+use wgan_models::{preset, Mode};
 use wgan_runtime::{Backend, Generator, Options};
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -28,9 +30,27 @@ fn every_backend_matches_candle_on_exported_generators() {
         backends.push(Backend::Ort);
     }
     let n = 3;
-    for (name, channels, seed) in [("tiny", 1, 31), ("small", 3, 32), ("dcgan64", 3, 33)] {
+    let custom128 = Architecture {
+        image_size: 128,
+        z_dim: 32,
+        g_width: 4,
+        c_width: 4,
+    }
+    .build(3)
+    .unwrap();
+    let nets = [
+        (preset("tiny", 1).unwrap(), 31),
+        (preset("small", 3).unwrap(), 32),
+        (preset("dcgan64", 3).unwrap(), 33),
+        (custom128, 34),
+    ];
+    for (p, seed) in nets {
+        let name = match p.name.as_str() {
+            "custom" => format!("custom{}", p.image_size),
+            named => named.to_string(),
+        };
         let ckpt = tmp.path().join(format!("ckpt-{name}"));
-        let mut g = make_checkpoint(&ckpt, name, channels, seed);
+        let mut g = make_checkpoint_of(&ckpt, &p, seed);
         let z_dim = g.spec.layers[0].in_channels;
         let z = latents(77, n, z_dim);
         let candle = g
@@ -68,6 +88,11 @@ fn every_backend_matches_candle_on_exported_generators() {
                 )
                 .unwrap();
                 assert_eq!(r.backend(), backend);
+                let meta = |k: &str| r.info().meta(k).map(str::to_string);
+                assert_eq!(meta("wgan.preset"), Some(p.name.clone()));
+                assert_eq!(meta("wgan.image_size"), Some(p.image_size.to_string()));
+                assert_eq!(meta("wgan.g_width"), Some(p.g_width.to_string()));
+                assert_eq!(meta("wgan.c_width"), Some(p.c_width.to_string()));
                 let images = r.run(&z).unwrap().data;
                 let d = max_abs_diff(&images, &candle);
                 let bn = if fold_bn { "folded" } else { "kept" };

@@ -10,7 +10,7 @@
 
 #[cfg(feature = "candle")]
 use crate::nets::{Critic, Generator};
-use crate::spec::{preset, Preset};
+use crate::spec::{preset_architecture, Architecture, Preset, CUSTOM};
 use anyhow::{bail, Context, Result};
 #[cfg(feature = "candle")]
 use candle_core::{DType, Device};
@@ -32,9 +32,19 @@ pub const LATEST_FILE: &str = "latest";
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CheckpointHeader {
     pub format_version: u32,
-    /// Preset name (see [`crate::spec::PRESETS`]).
+    /// Preset name (see [`crate::spec::PRESETS`]), or `custom`.
     pub preset: String,
     pub channels: usize,
+    /// The architecture's numbers. Checkpoints written before architectures were sized freely
+    /// have none of them, and their preset name gives them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub z_dim: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub g_width: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub c_width: Option<usize>,
     /// Generator steps completed.
     pub step: u64,
     /// One-line description of the training data.
@@ -42,9 +52,51 @@ pub struct CheckpointHeader {
 }
 
 impl CheckpointHeader {
+    /// The header of a checkpoint of `preset` at `step`, recording all its numbers.
+    pub fn new(preset: &Preset, step: u64, dataset: String) -> Self {
+        Self {
+            format_version: FORMAT_VERSION,
+            preset: preset.name.clone(),
+            channels: preset.channels,
+            image_size: Some(preset.image_size),
+            z_dim: Some(preset.z_dim),
+            g_width: Some(preset.g_width),
+            c_width: Some(preset.c_width),
+            step,
+            dataset,
+        }
+    }
+
+    /// The numbers of the architecture this checkpoint was trained with.
+    pub fn architecture(&self) -> Result<Architecture> {
+        match (self.image_size, self.z_dim, self.g_width, self.c_width) {
+            (Some(image_size), Some(z_dim), Some(g_width), Some(c_width)) => Ok(Architecture {
+                image_size,
+                z_dim,
+                g_width,
+                c_width,
+            }),
+            (None, None, None, None) if self.preset == CUSTOM => bail!(
+                "the checkpoint names a custom architecture without its numbers (image_size, z_dim, g_width, c_width)"
+            ),
+            (None, None, None, None) => Ok(preset_architecture(&self.preset)?),
+            _ => bail!(
+                "the checkpoint gives only some of image_size, z_dim, g_width and c_width: it is damaged"
+            ),
+        }
+    }
+
     /// The architecture this checkpoint was trained with.
     pub fn preset(&self) -> Result<Preset> {
-        Ok(preset(&self.preset, self.channels)?)
+        let preset = self.architecture()?.build(self.channels)?;
+        if self.preset != CUSTOM && self.preset != preset.name {
+            bail!(
+                "the checkpoint names preset '{}' but its numbers ({}) are not that preset's: it is damaged",
+                self.preset,
+                preset.architecture()
+            );
+        }
+        Ok(preset)
     }
 }
 
@@ -204,4 +256,49 @@ pub fn load_critic(
     let header = read_header(&dir)?;
     let c = Critic::load(&header.preset()?, &dir.join(CRITIC_FILE), dtype, device)?;
     Ok((c, header))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(json: &str) -> Result<Preset> {
+        serde_json::from_str::<CheckpointHeader>(json)?.preset()
+    }
+
+    #[test]
+    fn headers_with_and_without_the_numbers() {
+        // Written before architectures were sized freely: the name gives the numbers.
+        let old = r#"{"format_version":1,"preset":"small","channels":1,"step":5,"dataset":"d"}"#;
+        assert_eq!(header(old).unwrap(), crate::preset("small", 1).unwrap());
+        let custom = Architecture {
+            image_size: 128,
+            z_dim: 16,
+            g_width: 4,
+            c_width: 8,
+        }
+        .build(3)
+        .unwrap();
+        let h = CheckpointHeader::new(&custom, 7, "d".into());
+        let text = serde_json::to_string(&h).unwrap();
+        assert!(text.contains(r#""preset":"custom""#) && text.contains(r#""g_width":4"#));
+        assert_eq!(header(&text).unwrap(), custom);
+        // A named preset written with its numbers reads back the same.
+        let small = crate::preset("small", 3).unwrap();
+        let text = serde_json::to_string(&CheckpointHeader::new(&small, 1, "d".into())).unwrap();
+        assert_eq!(header(&text).unwrap(), small);
+    }
+
+    #[test]
+    fn damaged_headers_are_errors() {
+        let e = |json: &str| format!("{:#}", header(json).unwrap_err());
+        let some = r#"{"format_version":1,"preset":"custom","channels":1,"image_size":64,"step":5,"dataset":"d"}"#;
+        assert!(e(some).contains("only some of"), "{}", e(some));
+        let none = r#"{"format_version":1,"preset":"custom","channels":1,"step":5,"dataset":"d"}"#;
+        assert!(e(none).contains("without its numbers"), "{}", e(none));
+        let wrong = r#"{"format_version":1,"preset":"small","channels":1,"image_size":64,"z_dim":100,"g_width":64,"c_width":64,"step":5,"dataset":"d"}"#;
+        assert!(e(wrong).contains("not that preset's"), "{}", e(wrong));
+        let size = r#"{"format_version":1,"preset":"custom","channels":1,"image_size":48,"z_dim":100,"g_width":64,"c_width":64,"step":5,"dataset":"d"}"#;
+        assert!(e(size).contains("power of two"), "{}", e(size));
+    }
 }

@@ -10,7 +10,9 @@
 //! | [`Z_DIM`] `wgan.z_dim` | latent size, e.g. `100` |
 //! | [`CHANNELS`] `wgan.channels` | image channels, `1` or `3` |
 //! | [`IMAGE_SIZE`] `wgan.image_size` | side length in pixels, e.g. `64` |
-//! | [`PRESET`] `wgan.preset` | preset name, e.g. `dcgan64` |
+//! | [`PRESET`] `wgan.preset` | preset name, e.g. `dcgan64`, or `custom` |
+//! | [`G_WIDTH`] `wgan.g_width` | the generator's width (`features_g`), e.g. `64` |
+//! | [`C_WIDTH`] `wgan.c_width` | the critic's width (`features_d`) it was trained against |
 //! | [`STEP`] `wgan.step` | generator steps the checkpoint was trained for |
 //! | [`DATASET`] `wgan.dataset` | the checkpoint's one-line data-set description |
 //! | [`OUTPUT_RANGE`] `wgan.output_range` | [`OUTPUT_RANGE_VALUE`], `-1,1` |
@@ -36,6 +38,8 @@ pub const Z_DIM: &str = "wgan.z_dim";
 pub const CHANNELS: &str = "wgan.channels";
 pub const IMAGE_SIZE: &str = "wgan.image_size";
 pub const PRESET: &str = "wgan.preset";
+pub const G_WIDTH: &str = "wgan.g_width";
+pub const C_WIDTH: &str = "wgan.c_width";
 pub const STEP: &str = "wgan.step";
 pub const DATASET: &str = "wgan.dataset";
 pub const OUTPUT_RANGE: &str = "wgan.output_range";

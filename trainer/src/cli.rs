@@ -34,7 +34,7 @@ pub struct Cli {
 pub enum Command {
     /// Start a new training run (defaults: the bundled MNIST digits, preset `small`).
     #[command(after_help = EXIT_STATUS_HELP)]
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Continue a run from its latest checkpoint, exactly as if it had not stopped.
     #[command(after_help = EXIT_STATUS_HELP)]
     Resume(ResumeArgs),
@@ -119,9 +119,27 @@ pub struct TrainArgs {
     /// Data format; `auto` detects it from the path.
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub format: Format,
-    /// Architecture: dcgan64 (64×64), small (32×32), tiny (16×16, for tests).
+    /// Architecture: dcgan64 (64×64, widths 64/64), small (32×32, widths 32/64), tiny (16×16,
+    /// for tests). The flags below change its numbers.
     #[arg(long, default_value = "small", value_parser = preset_names())]
     pub preset: String,
+    /// Image side in pixels: a power of two from 16 to 256 (default: the preset's). The
+    /// networks gain one block per doubling.
+    #[arg(long, value_name = "PIXELS")]
+    pub image_size: Option<usize>,
+    /// Width of both networks (the reference's features_g and features_d): the generator's
+    /// layer at side s has width·size/s channels, the critic's width·size/(2s).
+    #[arg(long)]
+    pub width: Option<usize>,
+    /// Width of the generator alone (overrides --width).
+    #[arg(long)]
+    pub g_width: Option<usize>,
+    /// Width of the critic alone (overrides --width).
+    #[arg(long)]
+    pub c_width: Option<usize>,
+    /// Length of the latent vector (default: the preset's).
+    #[arg(long)]
+    pub z_dim: Option<usize>,
     /// Image channels: 1 (grey) or 3 (RGB).
     #[arg(long, default_value_t = 1)]
     pub channels: usize,
@@ -266,6 +284,10 @@ impl TrainArgs {
         TrainConfig {
             preset: self.preset.clone(),
             channels: self.channels,
+            image_size: self.image_size,
+            z_dim: self.z_dim,
+            g_width: self.g_width.or(self.width),
+            c_width: self.c_width.or(self.width),
             data: self.data.clone(),
             format: self.format,
             steps: self.steps,
@@ -294,7 +316,7 @@ fn preset_names() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(
         wgan_models::PRESETS
             .iter()
-            .map(|(name, _)| clap::builder::PossibleValue::new(*name)),
+            .map(|p| clap::builder::PossibleValue::new(p.name).help(p.about)),
     )
 }
 

@@ -5,12 +5,25 @@ use crate::data::Format;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use wgan_models::checkpoint::CheckpointHeader;
+use wgan_models::spec::{preset_architecture, Architecture};
+use wgan_models::Preset;
 
 /// Everything that defines a run. Saved as `config.json` and inside every `state.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
+    /// The architecture's name: a preset, or `custom` (see [`wgan_models::spec::PRESETS`]).
     pub preset: String,
     pub channels: usize,
+    /// The architecture's numbers. Configurations written before architectures were sized
+    /// freely have none of them, and the preset name gives them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub z_dim: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub g_width: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub c_width: Option<usize>,
     /// Data path; `None` trains on the MNIST subset embedded in the binary.
     pub data: Option<PathBuf>,
     pub format: Format,
@@ -37,6 +50,10 @@ impl Default for TrainConfig {
         Self {
             preset: "small".into(),
             channels: 1,
+            image_size: None,
+            z_dim: None,
+            g_width: None,
+            c_width: None,
             data: None,
             format: Format::Auto,
             steps: 2000,
@@ -91,8 +108,36 @@ impl TrainConfig {
                 bail!("--ema must be a decay between 0 and 1 (exclusive), e.g. 0.999");
             }
         }
-        wgan_models::preset(&self.preset, self.channels)?;
+        self.architecture()?.build(self.channels)?;
         Ok(())
+    }
+
+    /// The architecture's numbers: the recorded ones, else the preset's.
+    pub fn architecture(&self) -> anyhow::Result<Architecture> {
+        let pick = |value: Option<usize>, of: fn(Architecture) -> usize| match value {
+            Some(v) => Ok(v),
+            None => preset_architecture(&self.preset).map(of),
+        };
+        Ok(Architecture {
+            image_size: pick(self.image_size, |a| a.image_size)?,
+            z_dim: pick(self.z_dim, |a| a.z_dim)?,
+            g_width: pick(self.g_width, |a| a.g_width)?,
+            c_width: pick(self.c_width, |a| a.c_width)?,
+        })
+    }
+
+    /// The generator and critic this configuration trains.
+    pub fn preset(&self) -> anyhow::Result<Preset> {
+        Ok(self.architecture()?.build(self.channels)?)
+    }
+
+    /// Records `preset` as the architecture: its name and all its numbers.
+    pub fn set_architecture(&mut self, preset: &Preset) {
+        self.preset = preset.name.clone();
+        self.image_size = Some(preset.image_size);
+        self.z_dim = Some(preset.z_dim);
+        self.g_width = Some(preset.g_width);
+        self.c_width = Some(preset.c_width);
     }
 }
 

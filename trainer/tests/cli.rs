@@ -124,6 +124,20 @@ fn bad_input_is_one_clear_line_and_exit_code_2() {
         (&["--batch-size", "0"], "--batch-size"),
         (&["--out", "file"], "existing file"),
         (&["--device", "tpu"], "unknown device"),
+        (
+            &["--image-size", "48"],
+            "image size 48 is not a power of two",
+        ),
+        (&["--image-size", "512"], "from 16 to 256"),
+        (&["--image-size", "8"], "image size 8"),
+        (&["--width", "0"], "width of 0"),
+        (&["--c-width", "0"], "width of 0 leaves the critic"),
+        (&["--z-dim", "0"], "latent size 0"),
+        // Refused before anything is allocated, saying how much it needs.
+        (
+            &["--image-size", "256", "--width", "60000"],
+            "use a smaller --width",
+        ),
     ];
     for (extra, needle) in cases {
         // The base arguments minus any flag the case sets itself.
@@ -173,6 +187,78 @@ fn bad_input_is_one_clear_line_and_exit_code_2() {
         &trainer(d, &["sample", "--checkpoint", "empty", "--out", "g.png"]),
         "neither a checkpoint",
     );
+}
+
+#[test]
+fn any_image_size_and_width_trains_and_records_its_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // No --preset: the flags change the default preset's numbers.
+    let o = trainer(
+        d,
+        &[
+            "train",
+            "--image-size",
+            "128",
+            "--width",
+            "2",
+            "--c-width",
+            "3",
+            "--z-dim",
+            "12",
+            "--batch-size",
+            "2",
+            "--n-critic",
+            "1",
+            "--steps",
+            "2",
+            "--out",
+            "run",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("preset custom"), "{}", stderr(&o));
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(d.join("run/checkpoints/step_000002/state.json")).unwrap(),
+    )
+    .unwrap();
+    for (key, want) in [
+        ("preset", serde_json::json!("custom")),
+        ("image_size", serde_json::json!(128)),
+        ("z_dim", serde_json::json!(12)),
+        ("g_width", serde_json::json!(2)),
+        ("c_width", serde_json::json!(3)),
+    ] {
+        assert_eq!(state[key], want, "state.json {key}");
+        assert_eq!(state["config"][key], want, "config {key}");
+    }
+    let config = std::fs::read_to_string(d.join("run/config.json")).unwrap();
+    assert!(config.contains("\"image_size\": 128"), "{config}");
+    // Sampling and resuming read the numbers back.
+    let o = trainer(
+        d,
+        &[
+            "sample",
+            "--checkpoint",
+            "run",
+            "--n",
+            "4",
+            "--out",
+            "g.png",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let png = image::open(d.join("g.png")).unwrap();
+    assert!(png.width() >= 2 * 128, "a 2×2 grid of 128×128 images");
+    let o = trainer(d, &["resume", "run", "--steps", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The numbers of a preset are that preset.
+    let o = trainer(
+        d,
+        &[TINY, &["--image-size", "16", "--steps", "1", "--out", "t"]].concat(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("preset tiny"), "{}", stderr(&o));
 }
 
 #[test]

@@ -7,13 +7,7 @@ use wgan_models::latent::Rng;
 use wgan_models::preset;
 
 fn header(name: &str, channels: usize) -> CheckpointHeader {
-    CheckpointHeader {
-        format_version: 1,
-        preset: name.into(),
-        channels,
-        step: 7,
-        dataset: "unit".into(),
-    }
+    CheckpointHeader::new(&preset(name, channels).unwrap(), 7, "unit".into())
 }
 
 fn generator(name: &str, channels: usize) -> Generator {
@@ -182,6 +176,8 @@ fn conv_attributes_and_shapes_follow_the_spec() {
         ("wgan.channels", "3"),
         ("wgan.image_size", "64"),
         ("wgan.preset", "dcgan64"),
+        ("wgan.g_width", "64"),
+        ("wgan.c_width", "64"),
         ("wgan.step", "7"),
         ("wgan.dataset", "unit"),
         ("wgan.output_range", "-1,1"),

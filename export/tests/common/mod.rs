@@ -3,10 +3,11 @@
 
 use candle_core::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
+use wgan_models::checkpoint::CheckpointHeader;
 use wgan_models::checkpoint::{GENERATOR_FILE, STATE_FILE};
 use wgan_models::latent::{latents, Rng};
 use wgan_models::spec::ParamRole;
-use wgan_models::{preset, Generator, Mode};
+use wgan_models::{preset, Generator, Mode, Preset};
 
 /// A generator of `preset_name` as a trained one looks to the exporter: DCGAN-initialised
 /// convolutions, γ ≈ 1 ± 0.3, β ≈ ±0.2, conv biases ≈ ±0.05, and running statistics near the
@@ -14,8 +15,12 @@ use wgan_models::{preset, Generator, Mode};
 /// latents, then perturbed per channel: mean ± 0.2 σ, variance × [0.6, 1.4]). So BatchNorm
 /// folding is really exercised and the images are neither constant nor saturated.
 pub fn perturbed_generator(preset_name: &str, channels: usize, seed: u64) -> Generator {
-    let p = preset(preset_name, channels).unwrap();
-    let mut g = Generator::new(&p, &mut Rng::new(seed), DType::F32, &Device::Cpu).unwrap();
+    perturbed_generator_of(&preset(preset_name, channels).unwrap(), seed)
+}
+
+/// [`perturbed_generator`] of any architecture.
+pub fn perturbed_generator_of(p: &Preset, seed: u64) -> Generator {
+    let mut g = Generator::new(p, &mut Rng::new(seed), DType::F32, &Device::Cpu).unwrap();
     let mut rng = Rng::new(seed ^ 0x5eed);
     let set = |var: &candle_core::Var, values: Vec<f32>, shape: &[usize]| {
         var.set(&Tensor::from_vec(values, shape, &Device::Cpu).unwrap())
@@ -72,17 +77,13 @@ pub fn perturbed_generator(preset_name: &str, channels: usize, seed: u64) -> Gen
 }
 
 /// Writes a checkpoint directory (`generator.safetensors` + a minimal `state.json`) for `g`.
-pub fn write_checkpoint(dir: &Path, g: &Generator, preset_name: &str, channels: usize, step: u64) {
+pub fn write_checkpoint(dir: &Path, g: &Generator, preset: &Preset, step: u64) {
     std::fs::create_dir_all(dir).unwrap();
     g.params.save(&dir.join(GENERATOR_FILE)).unwrap();
-    let state = serde_json::json!({
-        "format_version": 1,
-        "preset": preset_name,
-        "channels": channels,
-        "step": step,
-        "dataset": "synthetic test data",
-        "config": { "note": "fields beyond the header are ignored by export" },
-    });
+    let header = CheckpointHeader::new(preset, step, "synthetic test data".into());
+    let mut state = serde_json::to_value(header).unwrap();
+    state["config"] =
+        serde_json::json!({ "note": "fields beyond the header are ignored by export" });
     std::fs::write(
         dir.join(STATE_FILE),
         serde_json::to_string_pretty(&state).unwrap(),
@@ -92,8 +93,13 @@ pub fn write_checkpoint(dir: &Path, g: &Generator, preset_name: &str, channels: 
 
 /// Makes a checkpoint of a perturbed generator in `dir` and returns the generator.
 pub fn make_checkpoint(dir: &Path, preset_name: &str, channels: usize, seed: u64) -> Generator {
-    let g = perturbed_generator(preset_name, channels, seed);
-    write_checkpoint(dir, &g, preset_name, channels, 1234);
+    make_checkpoint_of(dir, &preset(preset_name, channels).unwrap(), seed)
+}
+
+/// [`make_checkpoint`] of any architecture.
+pub fn make_checkpoint_of(dir: &Path, preset: &Preset, seed: u64) -> Generator {
+    let g = perturbed_generator_of(preset, seed);
+    write_checkpoint(dir, &g, preset, 1234);
     g
 }
 

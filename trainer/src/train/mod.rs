@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use wgan_models::checkpoint::{self as ckpt, CheckpointHeader, FORMAT_VERSION, OPTIMIZER_FILE};
+use wgan_models::checkpoint::{self as ckpt, CheckpointHeader, OPTIMIZER_FILE};
 use wgan_models::engine::{
     nchw_to_nhwc, to_gradients, BatchStats, CriticEngine, GeneratorEngine, NetWeights,
 };
@@ -148,8 +148,10 @@ impl Trainer {
 
     fn start(mut config: TrainConfig, claim: impl FnOnce() -> Result<PathBuf>) -> Result<Self> {
         config.validate()?;
-        let preset = wgan_models::preset(&config.preset, config.channels)?;
+        let preset = config.preset()?;
+        config.set_architecture(&preset);
         let device = parse_device(&config.device)?;
+        check_weights_memory(&preset)?;
         check_batch_memory(config.batch_size, &preset, &device)?;
         let dataset = Arc::new(load_dataset(&config, &preset)?);
         // Absolute, so that `trainer resume` finds the data from any working directory.
@@ -463,5 +465,26 @@ pub fn check_batch_memory(batch_size: usize, preset: &Preset, device: &Device) -
         &what,
         limits::bytes(&what, values, 4)?,
         "use a smaller --batch-size",
+    )
+}
+
+/// Copies of every weight a run holds: the weights, their gradients, Adam's two moments, the
+/// engines' layout copies and a moving average.
+const WEIGHT_COPIES: usize = 6;
+
+/// Checks, before the networks are built, that their weights and what training keeps beside
+/// them fit in the memory available, saying how much they need.
+pub fn check_weights_memory(preset: &Preset) -> Result<()> {
+    use wgan_models::limits;
+    let what = format!(
+        "the networks of {} ({} weights)",
+        preset.architecture(),
+        preset.parameter_count()
+    );
+    let values = limits::count(&what, &[preset.parameter_count(), WEIGHT_COPIES])?;
+    limits::check_memory(
+        &what,
+        limits::bytes(&what, values, 4)?,
+        "use a smaller --width (or --g-width / --c-width)",
     )
 }

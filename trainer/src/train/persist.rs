@@ -65,6 +65,7 @@ impl Trainer {
         }
         let preset = header.preset()?;
         let device = parse_device(&config.device)?;
+        super::check_weights_memory(&preset)?;
         super::check_batch_memory(config.batch_size, &preset, &device)?;
         let load = || -> Result<_> {
             let generator = Generator::load(
@@ -157,13 +158,11 @@ impl Trainer {
     /// The resumable state at the current step.
     pub fn state(&self) -> TrainState {
         TrainState {
-            header: CheckpointHeader {
-                format_version: FORMAT_VERSION,
-                preset: self.preset.name.clone(),
-                channels: self.preset.channels,
-                step: self.step,
-                dataset: self.dataset_description.clone(),
-            },
+            header: CheckpointHeader::new(
+                &self.preset,
+                self.step,
+                self.dataset_description.clone(),
+            ),
             config: self.config.clone(),
             rng_state: self.rng.state(),
             data_seed: self.data_seed,
