@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use wgan_trainer::config::TrainConfig;
-use wgan_trainer::train::{RunEnd, Trainer};
+use wgan_trainer::train::{ResumeOptions, RunEnd, Trainer};
 
 fn config(steps: u64) -> TrainConfig {
     TrainConfig {
@@ -47,7 +47,14 @@ fn straight_and_resumed_runs_are_bit_identical() {
     let mut t = Trainer::new(config(2), &split).unwrap();
     t.run(&never, |_| {}).unwrap();
     drop(t);
-    let mut t = Trainer::resume(&split, Some(4), None).unwrap();
+    let mut t = Trainer::resume(
+        &split,
+        &ResumeOptions {
+            steps: Some(4),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(t.step, 2);
     t.run(&never, |_| {}).unwrap();
 
@@ -98,7 +105,7 @@ fn an_interrupted_run_checkpoints_and_resumes() {
         .unwrap();
     assert_eq!(end, RunEnd::Interrupted);
     drop(t);
-    let t = Trainer::resume(&dir, None, None).unwrap();
+    let t = Trainer::resume(&dir, &ResumeOptions::default()).unwrap();
     assert_eq!(t.step, 1);
     assert_eq!(t.metrics().len(), 1);
 }

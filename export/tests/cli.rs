@@ -244,10 +244,18 @@ fn bad_inputs_fail_cleanly() {
 
     // Tensors that do not match the preset: state.json says `small`, the weights are `tiny`'s.
     let d = copy("mismatch");
-    let state = std::fs::read_to_string(d.join("state.json"))
-        .unwrap()
-        .replace("\"tiny\"", "\"small\"");
-    std::fs::write(d.join("state.json"), state).unwrap();
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("state.json")).unwrap()).unwrap();
+    for (key, value) in [
+        ("preset", serde_json::json!("small")),
+        ("image_size", serde_json::json!(32)),
+        ("z_dim", serde_json::json!(100)),
+        ("g_width", serde_json::json!(32)),
+        ("c_width", serde_json::json!(64)),
+    ] {
+        state[key] = value;
+    }
+    std::fs::write(d.join("state.json"), state.to_string()).unwrap();
     let e = fails(
         root,
         &["onnx", "--checkpoint", "mismatch", "--out", "g.onnx"],

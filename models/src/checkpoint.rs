@@ -88,6 +88,9 @@ impl CheckpointHeader {
 
     /// The architecture this checkpoint was trained with.
     pub fn preset(&self) -> Result<Preset> {
+        if self.preset != CUSTOM {
+            preset_architecture(&self.preset)?;
+        }
         let preset = self.architecture()?.build(self.channels)?;
         if self.preset != CUSTOM && self.preset != preset.name {
             bail!(

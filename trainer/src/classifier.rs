@@ -215,7 +215,7 @@ impl Classifier {
     /// Fraction of `d`'s images whose most probable class is their label.
     pub fn accuracy(&self, d: &Dataset) -> Result<f64> {
         let labels = labels_of(d)?;
-        let predicted = self.run(&d.images)?.predictions();
+        let predicted = self.run(&d.images()?)?.predictions();
         let right = predicted
             .iter()
             .zip(labels)
@@ -289,6 +289,7 @@ pub fn train(
     let train_set = data::embedded_mnist(1, IMAGE_SIZE)?;
     let test_set = data::embedded_mnist_test(1, IMAGE_SIZE)?;
     let labels = labels_of(&train_set)?.to_vec();
+    let train_images = train_set.images()?;
     let mut rng = Rng::new(settings.seed);
     let model = Classifier::new(&mut rng)?;
     let config = AdamConfig {
@@ -314,7 +315,7 @@ pub fn train(
             for (k, &i) in batch.iter().enumerate() {
                 let dx = rng.below(2 * MAX_SHIFT as u64 + 1) as i64 - MAX_SHIFT;
                 let dy = rng.below(2 * MAX_SHIFT as u64 + 1) as i64 - MAX_SHIFT;
-                x.extend(shifted(train_set.image(i), dx, dy));
+                x.extend(shifted(&train_images[i * dim..(i + 1) * dim], dx, dy));
                 onehot[k * CLASSES + labels[i] as usize] = 1.0;
             }
             let x = Tensor::from_vec(x, (b, IMAGE_SIZE, IMAGE_SIZE, 1), &Device::Cpu)?;
@@ -400,7 +401,7 @@ mod tests {
         let test = data::embedded_mnist_test(1, IMAGE_SIZE).unwrap();
         let out = Classifier::embedded()
             .unwrap()
-            .run(&test.images[..5 * IMAGE_SIZE * IMAGE_SIZE])
+            .run(&test.images().unwrap()[..5 * IMAGE_SIZE * IMAGE_SIZE])
             .unwrap();
         assert_eq!(out.len(), 5);
         for p in out.probabilities.chunks(CLASSES) {

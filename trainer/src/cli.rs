@@ -38,6 +38,11 @@ pub enum Command {
     /// Continue a run from its latest checkpoint, exactly as if it had not stopped.
     #[command(after_help = EXIT_STATUS_HELP)]
     Resume(ResumeArgs),
+    /// Decode a data set once into a prepared file of 8-bit images (FILE, with FILE.json
+    /// beside it: source files, skipped files and why, content fingerprint), which `train
+    /// --data FILE` reads without decoding again and in bounded memory, however large.
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Prepare(PrepareArgs),
     /// Draw a grid of images from a checkpoint's generator.
     #[command(after_help = EXIT_STATUS_HELP)]
     Sample(SampleArgs),
@@ -112,8 +117,11 @@ pub struct ClassifierArgs {
 #[derive(Args, Debug)]
 #[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
-    /// Training data: an image folder (searched recursively), an MNIST IDX file or directory,
-    /// or CIFAR-10 binary batches. Default: the MNIST subset built into this binary.
+    /// Training data: a prepared data set (`trainer prepare`), an image folder (searched
+    /// recursively), a zip archive of images, an MNIST IDX file or directory, or CIFAR-10
+    /// binary batches. Anything but a prepared file is decoded once, into the run folder
+    /// (RUN/data.u8), which resume and eval then read. Default: the MNIST subset built into
+    /// this binary.
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Data format; `auto` detects it from the path.
@@ -190,6 +198,21 @@ pub struct TrainArgs {
     /// that `sample`, `eval` and `export` use unless told `--weights raw`.
     #[arg(long, value_name = "DECAY")]
     pub ema: Option<f64>,
+    /// Keep N images out of training, chosen by a hash of their names: `eval` measures the
+    /// generator on them by default.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub holdout: usize,
+    /// Seed of the hash that chooses the held-out images.
+    #[arg(long, default_value_t = 0)]
+    pub holdout_seed: u64,
+    /// Also train on every image mirrored left to right (each epoch shows each image once
+    /// each way round).
+    #[arg(long)]
+    pub mirror: bool,
+    /// Threads for training and decoding (default: every core). Runs with the same count are
+    /// bit-identical.
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -208,6 +231,38 @@ pub struct ResumeArgs {
     /// Device to continue on (default: the run's own).
     #[arg(long, value_parser = device_spec)]
     pub device: Option<String>,
+    /// Threads to continue on (default: the run's own; another count changes the rounding).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Continue on the data as it is now where it changed since the checkpoint (files added,
+    /// removed or modified, another prepared file); the order of samples from there on then
+    /// differs from the run's. Without it such a resume is refused.
+    #[arg(long)]
+    pub allow_data_change: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct PrepareArgs {
+    /// The images: a folder (searched recursively), a zip archive, MNIST IDX files or CIFAR-10
+    /// binary batches.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Format of --data; `auto` detects it from the path.
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub format: Format,
+    /// Side of the prepared images: the shorter side of each image is resized to it and the
+    /// centre cropped.
+    #[arg(long, value_name = "PIXELS")]
+    pub image_size: usize,
+    /// Channels of the prepared images: 1 (grey) or 3 (RGB).
+    #[arg(long, default_value_t = 1)]
+    pub channels: usize,
+    /// The prepared file to write (its sidecar is written beside it as FILE.json).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Decoding threads (default: every core).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -307,6 +362,10 @@ impl TrainArgs {
             keep_checkpoints: self.keep_checkpoints,
             device: self.device.clone(),
             ema: self.ema,
+            holdout: self.holdout,
+            holdout_seed: self.holdout_seed,
+            mirror: self.mirror,
+            threads: self.threads,
         }
     }
 }
@@ -413,6 +472,66 @@ fn drive(mut trainer: Trainer) -> Result<()> {
             run_dir.display()
         ),
     }
+    Ok(())
+}
+
+fn prepare(args: &PrepareArgs) -> Result<()> {
+    use crate::data;
+    if !(wgan_models::spec::MIN_IMAGE_SIZE..=wgan_models::spec::MAX_IMAGE_SIZE)
+        .contains(&args.image_size)
+        || !args.image_size.is_power_of_two()
+    {
+        bail!(
+            "--image-size {} is not a power of two from {} to {} (the sizes the trainer builds)",
+            args.image_size,
+            wgan_models::spec::MIN_IMAGE_SIZE,
+            wgan_models::spec::MAX_IMAGE_SIZE
+        );
+    }
+    if args.channels != 1 && args.channels != 3 {
+        bail!("--channels must be 1 or 3");
+    }
+    if let Some(t) = args.threads {
+        if !(1..=crate::config::MAX_THREADS).contains(&t) {
+            bail!(
+                "--threads must be between 1 and {}",
+                crate::config::MAX_THREADS
+            );
+        }
+    }
+    let source = data::open_source(&args.data, args.format)?;
+    let threads = args.threads.unwrap_or_else(data::default_threads);
+    let t0 = std::time::Instant::now();
+    let report = data::prepare_file(
+        source.as_ref(),
+        args.channels,
+        args.image_size,
+        threads,
+        &args.out,
+        crate::progress::decoding("preparing"),
+    )?;
+    let secs = t0.elapsed().as_secs_f64();
+    if let Some(w) = report.skipped_warning() {
+        eprintln!("warning: {w}");
+    }
+    let bytes = std::fs::metadata(&args.out).map(|m| m.len()).unwrap_or(0);
+    outln!(
+        "wrote {} ({}, {}) and its sidecar {}: {}",
+        args.out.display(),
+        wgan_models::limits::human(bytes),
+        report.fingerprint,
+        data::prepared::sidecar_path(&args.out).display(),
+        report.description
+    )?;
+    outln!(
+        "{} images in {secs:.1} s ({:.0} images/s, {threads} thread{}); train on it with: trainer train --data {} --image-size {} --channels {}",
+        report.count + report.skipped.len(),
+        (report.count + report.skipped.len()) as f64 / secs.max(1e-9),
+        if threads == 1 { "" } else { "s" },
+        args.out.display(),
+        args.image_size,
+        args.channels
+    )?;
     Ok(())
 }
 
@@ -648,8 +767,15 @@ pub fn run(cli: Cli) -> Result<()> {
                 .or(args.run_dir)
                 .context("resume needs the run: --checkpoint RUN_DIR")?;
             check_exists(&run)?;
-            drive(Trainer::resume(&run, args.steps, args.device.as_deref())?)
+            let options = crate::train::ResumeOptions {
+                steps: args.steps,
+                device: args.device,
+                threads: args.threads,
+                allow_data_change: args.allow_data_change,
+            };
+            drive(Trainer::resume(&run, &options)?)
         }
+        Command::Prepare(args) => prepare(&args),
         Command::Sample(args) => sample(&args),
         Command::Eval(args) => eval(&args),
         Command::Classifier(args) => classifier(&args),

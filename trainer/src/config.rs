@@ -43,6 +43,19 @@ pub struct TrainConfig {
     /// keeps no average. Absent in runs made before the option existed.
     #[serde(default)]
     pub ema: Option<f64>,
+    /// Images held out of training for `eval` (`--holdout`), chosen by a hash of their names
+    /// seeded with `holdout_seed`.
+    #[serde(default)]
+    pub holdout: usize,
+    #[serde(default)]
+    pub holdout_seed: u64,
+    /// Horizontal flips: each epoch shows every image once each way round (`--mirror`).
+    #[serde(default)]
+    pub mirror: bool,
+    /// Threads of the training engine and of decoding (`--threads`); `None` in runs made
+    /// before the option existed (they used every core).
+    #[serde(default)]
+    pub threads: Option<usize>,
 }
 
 impl Default for TrainConfig {
@@ -67,6 +80,10 @@ impl Default for TrainConfig {
             keep_checkpoints: 3,
             device: "cpu".into(),
             ema: None,
+            holdout: 0,
+            holdout_seed: 0,
+            mirror: false,
+            threads: None,
         }
     }
 }
@@ -102,6 +119,11 @@ impl TrainConfig {
         }
         if self.sample_every == 0 || self.checkpoint_every == 0 || self.keep_checkpoints == 0 {
             bail!("--sample-every, --checkpoint-every and --keep-checkpoints must be at least 1");
+        }
+        if let Some(t) = self.threads {
+            if !(1..=MAX_THREADS).contains(&t) {
+                bail!("--threads must be between 1 and {MAX_THREADS}");
+            }
         }
         if let Some(d) = self.ema {
             if !(d > 0.0 && d < 1.0) {
@@ -141,6 +163,9 @@ impl TrainConfig {
     }
 }
 
+/// Most threads `--threads` accepts.
+pub const MAX_THREADS: usize = 1024;
+
 /// `state.json`: the header every reader relies on, plus what resuming needs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrainState {
@@ -157,6 +182,9 @@ pub struct TrainState {
     pub sample_seed: u64,
     /// Wall time spent training so far.
     pub elapsed_secs: f64,
+    /// The data trained on (absent in checkpoints written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<crate::run_data::DataRecord>,
 }
 
 impl TrainState {

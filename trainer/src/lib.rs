@@ -24,6 +24,8 @@ pub mod eval;
 pub mod metrics;
 pub mod parity;
 pub mod plot;
+pub mod progress;
+pub mod run_data;
 pub mod run_dir;
 pub mod second_order;
 pub mod train;

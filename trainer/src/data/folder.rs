@@ -1,9 +1,8 @@
-//! A directory of image files, walked recursively.
+//! A directory of image files, walked recursively, as a [`Source`].
 
-use super::{
-    channels_text, composite_onto_white, par_fill, rgb_to_sample, write_pixels, write_pixels_u8,
-    Dataset,
-};
+use super::decode::decode_image;
+use super::prepared::{SourceFile, SourceRecord};
+use super::source::{channels_text, Decoder, Source};
 use anyhow::{bail, Context, Result};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -11,15 +10,20 @@ use std::path::{Path, PathBuf};
 /// Extensions (lower case) of the files the loader tries to decode.
 pub(crate) const EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp"];
 
-fn has_image_extension(path: &Path) -> bool {
-    path.extension()
+/// Largest encoded image file read (a bigger one is skipped, with the reason).
+pub(crate) const MAX_FILE_BYTES: u64 = 256 << 20;
+
+pub(crate) fn has_image_extension(name: &str) -> bool {
+    Path::new(name)
+        .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
 /// All files under `root` (following links, skipping hidden entries whose name starts with a
-/// dot), sorted by path so that the data set order does not depend on the file system.
-fn walk(root: &Path) -> Result<Vec<PathBuf>> {
+/// dot) with their metadata, sorted by path so that the data set order does not depend on the
+/// file system.
+fn walk(root: &Path) -> Result<Vec<(PathBuf, std::fs::Metadata)>> {
     let mut files = Vec::new();
     let mut seen = HashSet::new();
     let mut stack = vec![root.to_path_buf()];
@@ -42,147 +46,120 @@ fn walk(root: &Path) -> Result<Vec<PathBuf>> {
             // `metadata` follows links; a broken link is simply ignored.
             match std::fs::metadata(&path) {
                 Ok(m) if m.is_dir() => stack.push(path),
-                Ok(m) if m.is_file() => files.push(path),
+                Ok(m) if m.is_file() => files.push((path, m)),
                 _ => {}
             }
         }
     }
-    files.sort();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(files)
 }
 
-/// Decodes one file into one sample (see [`super::write_pixels`]): alpha composited onto white,
-/// resized and centre-cropped to `size`, converted to `channels`.
-///
-/// Uses only non-generic `image` functions (`load_from_memory`, `DynamicImage` methods), so the
-/// decoders run as compiled in the `image` crate, optimised even in a debug build of this crate.
-pub(crate) fn decode_sample(
-    path: &Path,
-    channels: usize,
-    size: usize,
-    out: &mut [f32],
-) -> std::result::Result<(), String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-    let img = image::load_from_memory(&bytes).map_err(|e| e.to_string())?;
-    drop(bytes);
-    let (w, h) = (img.width(), img.height());
-    if w == 0 || h == 0 {
-        return Err("image has no pixels".to_string());
-    }
-    let color = img.color();
-    let alpha = color.has_alpha();
-    if (w, h) == (size as u32, size as u32) {
-        // No resampling: straight from the decoded pixels into the sample.
-        let eight_bit = color.bytes_per_pixel() == color.channel_count();
-        match (eight_bit, alpha) {
-            (true, true) => write_pixels_u8(img.into_rgba8().as_raw(), 4, channels, out),
-            (true, false) => write_pixels_u8(img.into_rgb8().as_raw(), 3, channels, out),
-            (false, true) => write_pixels(img.into_rgba32f().as_raw(), 4, channels, out),
-            (false, false) => write_pixels(img.into_rgb32f().as_raw(), 3, channels, out),
-        }
-    } else if alpha {
-        // Composite before resizing, so that the colour of transparent pixels cannot bleed.
-        let rgb = composite_onto_white(w, h, img.into_rgba32f().as_raw());
-        rgb_to_sample(rgb, channels, size, out);
-    } else {
-        rgb_to_sample(img.into_rgb32f(), channels, size, out);
-    }
-    Ok(())
+/// The image files of a folder.
+pub(crate) struct FolderSource {
+    root: PathBuf,
+    /// The image files, sorted by path, with what the sidecar records of each.
+    files: Vec<(PathBuf, SourceFile)>,
 }
 
-pub(crate) fn load(path: &Path, channels: usize, size: usize) -> Result<Dataset> {
-    if !path.is_dir() {
-        bail!(
-            "the folder format needs a directory of images, but {} is a file (use --format mnist \
-             or cifar10 for those files, or pass the directory that holds the images)",
-            path.display()
-        );
+impl FolderSource {
+    /// Lists the image files under `path` (errors when there are none, saying why).
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        if !path.is_dir() {
+            bail!(
+                "the folder format needs a directory of images, but {} is a file (use --format \
+                 mnist, cifar10 or zip for those files, or pass the directory that holds the images)",
+                path.display()
+            );
+        }
+        let root = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let all = walk(&root)?;
+        if all.is_empty() {
+            bail!(
+                "data directory {} is empty: put image files (png, jpg, gif, bmp, tiff, webp) in it",
+                path.display()
+            );
+        }
+        let total = all.len();
+        let files: Vec<(PathBuf, SourceFile)> = all
+            .into_iter()
+            .filter_map(|(p, meta)| {
+                let name = p.strip_prefix(&root).ok()?.to_string_lossy().into_owned();
+                has_image_extension(&name).then(|| {
+                    use std::os::unix::fs::MetadataExt;
+                    let record = SourceFile {
+                        name,
+                        bytes: meta.len(),
+                        modified_ns: meta.mtime() as i128 * 1_000_000_000
+                            + meta.mtime_nsec() as i128,
+                    };
+                    (p, record)
+                })
+            })
+            .collect();
+        if files.is_empty() {
+            bail!(
+                "data directory {} contains no decodable images: none of its {total} files has an \
+                 image extension ({})",
+                path.display(),
+                EXTENSIONS.join(", ")
+            );
+        }
+        Ok(Self { root, files })
     }
-    let all = walk(path)?;
-    if all.is_empty() {
-        bail!(
-            "data directory {} is empty: put image files (png, jpg, gif, bmp, tiff, webp) in it",
-            path.display()
-        );
+}
+
+struct FolderDecoder<'a>(&'a FolderSource);
+
+impl Decoder for FolderDecoder<'_> {
+    fn decode(
+        &mut self,
+        i: usize,
+        channels: usize,
+        size: usize,
+        out: &mut [u8],
+    ) -> Result<(), String> {
+        let (path, record) = &self.0.files[i];
+        if record.bytes > MAX_FILE_BYTES {
+            return Err(format!(
+                "file is {} bytes, more than the {} MiB read per image",
+                record.bytes,
+                MAX_FILE_BYTES >> 20
+            ));
+        }
+        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+        decode_image(&bytes, channels, size, out)
     }
-    let files: Vec<PathBuf> = all
-        .iter()
-        .filter(|p| has_image_extension(p))
-        .cloned()
-        .collect();
-    if files.is_empty() {
-        bail!(
-            "data directory {} contains no decodable images: none of its {} files has an image \
-             extension ({})",
-            path.display(),
-            all.len(),
-            EXTENSIONS.join(", ")
-        );
+}
+
+impl Source for FolderSource {
+    fn len(&self) -> usize {
+        self.files.len()
     }
 
-    let sample_len = channels * size * size;
-    let mut images = super::image_buffer(files.len(), sample_len)?;
-    let results = par_fill(&mut images, sample_len, |i, out| {
-        decode_sample(&files[i], channels, size, out)
-    });
-    // Drop the slots of the files that failed, keeping the order of the others.
-    let mut kept = 0;
-    let mut skipped = 0;
-    let mut first_error = None;
-    for (i, (file, r)) in files.iter().zip(results).enumerate() {
-        match r {
-            Ok(()) => {
-                if kept != i {
-                    images.copy_within(i * sample_len..(i + 1) * sample_len, kept * sample_len);
-                }
-                kept += 1;
-            }
-            Err(e) => {
-                skipped += 1;
-                if first_error.is_none() {
-                    first_error = Some(format!("{}: {e}", file.display()));
-                }
-            }
+    fn name(&self, i: usize) -> String {
+        self.files[i].1.name.clone()
+    }
+
+    fn decoder(&self) -> Result<Box<dyn Decoder + '_>> {
+        Ok(Box::new(FolderDecoder(self)))
+    }
+
+    fn record(&self) -> SourceRecord {
+        SourceRecord {
+            kind: "folder".into(),
+            path: self.root.clone(),
+            files: self.files.iter().map(|(_, r)| r.clone()).collect(),
         }
     }
-    images.truncate(kept * sample_len);
-    images.shrink_to_fit();
-    let len = images.len() / sample_len;
-    if len == 0 {
-        bail!(
-            "data directory {} contains no decodable images: all {} image files failed to decode \
-             (first: {})",
-            path.display(),
-            files.len(),
-            first_error.unwrap_or_default()
-        );
+
+    fn describe(&self, count: usize, channels: usize, size: usize) -> String {
+        format!(
+            "image folder {} ({count} images, resized and centre-cropped to {size}×{size}, {})",
+            self.root.display(),
+            channels_text(channels)
+        )
     }
-    if skipped > 0 {
-        eprintln!(
-            "warning: skipped {skipped} of {} files that could not be decoded (first: {})",
-            files.len(),
-            first_error.unwrap_or_default()
-        );
-    }
-    let description = format!(
-        "image folder {} ({len} images, resized and centre-cropped to {size}×{size}, {}{})",
-        path.display(),
-        channels_text(channels),
-        if skipped > 0 {
-            format!(", {skipped} undecodable files skipped")
-        } else {
-            String::new()
-        }
-    );
-    Ok(Dataset {
-        images,
-        len,
-        channels,
-        size,
-        description,
-        skipped,
-        labels: None,
-    })
 }
 
 #[cfg(test)]
@@ -218,7 +195,7 @@ mod tests {
         );
         let d = load(dir.path(), Format::Folder, 3, 8).unwrap();
         assert_eq!((d.len, d.channels, d.size, d.skipped), (2, 3, 8, 0));
-        let a = d.image(0);
+        let a = d.image(0).unwrap();
         for y in 0..8 {
             for x in 0..8 {
                 let px: Vec<f32> = (0..3).map(|c| a[c * 64 + y * 8 + x]).collect();
@@ -229,13 +206,14 @@ mod tests {
                 }
             }
         }
-        let b = d.image(1);
+        let b = d.image(1).unwrap();
         let want = 2.0 * (1.0 - 128.0 / 255.0) - 1.0;
         assert!(b.iter().all(|&v| (v - want).abs() < 1e-5), "{}", b[0]);
         // Grey: transparent → +1, red → luma 0.299.
         let g = load(dir.path(), Format::Folder, 1, 8).unwrap();
-        assert_eq!(g.image(0)[0], 1.0);
-        assert!((g.image(0)[7] - (2.0 * 0.299 - 1.0)).abs() < 1e-6);
+        assert_eq!(g.image(0).unwrap()[0], 1.0);
+        // Rounded to 8 bits: within half a level (1/255 in [-1, 1]).
+        assert!((g.image(0).unwrap()[7] - (2.0 * 0.299 - 1.0)).abs() <= 1.0 / 255.0);
     }
 
     #[test]
@@ -254,12 +232,16 @@ mod tests {
         assert_eq!(ds.skipped, 1);
         assert!(ds.description.contains("3 images"), "{}", ds.description);
         // Sorted by path: nested/deeper/c.png, photo.JPG, pic.bmp.
-        let jpeg = ds.image(1);
+        let jpeg = ds.image(1).unwrap();
         let want = 2.0 * 128.0 / 255.0 - 1.0;
         assert!(jpeg.iter().all(|&v| (v - want).abs() < 0.03), "{}", jpeg[0]);
-        let bmp = ds.image(2);
+        let bmp = ds.image(2).unwrap();
         assert!(bmp.iter().all(|&v| (v - want).abs() < 1e-5));
-        assert!(ds.images.iter().all(|v| (-1.0..=1.0).contains(v)));
+        assert!(ds
+            .images()
+            .unwrap()
+            .iter()
+            .all(|v| (-1.0..=1.0).contains(v)));
     }
 
     #[test]
@@ -306,7 +288,7 @@ mod tests {
         });
         img.save(dir.path().join("wide.png")).unwrap();
         let d = load(dir.path(), Format::Folder, 1, 10).unwrap();
-        let a = d.image(0);
+        let a = d.image(0).unwrap();
         for y in 0..10 {
             for x in 2..8 {
                 assert!(
@@ -332,9 +314,9 @@ mod tests {
         let took = t.elapsed();
         eprintln!("emoji folder: {} in {:.2?}", d.description, took);
         assert_eq!((d.len, d.skipped, d.channels, d.size), (3786, 0, 3, 64));
-        assert!(d.images.iter().all(|v| (-1.0..=1.0).contains(v)));
+        assert!(d.images().unwrap().iter().all(|v| (-1.0..=1.0).contains(v)));
         // Transparent corners became white.
-        let corner = (0..d.len).map(|i| d.image(i)[0]).sum::<f32>() / d.len as f32;
+        let corner = (0..d.len).map(|i| d.image(i).unwrap()[0]).sum::<f32>() / d.len as f32;
         assert!(corner > 0.9, "mean top-left red value {corner}");
     }
 }

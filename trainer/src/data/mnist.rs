@@ -4,9 +4,10 @@
 //! `count · rows · cols` bytes (0 = background). Labels file: magic `0x00000801`, count, then
 //! `count` bytes. Pixel `v` maps to `v / 127.5 − 1`: background −1 (black), digits +1 (white).
 
-use super::{
-    channels_text, dir_file_names, par_fill, resize_text, rgb_from_planes, rgb_to_sample, Dataset,
-};
+use super::decode::planes_to_sample;
+use super::dir_file_names;
+use super::prepared::{SourceFile, SourceRecord};
+use super::source::{channels_text, resize_text, Decoder, Source};
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -80,19 +81,53 @@ fn labels_file_for(images: &Path) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// The bytes of `data`, decompressed when they start with the gzip magic `1f 8b`.
+/// The bytes of `data`, decompressed when they start with the gzip magic `1f 8b`. An IDX file
+/// says its own length in its header, so at most that many bytes are inflated: a stream that
+/// inflates to more (4 GiB of zeros behind a 60,000-image header, say) is refused without
+/// being read to its end.
 fn maybe_gunzip(data: &[u8], name: &str) -> Result<Vec<u8>> {
-    if data.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(data)
-            .read_to_end(&mut out)
-            .map_err(|e| {
-                anyhow!("{name} is not a valid gzip file ({e}): it is corrupt or truncated")
-            })?;
-        Ok(out)
-    } else {
-        Ok(data.to_vec())
+    if !data.starts_with(&[0x1f, 0x8b]) {
+        return Ok(data.to_vec());
     }
+    let corrupt = |e: std::io::Error| {
+        anyhow!("{name} is not a valid gzip file ({e}): it is corrupt or truncated")
+    };
+    let mut reader = flate2::read::MultiGzDecoder::new(data);
+    let mut header = Vec::with_capacity(16);
+    (&mut reader)
+        .take(16)
+        .read_to_end(&mut header)
+        .map_err(corrupt)?;
+    let dims = match header.get(3) {
+        Some(3) => 3,
+        Some(1) => 1,
+        _ => 0,
+    };
+    let mut want = header.len() as u64;
+    if header.len() >= 4 + 4 * dims && dims > 0 {
+        let elements = (0..dims)
+            .map(|i| be_u32(&header, 1 + i) as u64)
+            .try_fold(1u64, |acc, d| acc.checked_mul(d));
+        want = elements
+            .and_then(|e| e.checked_add(4 + 4 * dims as u64))
+            .unwrap_or(u64::MAX);
+    }
+    let limit = want.max(header.len() as u64);
+    wgan_models::limits::check_memory(
+        &format!("decompressing {name}"),
+        limit,
+        "use a smaller file",
+    )?;
+    let mut out = header;
+    out.reserve((limit as usize).saturating_sub(out.len()).min(1 << 30));
+    (&mut reader)
+        .take(limit.saturating_sub(out.len() as u64) + 1)
+        .read_to_end(&mut out)
+        .map_err(corrupt)?;
+    if out.len() as u64 > limit {
+        bail!("{name} inflates to more bytes than its IDX header says ({limit}): it is not a valid MNIST file");
+    }
+    Ok(out)
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>> {
@@ -184,112 +219,168 @@ fn check_labels(b: &[u8], name: &str, images: usize) -> Result<()> {
     Ok(())
 }
 
-fn build(
-    images: &[u8],
-    labels: Option<(&[u8], &str)>,
-    name: &str,
-    shown: &str,
-    channels: usize,
-    size: usize,
-) -> Result<Dataset> {
-    let (n, rows, cols, pixels) = parse_images(images, name)?;
-    if let Some((labels, lname)) = labels {
-        check_labels(labels, lname, n)?;
+/// MNIST digits from IDX bytes: every record a grey `rows`×`cols` image.
+pub(crate) struct IdxSource {
+    pixels: Vec<u8>,
+    n: usize,
+    rows: usize,
+    cols: usize,
+    labels: Option<Vec<u8>>,
+    /// The images file's name in item names (`name#index`) and descriptions.
+    name: String,
+    /// How the description shows the source.
+    shown: String,
+    /// `mnist` or `embedded`.
+    kind: &'static str,
+    path: PathBuf,
+    files: Vec<SourceFile>,
+}
+
+impl IdxSource {
+    /// Parses an images file's bytes and, when given, its labels file's.
+    fn parse(images: Vec<u8>, labels: Option<(Vec<u8>, String)>, name: &str) -> Result<Self> {
+        let (n, rows, cols, _) = parse_images(&images, name)?;
+        if let Some((l, lname)) = &labels {
+            check_labels(l, lname, n)?;
+        }
+        let mut pixels = images;
+        pixels.drain(..16);
+        Ok(Self {
+            pixels,
+            n,
+            rows,
+            cols,
+            labels: labels.map(|(mut l, _)| {
+                l.drain(..8);
+                l
+            }),
+            name: String::new(),
+            shown: String::new(),
+            kind: "mnist",
+            path: PathBuf::new(),
+            files: Vec::new(),
+        })
     }
-    let labels = labels.map(|(l, _)| l[8..].to_vec());
-    let plane = rows * cols;
-    let sample_len = channels * size * size;
-    let mut out = super::image_buffer(n, sample_len)?;
-    if rows == size && cols == size {
-        par_fill(&mut out, sample_len, |i, o| {
-            let src = &pixels[i * plane..(i + 1) * plane];
-            let mut k = 0;
-            while k < plane {
-                o[k] = src[k] as f32 / 127.5 - 1.0;
-                k += 1;
-            }
-            for c in 1..channels {
-                o.copy_within(0..plane, c * plane);
-            }
-        });
-    } else {
-        par_fill(&mut out, sample_len, |i, o| {
-            let src = &pixels[i * plane..(i + 1) * plane];
-            let img = rgb_from_planes(cols as u32, rows as u32, src, src, src);
-            rgb_to_sample(img, channels, size, o);
-        });
+
+    /// The MNIST images file at `path` (or the train file of the directory `path`), with its
+    /// labels file when there is one beside it.
+    pub(crate) fn open(path: &Path) -> Result<Self> {
+        let images_path = if path.is_dir() {
+            find_images_file(path)?
+        } else {
+            path.to_path_buf()
+        };
+        let images_path = std::fs::canonicalize(&images_path).unwrap_or(images_path);
+        let shown = images_path.display().to_string();
+        let images = read_file(&images_path)?;
+        let labels_path = labels_file_for(&images_path);
+        let labels = match &labels_path {
+            Some(p) => Some((read_file(p)?, p.display().to_string())),
+            None => None,
+        };
+        let mut source = Self::parse(images, labels, &shown)?;
+        let file_name = |p: &Path| {
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        };
+        source.name = file_name(&images_path);
+        source.shown = shown;
+        source.files = std::iter::once(&images_path)
+            .chain(labels_path.as_ref())
+            .map(|p| SourceFile::of(p, file_name(p)))
+            .collect::<Result<_>>()?;
+        source.files.sort_by(|a, b| a.name.cmp(&b.name));
+        source.path = images_path;
+        Ok(source)
     }
-    let description = format!(
-        "MNIST IDX {shown} ({n} images, {}, {})",
-        resize_text(cols, rows, size),
-        channels_text(channels)
-    );
-    Ok(Dataset {
-        images: out,
-        len: n,
-        channels,
-        size,
-        description,
-        skipped: 0,
-        labels,
-    })
+
+    /// One split of the digits embedded in the binary (`train`: 9000 digits, `t10k`: 1000).
+    pub(crate) fn embedded(split: Split) -> Result<Self> {
+        let (images, labels, file, described) = match split {
+            Split::Train => (
+                EMBEDDED_IMAGES,
+                EMBEDDED_LABELS,
+                EMBEDDED_NAME,
+                "embedded 9000-digit subset",
+            ),
+            Split::Test => (
+                EMBEDDED_TEST_IMAGES,
+                EMBEDDED_TEST_LABELS,
+                EMBEDDED_TEST_NAME,
+                "embedded 1000-digit test subset",
+            ),
+        };
+        let images = maybe_gunzip(images, &format!("embedded {file}"))?;
+        let labels_name = format!("embedded {}", file.replace("images-idx3", "labels-idx1"));
+        let labels = maybe_gunzip(labels, &labels_name)?;
+        let mut source = Self::parse(images, Some((labels, labels_name)), file)?;
+        source.name = file.to_string();
+        source.shown = format!("{file} ({described})");
+        source.kind = "embedded";
+        Ok(source)
+    }
 }
 
-pub(crate) fn load(path: &Path, channels: usize, size: usize) -> Result<Dataset> {
-    let images_path = if path.is_dir() {
-        find_images_file(path)?
-    } else {
-        path.to_path_buf()
-    };
-    let name = images_path.display().to_string();
-    let images = read_file(&images_path)?;
-    let labels = match labels_file_for(&images_path) {
-        Some(p) => Some((read_file(&p)?, p.display().to_string())),
-        None => None,
-    };
-    build(
-        &images,
-        labels.as_ref().map(|(b, n)| (b.as_slice(), n.as_str())),
-        &name,
-        &name,
-        channels,
-        size,
-    )
+/// Which embedded split.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Split {
+    Train,
+    Test,
 }
 
-pub(crate) fn embedded(channels: usize, size: usize) -> Result<Dataset> {
-    let (images, labels) = (EMBEDDED_IMAGES, EMBEDDED_LABELS);
-    let described = format!("{EMBEDDED_NAME} (embedded 9000-digit subset)");
-    embedded_split("train", images, labels, &described, channels, size)
+struct IdxDecoder<'a>(&'a IdxSource);
+
+impl Decoder for IdxDecoder<'_> {
+    fn decode(
+        &mut self,
+        i: usize,
+        channels: usize,
+        size: usize,
+        out: &mut [u8],
+    ) -> Result<(), String> {
+        let s = self.0;
+        let plane = s.rows * s.cols;
+        let px = &s.pixels[i * plane..(i + 1) * plane];
+        planes_to_sample(s.cols, s.rows, [px, px, px], channels, size, out);
+        Ok(())
+    }
 }
 
-pub(crate) fn embedded_test(channels: usize, size: usize) -> Result<Dataset> {
-    let (images, labels) = (EMBEDDED_TEST_IMAGES, EMBEDDED_TEST_LABELS);
-    let described = format!("{EMBEDDED_TEST_NAME} (embedded 1000-digit test subset)");
-    embedded_split("t10k", images, labels, &described, channels, size)
-}
+impl Source for IdxSource {
+    fn len(&self) -> usize {
+        self.n
+    }
 
-/// Decodes one embedded split (`train` or `t10k`): its gzipped images and labels files.
-fn embedded_split(
-    split: &str,
-    images: &[u8],
-    labels: &[u8],
-    description: &str,
-    channels: usize,
-    size: usize,
-) -> Result<Dataset> {
-    let images_name = format!("embedded {split}-images-idx3-ubyte.gz");
-    let labels_name = format!("embedded {split}-labels-idx1-ubyte.gz");
-    let images = maybe_gunzip(images, &images_name)?;
-    let labels = maybe_gunzip(labels, &labels_name)?;
-    build(
-        &images,
-        Some((&labels, &labels_name)),
-        &images_name,
-        description,
-        channels,
-        size,
-    )
+    fn name(&self, i: usize) -> String {
+        format!("{}#{i}", self.name)
+    }
+
+    fn decoder(&self) -> Result<Box<dyn Decoder + '_>> {
+        Ok(Box::new(IdxDecoder(self)))
+    }
+
+    fn labels(&self) -> Option<&[u8]> {
+        self.labels.as_deref()
+    }
+
+    fn record(&self) -> SourceRecord {
+        SourceRecord {
+            kind: self.kind.into(),
+            path: self.path.clone(),
+            files: self.files.clone(),
+        }
+    }
+
+    fn describe(&self, count: usize, channels: usize, size: usize) -> String {
+        format!(
+            "MNIST IDX {} ({count} images, {}, {})",
+            self.shown,
+            resize_text(self.cols, self.rows, size),
+            channels_text(channels)
+        )
+    }
 }
 
 #[cfg(test)]
@@ -336,20 +427,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!((a.len, a.channels, a.size, a.skipped), (5, 1, 4, 0));
-        assert_eq!(a.images, b.images);
-        assert_eq!(a.images, c.images);
+        assert_eq!(a.images().unwrap(), b.images().unwrap());
+        assert_eq!(a.images().unwrap(), c.images().unwrap());
         for i in 0..5 {
             for p in 0..16 {
-                assert_eq!(a.image(i)[p], px(i, p) as f32 / 127.5 - 1.0);
+                assert_eq!(a.image(i).unwrap()[p], px(i, p) as f32 / 127.5 - 1.0);
             }
         }
         assert!(a.description.starts_with("MNIST IDX") && a.description.contains("5 images"));
         // Three channels replicate grey.
         let rgb = load(&dir.path().join("plain"), Format::Mnist, 3, 4).unwrap();
-        let im = rgb.image(2);
+        let im = rgb.image(2).unwrap();
         assert_eq!(&im[..16], &im[16..32]);
         assert_eq!(&im[..16], &im[32..]);
-        assert_eq!(&im[..16], a.image(2));
+        assert_eq!(&im[..16], a.image(2).unwrap());
     }
 
     #[test]
@@ -368,7 +459,7 @@ mod tests {
         );
         let train = load(d, Format::Auto, 1, 3).unwrap();
         assert_eq!(train.len, 7);
-        assert!(train.images.iter().all(|&v| v == 1.0));
+        assert!(train.images().unwrap().iter().all(|&v| v == 1.0));
         // No images file in a directory, explicit mnist format.
         let empty = tempfile::tempdir().unwrap();
         write(&empty.path().join("readme.txt"), b"x");
@@ -462,7 +553,7 @@ mod tests {
         let d = load(dir.path(), Format::Mnist, 1, 32).unwrap();
         assert_eq!((d.len, d.size), (2, 32));
         assert!(d.description.contains("28×28 → 32×32"), "{}", d.description);
-        let im = d.image(0);
+        let im = d.image(0).unwrap();
         assert_eq!(im[0], -1.0);
         assert!(im[16 * 32 + 16] > 0.999, "{}", im[16 * 32 + 16]);
         assert!(im.iter().all(|v| (-1.0..=1.0).contains(v)));
@@ -472,15 +563,16 @@ mod tests {
     fn embedded_mnist_is_the_9000_digit_subset() {
         let d = embedded_mnist(1, 32).unwrap();
         assert_eq!((d.len, d.channels, d.size, d.skipped), (9000, 1, 32, 0));
-        assert_eq!(d.images.len(), 9000 * 32 * 32);
-        assert!(d.images.iter().all(|v| (-1.0..=1.0).contains(v)));
-        let mean = d.images.iter().map(|&v| v as f64).sum::<f64>() / d.images.len() as f64;
+        assert_eq!(d.images().unwrap().len(), 9000 * 32 * 32);
+        assert!(d.images().unwrap().iter().all(|v| (-1.0..=1.0).contains(v)));
+        let mean = d.images().unwrap().iter().map(|&v| v as f64).sum::<f64>()
+            / d.images().unwrap().len() as f64;
         assert!((-0.9..-0.7).contains(&mean), "mean {mean}");
         assert!(d.description.contains("9000 images") && d.description.contains("28×28 → 32×32"));
         // Digits reach full white somewhere; the corners are background.
-        assert!(d.images.iter().any(|&v| v > 0.99));
-        assert_eq!(d.image(0)[0], -1.0);
+        assert!(d.images().unwrap().iter().any(|&v| v > 0.99));
+        assert_eq!(d.image(0).unwrap()[0], -1.0);
         let d28 = embedded_mnist(3, 28).unwrap();
-        assert_eq!(d28.images.len(), 9000 * 3 * 28 * 28);
+        assert_eq!(d28.images().unwrap().len(), 9000 * 3 * 28 * 28);
     }
 }

@@ -1,31 +1,44 @@
-//! Data sets and the background batch loader.
+//! Data sets: every source is decoded once into 8-bit images and then read by index.
 //!
-//! Every format is decoded into one [`Dataset`]: plain `f32` images, CHW row-major, values in
-//! [-1, 1], all of the same `channels` (1 or 3) and `size`×`size`. Nothing here depends on candle;
-//! the training loop turns a batch into a tensor.
-//!
-//! Formats ([`Format`]):
+//! Sources ([`Format`]), each a [`source::Source`]:
 //! - `folder`: a directory of image files (png, jpg/jpeg, gif, bmp, tif/tiff, webp), walked
-//!   recursively; alpha is composited onto white; the shorter side is resized to `size` and the
-//!   centre cropped. Files that cannot be decoded are skipped and counted.
-//! - `mnist`: the original IDX files (gzipped or not).
-//! - `cifar10`: the CIFAR-10 binary version (`data_batch_*.bin`, `test_batch.bin`).
+//!   recursively;
+//! - `zip`: a zip archive of image files (CelebA's `img_align_celeba.zip`);
+//! - `mnist`: the original IDX files (gzipped or not);
+//! - `cifar10`: the CIFAR-10 binary version (`data_batch_*.bin`, `test_batch.bin`);
+//! - `prepared`: a file written by `trainer prepare` ([`prepared`]), already decoded;
 //! - `auto`: picks one of the above from what the path holds.
 //!
-//! Conversions shared by all formats: RGB → grey is luma `0.299 R + 0.587 G + 0.114 B`, grey → RGB
-//! replicates the value; pixel `v ∈ [0, 1]` maps to `2v − 1` (so 0 is −1, black).
+//! Every image goes through [`decode`]: alpha onto white, the shorter side resized to the
+//! image size and the centre cropped, converted to 1 or 3 channels, rounded to 8 bits.
+//! Files that cannot be decoded (or claim absurd sizes) are skipped, counted and named.
+//!
+//! Decoded images are kept as bytes ([`Dataset`]): in memory for small sets, in a prepared
+//! file for anything else ([`prepare_file`]), read image by image with positioned reads, so
+//! that a data set larger than RAM trains in bounded memory. Values leave as `2v/255 − 1` in
+//! [-1, 1] (0 is −1, black). Nothing here depends on candle.
 
+mod archive;
 mod cifar;
+pub mod decode;
 mod folder;
 mod loader;
 mod mnist;
-mod pixels;
+mod prepare;
+pub mod prepared;
+pub mod source;
+pub mod split;
+mod store;
 
-pub use loader::{epoch_permutation, stream_indices, Loader};
-pub(crate) use pixels::*;
+pub use loader::{stream_indices, stream_position, Loader};
+pub use prepared::{Fingerprint, PreparedFile, Sidecar};
+pub use store::Dataset;
 
 use anyhow::{bail, Context, Result};
+use prepared::{PreparedWriter, SourceRecord};
+use source::Source;
 use std::path::Path;
+use store::{Info, Store};
 
 /// Data set format selection.
 #[derive(
@@ -33,14 +46,19 @@ use std::path::Path;
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
-    /// Decide from the path: MNIST IDX files, CIFAR-10 `.bin` batches, else a folder of images.
+    /// Decide from the path: a prepared file, a zip archive, MNIST IDX files, CIFAR-10 `.bin`
+    /// batches, else a folder of images.
     Auto,
     /// A directory of image files, searched recursively.
     Folder,
+    /// A zip archive of image files.
+    Zip,
     /// MNIST IDX files (`*-images-idx3-ubyte[.gz]`), a file or the directory holding it.
     Mnist,
     /// CIFAR-10 binary batches (`data_batch_*.bin`), a file or the directory holding them.
     Cifar10,
+    /// A prepared data set written by `trainer prepare` (with its `.json` sidecar).
+    Prepared,
 }
 
 impl std::fmt::Display for Format {
@@ -48,82 +66,323 @@ impl std::fmt::Display for Format {
         f.write_str(match self {
             Format::Auto => "auto",
             Format::Folder => "folder",
+            Format::Zip => "zip",
             Format::Mnist => "mnist",
             Format::Cifar10 => "cifar10",
+            Format::Prepared => "prepared",
         })
     }
 }
 
-/// A decoded data set, in memory.
-#[derive(Clone, Debug)]
-pub struct Dataset {
-    /// `len · channels · size · size` values, each image CHW row-major, values in [-1, 1].
-    pub images: Vec<f32>,
-    pub len: usize,
-    pub channels: usize,
-    pub size: usize,
-    /// One line: format, path, image count, e.g. "MNIST IDX train-images-idx3-ubyte.gz (9000
-    /// images, 28×28 → 32×32, 1 channel)".
-    pub description: String,
-    /// Files or records that could not be decoded and were skipped.
-    pub skipped: usize,
-    /// Class label of each image, where the format carries them (MNIST with its labels file).
-    pub labels: Option<Vec<u8>>,
+/// Threads that decode when none are asked for: every core.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-impl Dataset {
-    /// Values per image: `channels · size · size`.
-    pub fn sample_len(&self) -> usize {
-        self.channels * self.size * self.size
-    }
-
-    /// Image `i` (CHW, values in [-1, 1]). Panics if `i >= len`.
-    pub fn image(&self, i: usize) -> &[f32] {
-        let n = self.sample_len();
-        &self.images[i * n..(i + 1) * n]
-    }
-}
-
-/// Loads `path` (file or directory) in `format`, converted to `channels` (1 or 3) and resized to
-/// `size`×`size`.
-pub fn load(path: &Path, format: Format, channels: usize, size: usize) -> Result<Dataset> {
-    check_shape(channels, size)?;
+/// Checks that `path` exists, with a message naming it.
+fn check_exists(path: &Path) -> Result<()> {
     match std::fs::metadata(path) {
-        Ok(_) => {}
+        Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             bail!("data path {} does not exist", path.display())
         }
         Err(e) => bail!("cannot read data path {}: {e}", path.display()),
     }
-    let format = match format {
-        Format::Auto => detect(path)?,
-        f => f,
-    };
+}
+
+/// The format `format` resolves to for `path` (`auto` detected).
+pub fn resolve_format(path: &Path, format: Format) -> Result<Format> {
+    check_exists(path)?;
     match format {
-        Format::Folder => folder::load(path, channels, size),
-        Format::Mnist => mnist::load(path, channels, size),
-        Format::Cifar10 => cifar::load(path, channels, size),
-        Format::Auto => unreachable!("detect never answers Auto"),
+        Format::Auto => detect(path),
+        f => Ok(f),
+    }
+}
+
+/// Lists the source at `path` in `format` (not `prepared`), without decoding it.
+pub fn open_source(path: &Path, format: Format) -> Result<Box<dyn Source>> {
+    Ok(match resolve_format(path, format)? {
+        Format::Folder => Box::new(folder::FolderSource::open(path)?),
+        Format::Zip => Box::new(archive::ZipSource::open(path)?),
+        Format::Mnist => Box::new(mnist::IdxSource::open(path)?),
+        Format::Cifar10 => Box::new(cifar::CifarSource::open(path)?),
+        Format::Prepared => bail!(
+            "{} is already a prepared data set: train on it directly",
+            path.display()
+        ),
+        Format::Auto => unreachable!("resolve_format never answers Auto"),
+    })
+}
+
+/// What preparing a source produced.
+pub struct PrepareReport {
+    pub count: usize,
+    /// The skipped items with the reason.
+    pub skipped: Vec<prepared::Skipped>,
+    pub fingerprint: Fingerprint,
+    pub description: String,
+}
+
+impl PrepareReport {
+    /// One warning line about the skipped items (`None` when none were), naming the first few.
+    pub fn skipped_warning(&self) -> Option<String> {
+        skipped_warning(&self.skipped, self.count + self.skipped.len())
+    }
+}
+
+fn skipped_warning(skipped: &[prepared::Skipped], total: usize) -> Option<String> {
+    if skipped.is_empty() {
+        return None;
+    }
+    let first: Vec<String> = skipped
+        .iter()
+        .take(3)
+        .map(|s| format!("{}: {}", s.name, s.reason))
+        .collect();
+    Some(format!(
+        "skipped {} of {total} images that could not be decoded (first: {})",
+        skipped.len(),
+        first.join("; ")
+    ))
+}
+
+fn check_shape(channels: usize, size: usize) -> Result<()> {
+    if channels != 1 && channels != 3 {
+        bail!("images must have 1 or 3 channels, not {channels}");
+    }
+    if size == 0 || size > 4096 {
+        bail!("image size must be between 1 and 4096 pixels, not {size}");
+    }
+    Ok(())
+}
+
+/// The description of a prepared set: the source's line, with the skipped count.
+fn description(
+    source: &dyn Source,
+    count: usize,
+    skipped: usize,
+    channels: usize,
+    size: usize,
+) -> String {
+    let mut d = source.describe(count, channels, size);
+    if skipped > 0 {
+        // "… 1 channel)" → "… 1 channel, 3 undecodable files skipped)"
+        d.pop();
+        d.push_str(&format!(", {skipped} undecodable files skipped)"));
+    }
+    d
+}
+
+/// Decodes `source` into the prepared file `out` and its sidecar, on `threads` threads;
+/// `progress` sees (items done, items). Fails when no image could be decoded.
+pub fn prepare_file(
+    source: &dyn Source,
+    channels: usize,
+    size: usize,
+    threads: usize,
+    out: &Path,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<PrepareReport> {
+    check_shape(channels, size)?;
+    let mut writer = PreparedWriter::create(out, channels, size)?;
+    let total = source.len();
+    let decoded = prepare::decode_all(
+        source,
+        channels,
+        size,
+        threads,
+        |s| writer.push(s),
+        |done| progress(done, total),
+    )?;
+    let count = writer.count();
+    if count == 0 {
+        bail!(
+            "{} contains no decodable images: all {total} failed to decode (first: {})",
+            source.record().path.display(),
+            decoded
+                .skipped
+                .first()
+                .map_or(String::new(), |s| format!("{}: {}", s.name, s.reason))
+        );
+    }
+    let (_, fingerprint) = writer.finish(decoded.labels.as_deref())?;
+    let description = description(source, count, decoded.skipped.len(), channels, size);
+    let sidecar = Sidecar::new(
+        channels,
+        size,
+        count,
+        decoded.labels.is_some(),
+        fingerprint,
+        description.clone(),
+        source.record(),
+        decoded.skipped.clone(),
+        decoded.names,
+    );
+    sidecar.write(out)?;
+    Ok(PrepareReport {
+        count,
+        skipped: decoded.skipped,
+        fingerprint,
+        description,
+    })
+}
+
+/// Decodes `source` into memory (after checking that its bytes fit), on `threads` threads.
+pub fn prepare_memory(
+    source: &dyn Source,
+    channels: usize,
+    size: usize,
+    threads: usize,
+) -> Result<(Dataset, Vec<String>)> {
+    use wgan_models::limits;
+    check_shape(channels, size)?;
+    let sample_len = channels * size * size;
+    let what = format!(
+        "the decoded data set ({} images of {sample_len} bytes)",
+        source.len()
+    );
+    let bytes = limits::count(&what, &[source.len(), sample_len])?;
+    limits::check_memory(
+        &what,
+        bytes as u64,
+        "prepare it into a file with `trainer prepare` and pass that file",
+    )?;
+    let mut pixels = Vec::with_capacity(bytes);
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let decoded = prepare::decode_all(
+        source,
+        channels,
+        size,
+        threads,
+        |s| {
+            hasher.update(s);
+            pixels.extend_from_slice(s);
+            Ok(())
+        },
+        |_| {},
+    )?;
+    let count = pixels.len() / sample_len;
+    if count == 0 {
+        bail!(
+            "{} contains no decodable images: all {} failed to decode (first: {})",
+            source.record().path.display(),
+            source.len(),
+            decoded
+                .skipped
+                .first()
+                .map_or(String::new(), |s| format!("{}: {}", s.name, s.reason))
+        );
+    }
+    if let Some(w) = skipped_warning(&decoded.skipped, source.len()) {
+        eprintln!("warning: {w}");
+    }
+    if let Some(l) = &decoded.labels {
+        hasher.update(l);
+    }
+    pixels.shrink_to_fit();
+    let description = description(source, count, decoded.skipped.len(), channels, size);
+    let data = Dataset::new(
+        Store::Memory(pixels),
+        Info {
+            count,
+            channels,
+            size,
+            description,
+            skipped: decoded.skipped.len(),
+            labels: decoded.labels,
+            fingerprint: Fingerprint(hasher.digest128()),
+        },
+    );
+    Ok((data, decoded.names))
+}
+
+/// An opened prepared file as a data set, with its sidecar.
+pub struct OpenedPrepared {
+    pub data: Dataset,
+    pub sidecar: Sidecar,
+}
+
+/// Opens the prepared file `path`: checks its layout and sidecar, verifies its content against
+/// the fingerprint (positioned reads, flat memory), and that its images are
+/// `channels` × `size`² when those are given.
+pub fn open_prepared(path: &Path, shape: Option<(usize, usize)>) -> Result<OpenedPrepared> {
+    let file = PreparedFile::open(path)?;
+    let sidecar = file.check_sidecar()?;
+    if let Some((channels, size)) = shape {
+        if (file.channels, file.size) != (channels, size) {
+            bail!(
+                "{} holds images of {} channel(s) at {}×{}, and this run needs {channels} at {size}×{size}: prepare the data again with --channels {channels} --image-size {size}",
+                path.display(),
+                file.channels,
+                file.size,
+                file.size
+            );
+        }
+    }
+    file.verify()?;
+    let (channels, size, count) = (file.channels, file.size, file.count);
+    let labels = file.labels.clone();
+    let fingerprint = file.fingerprint;
+    let data = Dataset::new(
+        Store::File(file),
+        Info {
+            count,
+            channels,
+            size,
+            description: sidecar.description.clone(),
+            skipped: sidecar.skipped.len(),
+            labels,
+            fingerprint,
+        },
+    );
+    Ok(OpenedPrepared { data, sidecar })
+}
+
+/// Loads `path` in `format` as images of `channels` × `size`²: a prepared file is opened
+/// (and must have that shape); any other source is decoded into memory.
+pub fn load(path: &Path, format: Format, channels: usize, size: usize) -> Result<Dataset> {
+    check_shape(channels, size)?;
+    match resolve_format(path, format)? {
+        Format::Prepared => Ok(open_prepared(path, Some((channels, size)))?.data),
+        f => {
+            let source = open_source(path, f)?;
+            Ok(prepare_memory(source.as_ref(), channels, size, default_threads())?.0)
+        }
     }
 }
 
 /// The MNIST subset embedded in the binary (`trainer/data/mnist-10k/train-images-idx3-ubyte.gz`
-/// and its labels: 9000 digits), used when no `--data` is given.
+/// and its labels: 9000 digits), used when no `--data` is given, with each image's name.
+pub fn embedded_mnist_named(channels: usize, size: usize) -> Result<(Dataset, Vec<String>)> {
+    let source = mnist::IdxSource::embedded(mnist::Split::Train)?;
+    prepare_memory(&source, channels, size, default_threads())
+}
+
+/// [`embedded_mnist_named`] without the names.
 pub fn embedded_mnist(channels: usize, size: usize) -> Result<Dataset> {
-    check_shape(channels, size)?;
-    mnist::embedded(channels, size)
+    Ok(embedded_mnist_named(channels, size)?.0)
 }
 
 /// The MNIST test digits embedded in the binary (`t10k-images-idx3-ubyte.gz` and its labels:
 /// 1000 digits, none of them in [`embedded_mnist`]): the held-out set of `trainer eval`.
 pub fn embedded_mnist_test(channels: usize, size: usize) -> Result<Dataset> {
-    check_shape(channels, size)?;
-    mnist::embedded_test(channels, size)
+    let source = mnist::IdxSource::embedded(mnist::Split::Test)?;
+    Ok(prepare_memory(&source, channels, size, default_threads())?.0)
+}
+
+/// What the sidecar of the embedded digits would record.
+pub fn embedded_record() -> SourceRecord {
+    SourceRecord {
+        kind: "embedded".into(),
+        path: Default::default(),
+        files: Vec::new(),
+    }
 }
 
 /// Which format `auto` picks for `path` (which must exist).
 pub fn detect(path: &Path) -> Result<Format> {
-    let accepted = "accepted: a directory of images (png, jpg, gif, bmp, tiff, webp), MNIST IDX \
+    let accepted = "accepted: a prepared data set (trainer prepare), a directory of images \
+                    (png, jpg, gif, bmp, tiff, webp), a zip archive of images, MNIST IDX \
                     files (*-images-idx3-ubyte[.gz], or their directory) or CIFAR-10 binary \
                     batches (data_batch_*.bin / test_batch.bin, or their directory); or choose \
                     the format with --format";
@@ -136,6 +395,12 @@ pub fn detect(path: &Path) -> Result<Format> {
             return Ok(Format::Cifar10);
         }
         return Ok(Format::Folder);
+    }
+    if prepared::is_prepared(path) {
+        return Ok(Format::Prepared);
+    }
+    if archive::is_zip(path) {
+        return Ok(Format::Zip);
     }
     let name = path
         .file_name()
@@ -167,48 +432,6 @@ pub(crate) fn dir_file_names(dir: &Path) -> Result<Vec<String>> {
     }
     names.sort();
     Ok(names)
-}
-
-fn check_shape(channels: usize, size: usize) -> Result<()> {
-    if channels != 1 && channels != 3 {
-        bail!("images must have 1 or 3 channels, not {channels}");
-    }
-    if size == 0 || size > 4096 {
-        bail!("image size must be between 1 and 4096 pixels, not {size}");
-    }
-    Ok(())
-}
-
-/// "1 channel" / "3 channels".
-pub(crate) fn channels_text(channels: usize) -> String {
-    if channels == 1 {
-        "1 channel".to_string()
-    } else {
-        format!("{channels} channels")
-    }
-}
-
-/// "28×28" or "28×28 → 32×32" when resized.
-pub(crate) fn resize_text(w: usize, h: usize, size: usize) -> String {
-    if w == size && h == size {
-        format!("{w}×{h}")
-    } else {
-        format!("{w}×{h} → {size}×{size}")
-    }
-}
-
-/// The zeroed buffer of `n` decoded samples of `sample_len` values, after checking that it fits
-/// in the memory available (a data set's header can claim any count).
-pub(crate) fn image_buffer(n: usize, sample_len: usize) -> Result<Vec<f32>> {
-    use wgan_models::limits;
-    let what = format!("the decoded data set ({n} images of {sample_len} values)");
-    let values = limits::count(&what, &[n, sample_len])?;
-    limits::check_memory(
-        &what,
-        limits::bytes(&what, values, 4)?,
-        "use fewer images or a smaller preset",
-    )?;
-    Ok(vec![0f32; values])
 }
 
 #[cfg(test)]
@@ -256,20 +479,60 @@ pub(crate) mod test_util {
         std::fs::write(path, bytes).unwrap();
     }
 
-    /// A small dataset whose image `i` is filled with `i as f32`.
+    /// A small in-memory data set whose image `i` is filled with the byte `i` (value
+    /// `i / 127.5 − 1`); `len` at most 256.
     pub fn numbered(len: usize, channels: usize, size: usize) -> super::Dataset {
+        assert!(len <= 256);
         let n = channels * size * size;
-        super::Dataset {
-            images: (0..len)
-                .flat_map(|i| std::iter::repeat_n(i as f32, n))
-                .collect(),
-            len,
-            channels,
-            size,
-            description: format!("{len} numbered images"),
-            skipped: 0,
-            labels: None,
+        let bytes: Vec<u8> = (0..len)
+            .flat_map(|i| std::iter::repeat_n(i as u8, n))
+            .collect();
+        super::Dataset::new(
+            super::Store::Memory(bytes),
+            super::Info {
+                count: len,
+                channels,
+                size,
+                description: format!("{len} numbered images"),
+                skipped: 0,
+                labels: None,
+                fingerprint: super::Fingerprint(len as u128),
+            },
+        )
+    }
+
+    /// The image number `numbered` filled a sample with.
+    pub fn number_of(v: f32) -> usize {
+        ((v + 1.0) * 127.5).round() as usize
+    }
+
+    /// A grey PNG of `side`×`side` black pixels: a few hundred KB of file that decodes to
+    /// `side²` bytes (a decompression bomb for a large side).
+    pub fn bomb_png(side: u32) -> Vec<u8> {
+        fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+            out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+            let mut crc = flate2::Crc::new();
+            crc.update(kind);
+            crc.update(data);
+            out.extend_from_slice(kind);
+            out.extend_from_slice(data);
+            out.extend_from_slice(&crc.sum().to_be_bytes());
         }
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&side.to_be_bytes());
+        ihdr.extend_from_slice(&side.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 0, 0, 0, 0]); // 8-bit grey, deflate, no filter, no interlace
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        let row = vec![0u8; side as usize + 1]; // filter byte 0, then the pixels
+        for _ in 0..side {
+            z.write_all(&row).unwrap();
+        }
+        let idat = z.finish().unwrap();
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        chunk(&mut png, b"IHDR", &ihdr);
+        chunk(&mut png, b"IDAT", &idat);
+        chunk(&mut png, b"IEND", &[]);
+        png
     }
 }
 

@@ -122,8 +122,9 @@ mod tests {
     #[test]
     fn held_out_digits_against_themselves_score_the_ideal() {
         let held = held_out();
-        let r = DigitReference::new(Classifier::embedded().unwrap(), &held.images, 32).unwrap();
-        let m = r.measure(&held.images, 32).unwrap();
+        let r = DigitReference::new(Classifier::embedded().unwrap(), &held.images().unwrap(), 32)
+            .unwrap();
+        let m = r.measure(&held.images().unwrap(), 32).unwrap();
         assert!(m.fd.abs() < 1e-6, "{}", m.fd);
         assert_eq!(m.classes_covered, 10);
         // The 1000 test digits are not exactly balanced (KL 0.010 from uniform).
@@ -135,22 +136,24 @@ mod tests {
     #[test]
     fn a_single_digit_covers_one_class_and_noise_is_far() {
         let held = held_out();
-        let r = DigitReference::new(Classifier::embedded().unwrap(), &held.images, 32).unwrap();
+        let r = DigitReference::new(Classifier::embedded().unwrap(), &held.images().unwrap(), 32)
+            .unwrap();
         // "A generator that outputs only one digit class": every image a copy of a seven.
         let labels = held.labels.as_ref().unwrap();
         let seven = (0..held.len).find(|&i| labels[i] == 7).unwrap();
-        let sevens: Vec<f32> = (0..500).flat_map(|_| held.image(seven).to_vec()).collect();
+        let sevens: Vec<f32> = (0..500).flat_map(|_| held.image(seven).unwrap()).collect();
         let m = r.measure(&sevens, 32).unwrap();
         assert_eq!(m.classes_covered, 1);
         assert!((m.histogram[7] - 1.0).abs() < 1e-9);
         assert!((m.kl_uniform - 10f64.ln()).abs() < 1e-9);
         // FD grows with the noise added to real digits.
-        let mut noise = vec![0f32; held.images.len()];
+        let mut noise = vec![0f32; held.images().unwrap().len()];
         wgan_models::latent::Rng::new(4).fill_normal(&mut noise);
         let mut last = 0.0;
         for scale in [0.1f32, 0.3, 1.0] {
             let noisy: Vec<f32> = held
-                .images
+                .images()
+                .unwrap()
                 .iter()
                 .zip(&noise)
                 .map(|(a, b)| (a + scale * b).clamp(-1.0, 1.0))
@@ -165,15 +168,17 @@ mod tests {
     /// The FD of the training digits to the held-out ones.
     fn held_out_floor(r: &DigitReference) -> f64 {
         let train = data::embedded_mnist(1, IMAGE_SIZE).unwrap();
-        r.measure(&train.images[..1000 * 1024], 32).unwrap().fd
+        r.measure(&train.images().unwrap()[..1000 * 1024], 32)
+            .unwrap()
+            .fd
     }
 
     #[test]
     fn other_sizes_are_resized_for_the_classifier() {
-        let held = data::embedded_mnist_test(1, 64).unwrap();
-        let input = classifier_input(&held.images[..3 * 64 * 64], 64);
+        let held = data::embedded_mnist_test(1, 64).unwrap().images().unwrap();
+        let input = classifier_input(&held[..3 * 64 * 64], 64);
         assert_eq!(input.len(), 3 * IMAGE_SIZE * IMAGE_SIZE);
-        let r = DigitReference::new(Classifier::embedded().unwrap(), &held.images, 64).unwrap();
-        assert!(r.measure(&held.images, 64).unwrap().confidence > 0.9);
+        let r = DigitReference::new(Classifier::embedded().unwrap(), &held, 64).unwrap();
+        assert!(r.measure(&held, 64).unwrap().confidence > 0.9);
     }
 }

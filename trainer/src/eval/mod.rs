@@ -36,7 +36,8 @@ pub use report::{csv, headline, plot, table};
 use crate::classifier::Classifier;
 use crate::config::TrainState;
 use crate::data::{self, Dataset, Format};
-use crate::train::{load_dataset, parse_device};
+use crate::run_data::{self, OnChange};
+use crate::train::parse_device;
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use digits::{DigitMeasures, DigitReference};
@@ -183,24 +184,38 @@ impl Evaluator {
         let preset = header.preset()?;
         // Fail on a missing moving average before the slow part.
         options.weights.file(&dir)?;
-        let held = match options.held_out {
-            HeldOut::Path(p, format) => {
-                data::load(p, format, preset.channels, preset.image_size)?
-            }
-            HeldOut::Default if state.config.data.is_none() => {
-                data::embedded_mnist_test(preset.channels, preset.image_size)?
-            }
-            HeldOut::Default => bail!(
-                "the run trained on {}: pass held-out images of the same kind with --data (its test split, say)",
-                header.dataset
-            ),
-        };
-        let training = load_dataset(&state.config, &preset).with_context(|| {
+        let (run, warnings) = run_data::reopen(
+            &state.config,
+            preset.image_size,
+            &crate::run_dir::run_dir_of(&dir),
+            state.data.as_ref(),
+            header.step,
+            OnChange::UseRunCopy,
+            crate::progress::decoding("decoding the run's data set"),
+        )
+        .with_context(|| {
             format!(
                 "cannot load the run's training data ({}), which the references need",
                 header.dataset
             )
         })?;
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
+        let held = match (&options.held_out, run.held_out) {
+            (HeldOut::Path(p, format), _) => {
+                data::load(p, *format, preset.channels, preset.image_size)?
+            }
+            (HeldOut::Default, Some(held)) => held,
+            (HeldOut::Default, None) if state.config.data.is_none() => {
+                data::embedded_mnist_test(preset.channels, preset.image_size)?
+            }
+            (HeldOut::Default, None) => bail!(
+                "the run trained on {} and held nothing out: pass held-out images of the same kind with --data (its test split, say), or train with --holdout N",
+                header.dataset
+            ),
+        };
+        let training = run.training;
         if held.len < 2 {
             bail!(
                 "the held-out set has {} image; eval needs at least 2",
@@ -210,8 +225,8 @@ impl Evaluator {
         let n = options.n.min(held.len).min(training.len);
         let dim = held.sample_len();
         let device = parse_device(options.device)?;
-        let held_n = spread(&held, n);
-        let train_n = spread(&training, n);
+        let held_n = spread(&held, n)?;
+        let train_n = spread(&training, n)?;
 
         let d_hh = sq_distances(&held_n, &held_n, dim)?;
         let kernel_sigma2 = median_off_diagonal(&d_hh, n);
@@ -219,7 +234,7 @@ impl Evaluator {
             bail!("the held-out images are all identical: no kernel width can be set");
         }
         let mmd2_training = mmd2_unbiased(&d_hh, &held_n, &train_n, dim, kernel_sigma2)?;
-        let near_held = nearest_distances(&held_n, &training.images, dim)?;
+        let near_held = nearest_in(&held_n, &training)?;
         let held_out_in_training = near_held.iter().filter(|&&d| d < SAME_IMAGE).count();
 
         // Digit measures for grey MNIST-style digits (a data set that came with labels).
@@ -315,7 +330,7 @@ impl Evaluator {
             dim,
             self.kernel_sigma2,
         )?;
-        let near_gen = nearest_distances(&generated, &self.training.images, dim)?;
+        let near_gen = nearest_in(&generated, &self.training)?;
         let digits = match &self.digits {
             Some((reference, training)) => Some(DigitsReport {
                 generated: reference.measure(&generated, self.preset.image_size)?,
@@ -465,11 +480,27 @@ fn generate_in(
 }
 
 /// `n` images spread evenly over the data set (image `⌊i·len/n⌋` for `i < n`), concatenated.
-fn spread(d: &Dataset, n: usize) -> Vec<f32> {
-    (0..n)
-        .flat_map(|i| d.image(i * d.len / n))
-        .copied()
-        .collect()
+fn spread(d: &Dataset, n: usize) -> Result<Vec<f32>> {
+    d.gather(&(0..n).map(|i| i * d.len / n).collect::<Vec<_>>())
+}
+
+/// Bytes of training images held in memory at once by [`nearest_in`].
+const NEAREST_BLOCK_BYTES: usize = 64 << 20;
+
+/// The distance from each image of `queries` to its nearest image of `data`, reading `data` a
+/// block at a time (a prepared data set may be larger than memory).
+fn nearest_in(queries: &[f32], data: &Dataset) -> Result<Vec<f64>> {
+    let dim = data.sample_len();
+    let block = (NEAREST_BLOCK_BYTES / (4 * dim)).max(1);
+    let mut best = vec![f64::INFINITY; queries.len() / dim];
+    for start in (0..data.len).step_by(block) {
+        let indices: Vec<usize> = (start..(start + block).min(data.len)).collect();
+        let d = nearest_distances(queries, &data.gather(&indices)?, dim)?;
+        for (b, v) in best.iter_mut().zip(d) {
+            *b = b.min(v);
+        }
+    }
+    Ok(best)
 }
 
 /// Mean critic score over `images` (CHW each, concatenated).

@@ -4,9 +4,10 @@
 use crate::adam::Adam;
 use crate::checkpoints::{self, CheckpointContents};
 use crate::config::{TrainConfig, TrainState};
-use crate::data::{self, Dataset, Loader};
+use crate::data::Loader;
 use crate::ema::Ema;
 use crate::metrics::{self, MetricsRow};
+use crate::run_data::{DataPlan, DataRecord};
 use crate::{second_order, wgan};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -23,6 +24,7 @@ use wgan_models::{Critic, Generator, Gradients, Mode, Preset};
 use wgan_runtime::images::{grid, save_png, BatchShape};
 
 mod persist;
+pub use persist::ResumeOptions;
 
 pub use crate::device::{cuda_ordinal, parse_device};
 use crate::run_dir::{
@@ -35,14 +37,6 @@ pub const SAMPLE_COUNT: usize = 64;
 
 /// Images per generator forward when drawing the sample grid.
 const SAMPLE_CHUNK: usize = 8;
-
-/// Loads the configured data set, resized for `preset`.
-pub fn load_dataset(config: &TrainConfig, preset: &Preset) -> Result<Dataset> {
-    match &config.data {
-        Some(path) => data::load(path, config.format, config.channels, preset.image_size),
-        None => data::embedded_mnist(config.channels, preset.image_size),
-    }
-}
 
 /// Numbers of one iteration, before they become a [`MetricsRow`].
 #[derive(Clone, Copy, Debug)]
@@ -80,6 +74,9 @@ pub struct Trainer {
     data_seed: u64,
     loader: Loader,
     dataset_description: String,
+    data_record: DataRecord,
+    /// The threads the engine's kernels run on (`--threads`).
+    pool: Arc<rayon::ThreadPool>,
     sample_seed: u64,
     elapsed_secs: f64,
     metrics: Vec<MetricsRow>,
@@ -150,13 +147,27 @@ impl Trainer {
         config.validate()?;
         let preset = config.preset()?;
         config.set_architecture(&preset);
+        config.threads = Some(config.threads.unwrap_or_else(crate::data::default_threads));
         let device = parse_device(&config.device)?;
         check_weights_memory(&preset)?;
         check_batch_memory(config.batch_size, &preset, &device)?;
-        let dataset = Arc::new(load_dataset(&config, &preset)?);
+        let plan = DataPlan::new(&config)?;
         // Absolute, so that `trainer resume` finds the data from any working directory.
         if let Some(data) = &config.data {
             config.data = Some(std::fs::canonicalize(data).unwrap_or_else(|_| data.clone()));
+        }
+        let pool = thread_pool(&config)?;
+        let run_dir = claim()?;
+        let claimed = ClaimedRunDir::new(&run_dir);
+        let lock = RunLock::acquire(&run_dir)?;
+        let data = plan.open(
+            &config,
+            preset.image_size,
+            &run_dir,
+            crate::progress::decoding("decoding the data set into the run"),
+        )?;
+        if config.holdout > 0 && data.training.len == 0 {
+            bail!("--holdout {} leaves no training images", config.holdout);
         }
         let mut rng = Rng::new(config.seed);
         let generator = Generator::new(&preset, &mut rng, DType::F32, &device)?;
@@ -169,16 +180,23 @@ impl Trainer {
             .transpose()?;
         let data_seed = rng.next_u64();
         let sample_seed = rng.next_u64();
-        let loader = Loader::new(dataset.clone(), config.batch_size, data_seed, 0);
+        let loader = Loader::new(
+            data.training.clone(),
+            config.batch_size,
+            data_seed,
+            0,
+            config.mirror,
+        );
         let engines = Engines::for_device(&preset, &device)?;
-        let run_dir = claim()?;
-        let lock = RunLock::acquire(&run_dir)?;
         wgan_models::output::write_atomic(
             &run_dir.join("config.json"),
             serde_json::to_string_pretty(&config)?.as_bytes(),
         )?;
+        claimed.keep();
         Ok(Self {
-            dataset_description: dataset.description.clone(),
+            dataset_description: data.training.description.clone(),
+            data_record: data.record,
+            pool,
             config,
             preset,
             device,
@@ -219,7 +237,7 @@ impl Trainer {
             self.preset.image_size,
         );
         Ok(Tensor::from_vec(
-            self.loader.next_batch(),
+            self.loader.next_batch()?,
             (b, c, s, s),
             &self.device,
         )?)
@@ -261,7 +279,7 @@ impl Trainer {
             self.preset.channels,
         );
         let hw = self.preset.image_size * self.preset.image_size;
-        let real = nchw_to_nhwc(&self.loader.next_batch(), b, c, hw);
+        let real = nchw_to_nhwc(&self.loader.next_batch()?, b, c, hw);
         let noise = self.normal_vec(b * z);
         let (fake, stats) = e.generator_forward(&self.generator, &noise)?;
         self.generator.apply_batch_stats(&stats)?;
@@ -342,6 +360,11 @@ impl Trainer {
     /// run on a fresh thread where candle's second-order gradients are on. Fails, naming the
     /// step, if a loss is not finite.
     pub fn iteration(&mut self) -> Result<IterationStats> {
+        let pool = Arc::clone(&self.pool);
+        pool.install(|| self.iteration_on_this_pool())
+    }
+
+    fn iteration_on_this_pool(&mut self) -> Result<IterationStats> {
         let critic = if self.uses_explicit_engine() {
             Ok(self.critic_steps())
         } else {
@@ -487,4 +510,45 @@ pub fn check_weights_memory(preset: &Preset) -> Result<()> {
         limits::bytes(&what, values, 4)?,
         "use a smaller --width (or --g-width / --c-width)",
     )
+}
+
+/// The pool of `config.threads` threads the engine's kernels run on.
+fn thread_pool(config: &TrainConfig) -> Result<Arc<rayon::ThreadPool>> {
+    let threads = config.threads.unwrap_or_else(crate::data::default_threads);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("train-{i}"))
+        .build()
+        .with_context(|| format!("cannot start {threads} training threads (--threads)"))?;
+    Ok(Arc::new(pool))
+}
+
+/// A run folder just claimed for a new run: removed again (with what setting up the run put in
+/// it) unless [`ClaimedRunDir::keep`] is called, also when a signal ends the process while the
+/// data set is decoded into it.
+struct ClaimedRunDir {
+    dir: PathBuf,
+    registration: Option<wgan_models::output::TempRegistration>,
+}
+
+impl ClaimedRunDir {
+    fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            registration: Some(wgan_models::output::TempRegistration::new(dir)),
+        }
+    }
+
+    /// The run is set up: the folder stays.
+    fn keep(mut self) {
+        self.registration = None;
+    }
+}
+
+impl Drop for ClaimedRunDir {
+    fn drop(&mut self) {
+        if self.registration.take().is_some() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 }

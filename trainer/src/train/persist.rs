@@ -2,10 +2,23 @@
 
 use super::*;
 
+/// What `resume` may change about a run.
+#[derive(Clone, Debug, Default)]
+pub struct ResumeOptions {
+    /// New total number of generator steps.
+    pub steps: Option<u64>,
+    /// Another device.
+    pub device: Option<String>,
+    /// Other training threads (runs are bit-identical only at the same count).
+    pub threads: Option<usize>,
+    /// Train on the data as it is now even where it changed since the checkpoint.
+    pub allow_data_change: bool,
+}
+
 impl Trainer {
-    /// Reopens the run in `run_dir` at its latest checkpoint. `steps` replaces the configured
-    /// total number of generator steps; `device` the device.
-    pub fn resume(run_dir: &Path, steps: Option<u64>, device: Option<&str>) -> Result<Self> {
+    /// Reopens the run in `run_dir` at its latest checkpoint, as `options` say.
+    pub fn resume(run_dir: &Path, options: &ResumeOptions) -> Result<Self> {
+        let (steps, device) = (options.steps, options.device.as_deref());
         let resolve = || {
             ckpt::resolve(run_dir)
                 .with_context(|| format!("cannot resume from {}", run_dir.display()))
@@ -56,6 +69,10 @@ impl Trainer {
         if let Some(d) = device {
             config.device = d.to_string();
         }
+        if options.threads.is_some() {
+            config.threads = options.threads;
+        }
+        config.threads = Some(config.threads.unwrap_or_else(crate::data::default_threads));
         config.validate()?;
         if config.steps <= header.step {
             bail!(
@@ -98,15 +115,27 @@ impl Trainer {
             Ok((generator, critic, opt_g, opt_c, rng, ema))
         };
         let (generator, critic, opt_g, opt_c, rng, ema) = load().map_err(damaged)?;
-        let dataset = Arc::new(
-            load_dataset(&config, &preset).context("cannot load the run's training data")?,
-        );
+        let (data, data_warnings) = crate::run_data::reopen(
+            &config,
+            preset.image_size,
+            &root,
+            state.data.as_ref(),
+            header.step,
+            crate::run_data::OnChange::Refuse {
+                allow: options.allow_data_change,
+            },
+            crate::progress::decoding("decoding the data set into the run"),
+        )
+        .context("cannot open the run's training data")?;
+        warnings.extend(data_warnings);
         let loader = Loader::new(
-            dataset.clone(),
+            data.training.clone(),
             config.batch_size,
             state.data_seed,
             state.data_cursor,
+            config.mirror,
         );
+        let pool = super::thread_pool(&config)?;
         let engines = Engines::for_device(&preset, &device)?;
         let metrics_path = run_dir_of(&dir).join("metrics.csv");
         // The metrics are a record, not state: damage costs rows (with a warning), never the run.
@@ -132,7 +161,9 @@ impl Trainer {
         };
         metrics::write_csv(&metrics_path, &metrics)?;
         Ok(Self {
-            dataset_description: dataset.description.clone(),
+            dataset_description: data.training.description.clone(),
+            data_record: data.record,
+            pool,
             run_dir: root,
             config,
             preset,
@@ -169,6 +200,7 @@ impl Trainer {
             data_cursor: self.loader.cursor(),
             sample_seed: self.sample_seed,
             elapsed_secs: self.elapsed_secs,
+            data: Some(self.data_record.clone()),
         }
     }
 
