@@ -143,12 +143,12 @@ def torch_round(a):
     return json.loads(out)["times"], rss
 
 
-def ours_round(a):
+def ours_round(a, trainer):
     with tempfile.TemporaryDirectory() as tmp:
         run = os.path.join(tmp, "run")
         env = dict(os.environ, RAYON_NUM_THREADS=str(a.threads))
         _, rss = run_with_rss(
-            [a.trainer, "train", "--preset", a.preset, "--batch-size", str(a.batch),
+            [trainer, "train", "--preset", a.preset, "--batch-size", str(a.batch),
              "--steps", str(a.iters + 1), "--sample-every", "1000000",
              "--checkpoint-every", "1000000", "--device", a.device, "--out", run], env, a.device)
         with open(os.path.join(run, "metrics.csv")) as f:
@@ -165,15 +165,22 @@ def main():
                     help="alternating rounds of each engine (drift on a shared machine hits both)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (both engines on it)")
-    ap.add_argument("--trainer", default=os.path.join(ROOT, "target", "release", "trainer"))
+    ap.add_argument("--trainer", action="append",
+                    help="trainer binary (default target/release/trainer); give it again to time "
+                         "another build in the same rounds (the first is the one the ratios name)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         return torch_child(a.preset, a.batch, a.iters, a.threads, a.device)
-    if not os.path.exists(a.trainer):
-        sys.exit(f"no trainer at {a.trainer}: build it with `cargo build --release -p wgan-trainer`")
+    a.trainer = a.trainer or [os.path.join(ROOT, "target", "release", "trainer")]
+    for t in a.trainer:
+        if not os.path.exists(t):
+            sys.exit(f"no trainer at {t}: build it with `cargo build --release -p wgan-trainer`")
 
-    engines = [("PyTorch eager", torch_round), ("this project", ours_round)]
+    engines = [("PyTorch eager", torch_round)]
+    for k, t in enumerate(a.trainer):
+        name = "this project" if len(a.trainer) == 1 else f"this project ({t})"
+        engines.append((name, lambda a, t=t: ours_round(a, t)))
     times = {name: [] for name, _ in engines}
     peak = {name: 0.0 for name, _ in engines}
     gpu_peak = {name: None for name, _ in engines}

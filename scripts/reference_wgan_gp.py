@@ -48,7 +48,7 @@ from torch import nn
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from torch_goldens import PRESETS, build  # noqa: E402
+from torch_goldens import PRESETS, build, preset_or_custom  # noqa: E402
 
 EMBEDDED_MNIST = os.path.join(ROOT, "trainer", "data", "mnist-10k", "train-images-idx3-ubyte.gz")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".tiff", ".webp")
@@ -146,6 +146,10 @@ def save_checkpoint(run, step, g, c, config, description, elapsed):
         "format_version": 1,
         "preset": config["preset"],
         "channels": config["channels"],
+        "image_size": config["image_size"],
+        "z_dim": config["z_dim"],
+        "g_width": config["g_width"],
+        "c_width": config["c_width"],
         "step": step,
         "dataset": description,
         "config": config,
@@ -172,6 +176,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    ap.add_argument("--image-size", type=int, help="a power of two from 16 to 256 (default: the preset's)")
+    ap.add_argument("--width", type=int, help="both widths (features_g and features_d)")
+    ap.add_argument("--g-width", type=int)
+    ap.add_argument("--c-width", type=int)
+    ap.add_argument("--z-dim", type=int)
     ap.add_argument("--channels", type=int, default=1, choices=(1, 3))
     ap.add_argument("--data", help="MNIST IDX images file or image folder (default: the bundled MNIST digits)")
     ap.add_argument("--steps", type=int, default=2000, help="generator steps")
@@ -191,7 +200,10 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    p = PRESETS[args.preset]
+    name, numbers, p = preset_or_custom(
+        args.preset, args.image_size, args.z_dim,
+        args.g_width if args.g_width is not None else args.width,
+        args.c_width if args.c_width is not None else args.width)
     size, z_dim = p["image"], p["z_dim"]
 
     if args.data is None or not os.path.isdir(args.data):
@@ -201,10 +213,10 @@ def main():
     else:
         data = load_folder(args.data, args.channels, size)
         description = f"image folder {os.path.abspath(args.data)} ({len(data)} images, {size}×{size})"
-    print(f"{description}; preset {args.preset}, batch {args.batch_size}, {args.steps} steps, "
+    print(f"{description}; preset {name} {numbers}, batch {args.batch_size}, {args.steps} steps, "
           f"seed {args.seed}, {args.threads} threads", file=sys.stderr)
 
-    g, c = build(args.preset, args.channels)
+    g, c = build(p, args.channels)
     if args.init == "dcgan":
         dcgan_init(g, c)
     g.train()
@@ -220,7 +232,8 @@ def main():
 
     real_batches = batches()
     config = {
-        "preset": args.preset, "channels": args.channels,
+        "preset": name, "channels": args.channels, "image_size": numbers[0], "z_dim": numbers[1],
+        "g_width": numbers[2], "c_width": numbers[3],
         "data": os.path.abspath(args.data) if args.data else None, "format": "auto",
         "steps": args.steps, "batch_size": args.batch_size, "n_critic": args.n_critic,
         "lambda_gp": args.lambda_gp,

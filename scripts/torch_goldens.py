@@ -49,19 +49,24 @@ def architecture(image, z_dim, g_width, c_width, critic_last_stride=2):
 # The named presets (image, z_dim, g_width, c_width); the critic's last 4x4 -> 1
 # convolution keeps each preset's stride as first written (any stride gives the
 # same single output there).
-PRESETS = {
-    "tiny": architecture(16, 8, 8, 16, critic_last_stride=1),
-    "small": architecture(32, 100, 32, 64, critic_last_stride=1),
-    "dcgan64": architecture(64, 100, 64, 64),
+PRESET_NUMBERS = {  # image, z_dim, g_width, c_width, critic_last_stride
+    "tiny": (16, 8, 8, 16, 1),
+    "small": (32, 100, 32, 64, 1),
+    "dcgan64": (64, 100, 64, 64, 2),
 }
+PRESETS = {name: architecture(*numbers) for name, numbers in PRESET_NUMBERS.items()}
 
 
 def preset_or_custom(name, image=None, z_dim=None, g_width=None, c_width=None):
-    """A preset's layer lists, or a custom architecture's when numbers are given
-    (the Rust trainer's `--image-size/--z-dim/--g-width/--c-width`)."""
-    if name in PRESETS and image is None:
-        return PRESETS[name]
-    return architecture(image, z_dim, g_width, c_width)
+    """(name, numbers, layer lists) of preset `name` with any of its numbers replaced, as
+    the Rust trainer's `--image-size/--z-dim/--g-width/--c-width` do: the name is the
+    preset whose numbers these are, or "custom"."""
+    base = PRESET_NUMBERS[name]
+    numbers = tuple(v if v is not None else b for v, b in zip((image, z_dim, g_width, c_width), base))
+    for preset, known in PRESET_NUMBERS.items():
+        if known[:4] == numbers:
+            return preset, numbers, PRESETS[preset]
+    return "custom", numbers, architecture(*numbers)
 
 
 def _act(name):

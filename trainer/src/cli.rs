@@ -209,8 +209,8 @@ pub struct TrainArgs {
     /// each way round).
     #[arg(long)]
     pub mirror: bool,
-    /// Threads for training and decoding (default: every core). Runs with the same count are
-    /// bit-identical.
+    /// Threads for training and decoding (default: every core, or RAYON_NUM_THREADS). Runs
+    /// with the same count are bit-identical.
     #[arg(long)]
     pub threads: Option<usize>,
 }
@@ -260,7 +260,7 @@ pub struct PrepareArgs {
     /// The prepared file to write (its sidecar is written beside it as FILE.json).
     #[arg(long)]
     pub out: PathBuf,
-    /// Decoding threads (default: every core).
+    /// Decoding threads (default: every core, or RAYON_NUM_THREADS).
     #[arg(long)]
     pub threads: Option<usize>,
 }

@@ -33,7 +33,7 @@ pub fn decoding(what: &'static str) -> impl FnMut(usize, usize) {
             if done == total {
                 b.finish_and_clear();
             }
-        } else if done >= next_line {
+        } else if done >= next_line || done == total {
             let secs = start.elapsed().as_secs_f64();
             eprintln!(
                 "{what}: {done}/{total} images ({:.0} images/s)",

@@ -74,9 +74,10 @@ impl std::fmt::Display for Format {
     }
 }
 
-/// Threads that decode when none are asked for: every core.
+/// Threads that train and decode when none are asked for: rayon's default, every core unless
+/// `RAYON_NUM_THREADS` says otherwise.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    rayon::current_num_threads()
 }
 
 /// Checks that `path` exists, with a message naming it.
@@ -311,10 +312,12 @@ pub fn open_prepared(path: &Path, shape: Option<(usize, usize)>) -> Result<Opene
     if let Some((channels, size)) = shape {
         if (file.channels, file.size) != (channels, size) {
             bail!(
-                "{} holds images of {} channel(s) at {}×{}, and this run needs {channels} at {size}×{size}: prepare the data again with --channels {channels} --image-size {size}",
+                "{} holds images of {} channel(s) at {}×{}, and this run needs {channels} at {size}×{size}: train with --channels {} --image-size {} to use it as it is, or prepare the data again with --channels {channels} --image-size {size}",
                 path.display(),
                 file.channels,
                 file.size,
+                file.size,
+                file.channels,
                 file.size
             );
         }
