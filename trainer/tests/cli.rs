@@ -252,6 +252,12 @@ fn any_image_size_and_width_trains_and_records_its_numbers() {
     assert!(png.width() >= 2 * 128, "a 2×2 grid of 128×128 images");
     let o = trainer(d, &["resume", "run", "--steps", "3"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // Eval measures 128×128 images (digits resized for the classifier, four SWD levels).
+    let o = trainer(d, &["eval", "--checkpoint", "run", "--n", "4", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["swd"]["resolutions"], serde_json::json!([128, 64, 32, 16]));
+    assert!(report["digits"]["generated"]["fd"].as_f64().unwrap() > 0.0);
     // The numbers of a preset are that preset.
     let o = trainer(
         d,
