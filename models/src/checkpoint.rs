@@ -10,7 +10,7 @@
 
 #[cfg(feature = "candle")]
 use crate::nets::{Critic, Generator};
-use crate::spec::{preset_architecture, Architecture, Preset, CUSTOM};
+use crate::spec::{preset_architecture, Architecture, ArchitectureNumbers, Preset, CUSTOM};
 use anyhow::{bail, Context, Result};
 #[cfg(feature = "candle")]
 use candle_core::{DType, Device};
@@ -35,16 +35,11 @@ pub struct CheckpointHeader {
     /// Preset name (see [`crate::spec::PRESETS`]), or `custom`.
     pub preset: String,
     pub channels: usize,
-    /// The architecture's numbers. Checkpoints written before architectures were sized freely
-    /// have none of them, and their preset name gives them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_size: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub z_dim: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub g_width: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub c_width: Option<usize>,
+    /// The architecture's numbers (image_size, z_dim, g_width, c_width). Checkpoints written
+    /// before architectures were sized freely have none of them, and their preset name gives
+    /// them.
+    #[serde(flatten)]
+    pub numbers: ArchitectureNumbers,
     /// Generator steps completed.
     pub step: u64,
     /// One-line description of the training data.
@@ -58,10 +53,7 @@ impl CheckpointHeader {
             format_version: FORMAT_VERSION,
             preset: preset.name.clone(),
             channels: preset.channels,
-            image_size: Some(preset.image_size),
-            z_dim: Some(preset.z_dim),
-            g_width: Some(preset.g_width),
-            c_width: Some(preset.c_width),
+            numbers: ArchitectureNumbers::of(preset),
             step,
             dataset,
         }
@@ -69,17 +61,11 @@ impl CheckpointHeader {
 
     /// The numbers of the architecture this checkpoint was trained with.
     pub fn architecture(&self) -> Result<Architecture> {
-        match (self.image_size, self.z_dim, self.g_width, self.c_width) {
-            (Some(image_size), Some(z_dim), Some(g_width), Some(c_width)) => Ok(Architecture {
-                image_size,
-                z_dim,
-                g_width,
-                c_width,
-            }),
-            (None, None, None, None) if self.preset == CUSTOM => bail!(
+        match self.numbers.given() {
+            0 if self.preset == CUSTOM => bail!(
                 "the checkpoint names a custom architecture without its numbers (image_size, z_dim, g_width, c_width)"
             ),
-            (None, None, None, None) => Ok(preset_architecture(&self.preset)?),
+            0 | 4 => Ok(self.numbers.resolve(&self.preset)?),
             _ => bail!(
                 "the checkpoint gives only some of image_size, z_dim, g_width and c_width: it is damaged"
             ),

@@ -435,6 +435,56 @@ impl std::fmt::Display for Architecture {
     }
 }
 
+/// An architecture's numbers as a checkpoint header or a run's configuration records them.
+/// A number that is absent comes from the preset named beside it: files written before
+/// architectures were sized freely have none, and a configuration built from flags has only
+/// the ones given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchitectureNumbers {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub z_dim: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub g_width: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub c_width: Option<usize>,
+}
+
+impl ArchitectureNumbers {
+    /// All four numbers of `preset`.
+    pub fn of(preset: &Preset) -> Self {
+        Self {
+            image_size: Some(preset.image_size),
+            z_dim: Some(preset.z_dim),
+            g_width: Some(preset.g_width),
+            c_width: Some(preset.c_width),
+        }
+    }
+
+    /// How many of the four are given.
+    pub fn given(&self) -> usize {
+        [self.image_size, self.z_dim, self.g_width, self.c_width]
+            .iter()
+            .filter(|v| v.is_some())
+            .count()
+    }
+
+    /// The architecture: each number given, else the one of preset `name`.
+    pub fn resolve(&self, name: &str) -> Result<Architecture, UnknownPreset> {
+        let pick = |value: Option<usize>, of: fn(Architecture) -> usize| match value {
+            Some(v) => Ok(v),
+            None => preset_architecture(name).map(of),
+        };
+        Ok(Architecture {
+            image_size: pick(self.image_size, |a| a.image_size)?,
+            z_dim: pick(self.z_dim, |a| a.z_dim)?,
+            g_width: pick(self.g_width, |a| a.g_width)?,
+            c_width: pick(self.c_width, |a| a.c_width)?,
+        })
+    }
+}
+
 /// The numbers of the preset `name`.
 pub fn preset_architecture(name: &str) -> Result<Architecture, UnknownPreset> {
     PRESETS

@@ -33,6 +33,8 @@ pub mod images;
 pub mod native;
 pub mod npy;
 pub mod onnx;
+// The graph messages (nodes, attributes, weights) are read only by the native backend.
+#[cfg_attr(not(feature = "native"), allow(dead_code))]
 mod onnx_proto;
 #[cfg(feature = "ort")]
 mod ort_backend;

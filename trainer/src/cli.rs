@@ -20,6 +20,7 @@ use std::sync::Arc;
 use wgan_models::checkpoint::GeneratorWeights;
 use wgan_models::cli::EXIT_STATUS_HELP;
 use wgan_models::outln;
+use wgan_models::spec::ArchitectureNumbers;
 use wgan_runtime::images::{grid, save_png, BatchShape};
 
 /// Train a WGAN-GP image generator (Gulrajani et al. 2017) with candle, on CPU or CUDA.
@@ -339,10 +340,12 @@ impl TrainArgs {
         TrainConfig {
             preset: self.preset.clone(),
             channels: self.channels,
-            image_size: self.image_size,
-            z_dim: self.z_dim,
-            g_width: self.g_width.or(self.width),
-            c_width: self.c_width.or(self.width),
+            numbers: ArchitectureNumbers {
+                image_size: self.image_size,
+                z_dim: self.z_dim,
+                g_width: self.g_width.or(self.width),
+                c_width: self.c_width.or(self.width),
+            },
             data: self.data.clone(),
             format: self.format,
             steps: self.steps,

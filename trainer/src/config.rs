@@ -5,7 +5,7 @@ use crate::data::Format;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use wgan_models::checkpoint::CheckpointHeader;
-use wgan_models::spec::{preset_architecture, Architecture};
+use wgan_models::spec::{Architecture, ArchitectureNumbers};
 use wgan_models::Preset;
 
 /// Everything that defines a run. Saved as `config.json` and inside every `state.json`.
@@ -14,16 +14,11 @@ pub struct TrainConfig {
     /// The architecture's name: a preset, or `custom` (see [`wgan_models::spec::PRESETS`]).
     pub preset: String,
     pub channels: usize,
-    /// The architecture's numbers. Configurations written before architectures were sized
-    /// freely have none of them, and the preset name gives them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_size: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub z_dim: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub g_width: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub c_width: Option<usize>,
+    /// The architecture's numbers (image_size, z_dim, g_width, c_width): those given on the
+    /// command line, all four once the run has started. Configurations written before
+    /// architectures were sized freely have none, and the preset name gives them.
+    #[serde(flatten)]
+    pub numbers: ArchitectureNumbers,
     /// Data path; `None` trains on the MNIST subset embedded in the binary.
     pub data: Option<PathBuf>,
     pub format: Format,
@@ -63,10 +58,7 @@ impl Default for TrainConfig {
         Self {
             preset: "small".into(),
             channels: 1,
-            image_size: None,
-            z_dim: None,
-            g_width: None,
-            c_width: None,
+            numbers: ArchitectureNumbers::default(),
             data: None,
             format: Format::Auto,
             steps: 2000,
@@ -136,16 +128,7 @@ impl TrainConfig {
 
     /// The architecture's numbers: the recorded ones, else the preset's.
     pub fn architecture(&self) -> anyhow::Result<Architecture> {
-        let pick = |value: Option<usize>, of: fn(Architecture) -> usize| match value {
-            Some(v) => Ok(v),
-            None => preset_architecture(&self.preset).map(of),
-        };
-        Ok(Architecture {
-            image_size: pick(self.image_size, |a| a.image_size)?,
-            z_dim: pick(self.z_dim, |a| a.z_dim)?,
-            g_width: pick(self.g_width, |a| a.g_width)?,
-            c_width: pick(self.c_width, |a| a.c_width)?,
-        })
+        Ok(self.numbers.resolve(&self.preset)?)
     }
 
     /// The generator and critic this configuration trains.
@@ -156,10 +139,7 @@ impl TrainConfig {
     /// Records `preset` as the architecture: its name and all its numbers.
     pub fn set_architecture(&mut self, preset: &Preset) {
         self.preset = preset.name.clone();
-        self.image_size = Some(preset.image_size);
-        self.z_dim = Some(preset.z_dim);
-        self.g_width = Some(preset.g_width);
-        self.c_width = Some(preset.c_width);
+        self.numbers = ArchitectureNumbers::of(preset);
     }
 }
 

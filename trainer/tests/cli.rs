@@ -1,21 +1,10 @@
 //! The `trainer` binary, run for real in fresh temporary directories.
 
+mod common;
+
+use common::{stderr, trainer};
 use std::path::Path;
 use std::process::{Command, Output};
-
-fn trainer(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(args)
-        .current_dir(dir)
-        // The binary must enable second-order gradients itself.
-        .env_remove("CANDLE_GRAD_DO_NOT_DETACH")
-        .output()
-        .expect("running trainer")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// Exit code 2, one `error:` line (a usage error: clap's whole message), no panic.
 fn assert_input_error(o: &Output, needle: &str) {
@@ -256,7 +245,10 @@ fn any_image_size_and_width_trains_and_records_its_numbers() {
     let o = trainer(d, &["eval", "--checkpoint", "run", "--n", "4", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(report["swd"]["resolutions"], serde_json::json!([128, 64, 32, 16]));
+    assert_eq!(
+        report["swd"]["resolutions"],
+        serde_json::json!([128, 64, 32, 16])
+    );
     assert!(report["digits"]["generated"]["fd"].as_f64().unwrap() > 0.0);
     // The numbers of a preset are that preset.
     let o = trainer(

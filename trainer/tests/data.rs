@@ -2,23 +2,13 @@
 //! (decoded once into the run) and on a zip archive, held-out splits, resume tied to its data,
 //! and prepared files that are damaged, stale or changed under a running training.
 
+mod common;
+
+use common::{stderr, trainer};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn trainer(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trainer"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("CANDLE_GRAD_DO_NOT_DETACH")
-        .output()
-        .expect("running trainer")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn ok(o: Output) -> Output {
     assert!(o.status.success(), "{}", stderr(&o));
@@ -145,6 +135,24 @@ const TINY: &[&str] = &[
     "1",
 ];
 
+/// `trainer prepare` of `pics/` at 16×16, 3 channels, into `out` (must succeed).
+fn prepare(dir: &Path, out: &str) -> Output {
+    ok(trainer(
+        dir,
+        &[
+            "prepare",
+            "--data",
+            "pics",
+            "--image-size",
+            "16",
+            "--channels",
+            "3",
+            "--out",
+            out,
+        ],
+    ))
+}
+
 fn train(dir: &Path, data: &str, out: &str, extra: &[&str]) -> Output {
     let mut args = vec!["train", "--data", data, "--out", out, "--steps", "2"];
     args.extend_from_slice(TINY);
@@ -157,20 +165,7 @@ fn prepare_once_then_train_from_the_file_the_folder_or_a_zip_archive() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let pics = picture_folder(d, 24);
-    let o = ok(trainer(
-        d,
-        &[
-            "prepare",
-            "--data",
-            "pics",
-            "--image-size",
-            "16",
-            "--channels",
-            "3",
-            "--out",
-            "pics.u8",
-        ],
-    ));
+    let o = prepare(d, "pics.u8");
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         out.contains("wrote pics.u8") && out.contains("xxh3-128:"),
@@ -309,36 +304,10 @@ fn resume_refuses_changed_data_unless_told_and_says_what_changed() {
     ok(trainer(d, &["resume", "run", "--steps", "5"]));
 
     // A run on a prepared file: the file prepared again from other images is refused.
-    ok(trainer(
-        d,
-        &[
-            "prepare",
-            "--data",
-            "pics",
-            "--image-size",
-            "16",
-            "--channels",
-            "3",
-            "--out",
-            "p.u8",
-        ],
-    ));
+    prepare(d, "p.u8");
     ok(train(d, "p.u8", "on-file", &[]));
     std::fs::remove_file(pics.join("p004.png")).unwrap();
-    ok(trainer(
-        d,
-        &[
-            "prepare",
-            "--data",
-            "pics",
-            "--image-size",
-            "16",
-            "--channels",
-            "3",
-            "--out",
-            "p.u8",
-        ],
-    ));
+    prepare(d, "p.u8");
     let o = trainer(d, &["resume", "on-file", "--steps", "3"]);
     refused(&o, &["changed", "fingerprint", "--allow-data-change"]);
 
@@ -362,20 +331,7 @@ fn damaged_prepared_files_are_refused_with_what_is_wrong() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     picture_folder(d, 12);
-    ok(trainer(
-        d,
-        &[
-            "prepare",
-            "--data",
-            "pics",
-            "--image-size",
-            "16",
-            "--channels",
-            "3",
-            "--out",
-            "p.u8",
-        ],
-    ));
+    prepare(d, "p.u8");
     let good = std::fs::read(d.join("p.u8")).unwrap();
     let side = std::fs::read(d.join("p.u8.json")).unwrap();
     let cases: Vec<(Vec<u8>, &[&str])> = vec![
@@ -451,20 +407,7 @@ fn a_prepared_file_truncated_or_replaced_while_training_ends_the_run_with_exit_2
     let d = tmp.path();
     picture_folder(d, 40);
     for (how, needle) in [("truncate", "truncated"), ("replace", "replaced")] {
-        ok(trainer(
-            d,
-            &[
-                "prepare",
-                "--data",
-                "pics",
-                "--image-size",
-                "16",
-                "--channels",
-                "3",
-                "--out",
-                "p.u8",
-            ],
-        ));
+        prepare(d, "p.u8");
         let run = format!("run-{how}");
         let mut args = vec![
             "train",
