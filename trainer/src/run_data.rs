@@ -9,8 +9,10 @@
 //!
 //! `--holdout N` keeps N images out of training ([`crate::data::split`]); eval measures on
 //! them by default. Every checkpoint records the data's fingerprint and counts
-//! ([`DataRecord`]); `resume` refuses data whose fingerprint or source changed, naming what
-//! changed, unless told `--allow-data-change`.
+//! ([`DataRecord`]); `resume` refuses data whose fingerprint changed, and a run's own copy
+//! whose source folder or archive changed, naming what changed, unless told
+//! `--allow-data-change`. Starting a run on a prepared file whose source has changed since it
+//! was prepared is refused too (prepare it again).
 
 use crate::config::TrainConfig;
 use crate::data::prepared::{sidecar_path, SourceRecord};
@@ -209,24 +211,22 @@ pub fn reopen(
 ) -> Result<(RunData, Vec<String>)> {
     let mut warnings = Vec::new();
     let shape = (config.channels, size);
-    let allow = matches!(on_change, OnChange::Refuse { allow: true });
     let refuse = |what: String| -> anyhow::Error {
+        let advice = match on_change {
+            OnChange::Refuse { .. } => "resume with --allow-data-change to train on the data as it is now (the sample order then changes)",
+            OnChange::UseRunCopy => "eval's references need the images the run trained on: restore them",
+        };
         anyhow::anyhow!(
-            "the run's data changed since it was trained (step {step}): {what}; resume with --allow-data-change to train on the data as it is now (the sample order then changes)"
+            "the run's data changed since it was trained (step {step}): {what}; {advice}"
         )
     };
     let (all, names) = match &config.data {
         None => data::embedded_mnist_named(config.channels, size)?,
+        // A prepared file the user named is the run's data as it is: its fingerprint is
+        // compared below, whatever became of the source it was prepared from.
         Some(path) if data::resolve_format(path, config.format)? == Format::Prepared => {
-            match open_user_prepared(path, shape) {
-                Ok(d) => d,
-                Err(e) if allow => {
-                    warnings.push(format!("{e:#}; going on with it, as asked"));
-                    let opened = data::open_prepared(path, Some(shape))?;
-                    (opened.data, opened.sidecar.names)
-                }
-                Err(e) => return Err(e),
-            }
+            let opened = data::open_prepared(path, Some(shape))?;
+            (opened.data, opened.sidecar.names)
         }
         Some(path) => {
             let copy = run_dir.join(RUN_DATA_FILE);

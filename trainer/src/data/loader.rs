@@ -78,16 +78,16 @@ impl Stream {
     }
 }
 
-/// What the stream is drawn from.
+/// What the batches are drawn from, and how.
 #[derive(Clone)]
-struct Source {
+struct Batches {
     data: Dataset,
     batch_size: usize,
     seed: u64,
     mirror: bool,
 }
 
-impl Source {
+impl Batches {
     fn stream(&self, cursor: u64) -> Stream {
         let entries = if self.mirror {
             2 * self.data.len
@@ -114,7 +114,7 @@ impl Source {
 
 /// Infinite shuffled stream of batches assembled on a background thread.
 pub struct Loader {
-    source: Source,
+    source: Batches,
     cursor: u64,
     rx: Option<Receiver<Result<Vec<f32>>>>,
     worker: Option<JoinHandle<()>>,
@@ -130,7 +130,7 @@ impl Loader {
     pub fn new(dataset: Dataset, batch_size: usize, seed: u64, cursor: u64, mirror: bool) -> Self {
         assert!(batch_size > 0, "Loader needs a batch size of at least 1");
         assert!(dataset.len > 0, "Loader needs a non-empty data set");
-        let source = Source {
+        let source = Batches {
             data: dataset,
             batch_size,
             seed,
@@ -186,7 +186,7 @@ impl Loader {
     }
 }
 
-fn produce(source: Source, cursor: u64, tx: SyncSender<Result<Vec<f32>>>) {
+fn produce(source: Batches, cursor: u64, tx: SyncSender<Result<Vec<f32>>>) {
     let mut stream = source.stream(cursor);
     loop {
         let batch = source.next_batch(&mut stream);
