@@ -1,6 +1,6 @@
 //! Writes the images `trainer train` trains on, decoded exactly as the trainer decodes them
-//! (alpha onto white, shorter side resized, centre crop, values in [-1, 1], NCHW f32), as one
-//! `.npy`, to compare with the tensors another pipeline feeds its model:
+//! (alpha onto white, shorter side resized, centre crop, rounded to 8 bits, values in [-1, 1],
+//! NCHW f32), as one `.npy`, to compare with the tensors another pipeline feeds its model:
 //!
 //! ```sh
 //! cargo run --release -p wgan-trainer --example dump_dataset -- DATA small 3 data.npy
