@@ -141,6 +141,32 @@ const CASES: &[(&str, &str, &str)] = &[
     ("export", "onnx --checkpoint {run} --out {d}/x.onnx --verify --samples 1000000000", "use a smaller --samples"),
     ("export", "onnx --checkpoint {run} --out {d}/x.onnx --fold-bn --keep-bn", "--keep-bn"),
     ("export", "onnx --checkpoint {run} --out /dev/full", "No space left on device"),
+    // Unbounded numbers in flags: every count, size and thread flag has a limit it names.
+    ("runtime", "bench --iters 18446744073709551615", "--iters must be at most 1000000"),
+    ("runtime", "bench --iters 4294967296", "--iters must be at most 1000000"),
+    ("runtime", "gen --threads 100000 --grid {d}/g.png", "--threads must be between 1 and 1024, not 100000"),
+    ("runtime", "serve --threads 100000 --port 0", "--threads must be between 1 and 1024"),
+    ("runtime", "serve --max-images-per-request 18446744073709551615 --queue-capacity 18446744073709551615 --port 0", "--max-images-per-request"),
+    ("runtime", "serve --timeout-s 1e300 --port 0", "at most 86400"),
+    ("runtime", "serve --body-limit 18446744073709551615 --port 0", "--body-limit must be between 1 and"),
+    ("trainer", "train --threads 100000 --out {d}/o", "--threads must be between 1 and 1024"),
+    ("trainer", "prepare --data {empty} --image-size 16 --threads 100000 --out {d}/p.u8", "--threads must be between 1 and 1024"),
+    // Unbounded reads: a device or pipe that never ends, a file longer than its header says.
+    ("runtime", "info --model /dev/zero", "is not an ONNX model: it starts with byte 0x00"),
+    ("runtime", "gen --model /dev/zero --grid {d}/g.png", "is not an ONNX model"),
+    ("runtime", "gen --latents /dev/zero --grid {d}/g.png", "magic"),
+    ("trainer", "train --data /dev/zero --format mnist --out {d}/o", "magic number is 0x00000000"),
+    ("trainer", "train --data {gzip_bomb} --out {d}/o", "inflates to more bytes than its IDX header says"),
+    // Outputs that would overwrite inputs, or write into a checkpoint.
+    ("export", "onnx --checkpoint {run} --out {ckpt}/state.json", "would replace a file of the input folder"),
+    ("export", "onnx --checkpoint {run} --out {ckpt}/generator.safetensors", "would replace a file of the input folder"),
+    ("export", "onnx --checkpoint {run} --out {ckpt}/new.onnx", "inside the checkpoint folder"),
+    ("export", "triton --checkpoint {run} --repo {ckpt}/repo", "inside the checkpoint folder"),
+    ("trainer", "sample --checkpoint {run} --out {ckpt}/grid.png", "inside the checkpoint folder"),
+    ("trainer", "train --out {ckpt}/nested", "inside the checkpoint folder"),
+    ("runtime", "gen --grid {d}/same.png --out {d}/same.png", "name the same path"),
+    ("runtime", "gen --grid {d}/same.npy --save-raw {d}/same.npy", "name the same path"),
+    ("runtime", "gen --model {d}/model.onnx --grid {d}/model.onnx", "is the input"),
 ];
 
 #[test]
@@ -162,6 +188,20 @@ fn bad_inputs_give_one_clear_line_and_exit_2() {
         400,
     );
     npy(&d.join("short.npy"), "<f4", "(2, 100, 1, 1)", 100);
+    // An MNIST file whose header says 10 images, then 64 MiB of zeros, gzipped (64 KiB).
+    let mut idx = vec![0u8, 0, 8, 3, 0, 0, 0, 10, 0, 0, 0, 28, 0, 0, 0, 28];
+    idx.resize(16 + (64 << 20), 0);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &idx).unwrap();
+    std::fs::write(d.join("bomb-images-idx3-ubyte.gz"), gz.finish().unwrap()).unwrap();
+    let ckpt = wgan_models::checkpoint::resolve(&run_dir).unwrap();
+    let before_ckpt: Vec<(String, Vec<u8>)> = checkpoint_bytes(&run_dir);
+    let state_before = std::fs::read(ckpt.join("state.json")).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime/assets/mnist-small.onnx"),
+        d.join("model.onnx"),
+    )
+    .unwrap();
     npy(&d.join("f8.npy"), "<f8", "(2, 100, 1, 1)", 1600);
     let fill = |s: &str| {
         s.replace("{run}", run_dir.to_str().unwrap())
@@ -172,6 +212,11 @@ fn bad_inputs_give_one_clear_line_and_exit_2() {
             .replace("{huge_npy}", d.join("huge.npy").to_str().unwrap())
             .replace("{short_npy}", d.join("short.npy").to_str().unwrap())
             .replace("{f8_npy}", d.join("f8.npy").to_str().unwrap())
+            .replace(
+                "{gzip_bomb}",
+                d.join("bomb-images-idx3-ubyte.gz").to_str().unwrap(),
+            )
+            .replace("{ckpt}", ckpt.to_str().unwrap())
             .replace("{d}", d.to_str().unwrap())
     };
     assert!(CASES.len() >= 40);
@@ -201,8 +246,22 @@ fn bad_inputs_give_one_clear_line_and_exit_2() {
         failures.join("\n")
     );
     assert_eq!(leftovers(d), Vec::<PathBuf>::new());
-    // Nothing the failed runs asked for was created.
+    // Nothing the failed runs asked for was created, and no input was touched.
     assert!(!d.join("o").exists() && !d.join("x.onnx").exists() && !d.join("g.png").exists());
+    assert!(!d.join("same.png").exists() && !d.join("p.u8").exists());
+    assert_eq!(checkpoint_bytes(&run_dir), before_ckpt);
+    assert_eq!(
+        std::fs::read(ckpt.join("state.json")).unwrap(),
+        state_before
+    );
+    assert!(!ckpt.join("new.onnx").exists() && !ckpt.join("repo").exists());
+    assert_eq!(
+        std::fs::read(d.join("model.onnx")).unwrap(),
+        std::fs::read(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime/assets/mnist-small.onnx")
+        )
+        .unwrap()
+    );
 }
 
 fn spawn(bin: &str, args: &[&str], cwd: &Path) -> Child {
@@ -616,4 +675,348 @@ fn damaged_run_files_say_what_still_works() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(latest_step(&r), Some(5));
+}
+
+/// Runs `bin args` with its address space limited to `bytes` (`ulimit -v`).
+fn run_with_address_limit(bin: &str, args: &[&str], cwd: &Path, bytes: u64) -> Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(binary(bin));
+    cmd.args(args).current_dir(cwd);
+    // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
+}
+
+/// Exit 2, exactly one `error:` line containing `needle`, no panic and no abort.
+fn one_error_line(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("memory allocation of"),
+        "{err}"
+    );
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains(needle), "expected {needle:?} in {err}");
+}
+
+#[test]
+fn out_of_memory_under_an_address_space_limit_is_an_error_line_not_an_abort() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let limit = 1u64 << 30;
+    // An allocation the system refuses deep in the engine: one line, exit 2, and the
+    // half-written output's temporary file removed.
+    let o = run_with_address_limit(
+        "runtime",
+        &[
+            "gen",
+            "--n",
+            "20000",
+            "--batch-size",
+            "20000",
+            "--save-raw",
+            "raw.npy",
+        ],
+        d,
+        limit,
+    );
+    one_error_line(&o, "out of memory: the system refused");
+    assert_eq!(leftovers(d), Vec::<PathBuf>::new());
+    assert!(!d.join("raw.npy").exists());
+    // The memory checks see what the limit leaves (not the machine's free memory).
+    let o = run_with_address_limit(
+        "trainer",
+        &[
+            "train",
+            "--batch-size",
+            "5000",
+            "--steps",
+            "1",
+            "--out",
+            "r",
+        ],
+        d,
+        limit,
+    );
+    one_error_line(&o, "the address-space limit (ulimit -v) leaves");
+    assert!(!d.join("r").exists());
+    let o = run_with_address_limit(
+        "trainer",
+        &["train", "--batch-size", "512", "--steps", "1", "--out", "r"],
+        d,
+        limit,
+    );
+    one_error_line(&o, "memory");
+}
+
+/// A folder of a few small PNGs and one 20000×20000 PNG of ~400 KB.
+fn folder_with_a_bomb(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..8u8 {
+        let img =
+            image::GrayImage::from_fn(20, 20, |x, y| image::Luma([x as u8 * 10 + y as u8 + i]));
+        img.save(dir.join(format!("{i}.png"))).unwrap();
+    }
+    // 8-bit grey, 20000 rows of a filter byte and 20000 zeros, deflated.
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&crc.sum().to_be_bytes());
+    }
+    let side = 20000u32;
+    let mut ihdr = side.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&side.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    let row = vec![0u8; side as usize + 1];
+    for _ in 0..side {
+        std::io::Write::write_all(&mut z, &row).unwrap();
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(&mut png, b"IDAT", &z.finish().unwrap());
+    chunk(&mut png, b"IEND", &[]);
+    std::fs::write(dir.join("bomb.png"), png).unwrap();
+}
+
+#[test]
+fn a_decompression_bomb_in_a_data_folder_is_skipped_with_its_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    folder_with_a_bomb(&d.join("pics"));
+    // Under an address-space limit the 400 MB (as RGBA 1.6 GB) the bomb claims would not fit.
+    let o = run_with_address_limit(
+        "trainer",
+        &[
+            "train",
+            "--data",
+            "pics",
+            "--preset",
+            "tiny",
+            "--batch-size",
+            "4",
+            "--steps",
+            "1",
+            "--out",
+            "r",
+        ],
+        d,
+        3 << 30,
+    );
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("skipped 1 of 9") && err.contains("bomb.png") && err.contains("20000×20000"),
+        "{err}"
+    );
+}
+
+/// A tiny run whose generator holds one NaN weight (as a diverged or damaged run would).
+fn run_with_a_nan_weight(dir: &Path) -> PathBuf {
+    let r = dir.join("nan-run");
+    tiny_run(&r, 1);
+    let ck = wgan_models::checkpoint::resolve(&r).unwrap();
+    let file = ck.join("generator.safetensors");
+    let mut tensors = candle_core::safetensors::load(&file, &candle_core::Device::Cpu).unwrap();
+    let w = tensors["net.1.0.weight"].clone();
+    let mut values = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    values[5] = f32::NAN;
+    let t = candle_core::Tensor::from_vec(values, w.dims(), &candle_core::Device::Cpu).unwrap();
+    tensors.insert("net.1.0.weight".into(), t);
+    candle_core::safetensors::save(&tensors, &file).unwrap();
+    r
+}
+
+#[test]
+fn non_finite_weights_are_refused_everywhere_with_the_tensor_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let r = run_with_a_nan_weight(d);
+    let rs = r.to_str().unwrap();
+    for (bin, args) in [
+        (
+            "export",
+            vec!["onnx", "--checkpoint", rs, "--out", "nan.onnx"],
+        ),
+        (
+            "trainer",
+            vec!["sample", "--checkpoint", rs, "--out", "s.png"],
+        ),
+        ("trainer", vec!["eval", "--checkpoint", rs, "--n", "8"]),
+        (
+            "trainer",
+            vec!["resume", "--checkpoint", rs, "--steps", "2"],
+        ),
+    ] {
+        let o = run(bin, &args, d);
+        one_error_line(&o, "net.1.0.weight is NaN at index 5");
+    }
+    assert!(!d.join("nan.onnx").exists() && !d.join("s.png").exists());
+    // An ONNX file with a NaN weight (written from the generator in memory): every backend
+    // refuses it alike.
+    let preset = wgan_models::preset("tiny", 1).unwrap();
+    let mut g = wgan_models::Generator::new(
+        &preset,
+        &mut wgan_models::latent::Rng::new(1),
+        candle_core::DType::F32,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let (info, var) = g.params.iter().next().unwrap();
+    let shape = info.shape.clone();
+    let mut values = var
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    values[3] = f32::INFINITY;
+    var.set(&candle_core::Tensor::from_vec(values, shape, &candle_core::Device::Cpu).unwrap())
+        .unwrap();
+    g.params.batches_tracked = 0;
+    let header = wgan_models::checkpoint::CheckpointHeader::new(&preset, 1, "test".into());
+    let model =
+        wgan_export::build_model(&g, &header, &wgan_export::BuildOptions::default()).unwrap();
+    wgan_export::write_model_atomic(&model, &d.join("inf.onnx")).unwrap();
+    for backend in ["native", "tract"] {
+        let o = run(
+            "runtime",
+            &[
+                "gen",
+                "--model",
+                "inf.onnx",
+                "--backend",
+                backend,
+                "--grid",
+                "g.png",
+            ],
+            d,
+        );
+        one_error_line(&o, "holds inf at index 3");
+    }
+    assert!(!d.join("g.png").exists());
+}
+
+#[test]
+fn signals_at_any_moment_leave_no_temporary_and_dead_writers_leftovers_are_cleaned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let run_dir = d.join("run");
+    tiny_run(&run_dir, 1);
+    let rs = run_dir.to_str().unwrap();
+    // SIGTERM during `gen --out DIR` (many small files) and during `export --test-data`, at
+    // moments from its first milliseconds on.
+    for (k, delay_ms) in [0u64, 2, 5, 10, 20, 40, 80].into_iter().enumerate() {
+        let out = format!("imgs{k}");
+        let child = spawn("runtime", &["gen", "--n", "20000", "--out", &out], d);
+        std::thread::sleep(Duration::from_millis(200 + delay_ms * 5));
+        signal(&child, libc::SIGTERM);
+        let o = child.wait_with_output().unwrap();
+        assert!(
+            matches!(o.status.code(), Some(143) | Some(0)),
+            "{}",
+            stderr(&o)
+        );
+        let export = spawn(
+            "export",
+            &[
+                "onnx",
+                "--checkpoint",
+                rs,
+                "--out",
+                &format!("m{k}.onnx"),
+                "--test-data",
+            ],
+            d,
+        );
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        signal(&export, libc::SIGTERM);
+        let _ = export.wait_with_output().unwrap();
+        assert_eq!(leftovers(d), Vec::<PathBuf>::new(), "after {delay_ms} ms");
+    }
+    // A temporary of a writer killed with SIGKILL (pid 4194304 is above Linux's pid_max, so
+    // no such process runs): the next export of the same output removes it.
+    let stale = d.join(".model.onnx.4194304.a1b2c3.tmp");
+    std::fs::write(&stale, "half a model").unwrap();
+    let o = run(
+        "export",
+        &["onnx", "--checkpoint", rs, "--out", "model.onnx"],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stale.exists());
+    // An output name of 255 bytes (NAME_MAX): its temporary name is shortened to fit.
+    let long = format!("{}.png", "n".repeat(251));
+    let o = run("runtime", &["gen", "--n", "4", "--grid", &long], d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.join(&long).is_file());
+}
+
+#[test]
+fn a_second_sigterm_while_a_checkpoint_is_written_leaves_nothing_half_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    for attempt in 0..3 {
+        let out = format!("run{attempt}");
+        // Checkpoints of some size (width 32 at 64×64), one per step.
+        let child = spawn(
+            "trainer",
+            &[
+                "train",
+                "--image-size",
+                "64",
+                "--width",
+                "32",
+                "--batch-size",
+                "2",
+                "--n-critic",
+                "1",
+                "--steps",
+                "1000",
+                "--checkpoint-every",
+                "1",
+                "--sample-every",
+                "1000",
+                "--out",
+                &out,
+            ],
+            d,
+        );
+        let ckpts = d.join(&out).join("checkpoints");
+        wait_until(Duration::from_secs(120), || {
+            std::fs::read_dir(&ckpts).is_ok_and(|mut e| {
+                e.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().contains(".tmp")))
+            })
+        });
+        signal(&child, libc::SIGTERM);
+        std::thread::sleep(Duration::from_millis(5 * attempt as u64));
+        signal(&child, libc::SIGTERM);
+        let o = child.wait_with_output().unwrap();
+        assert!(
+            matches!(o.status.code(), Some(143) | Some(0)),
+            "{}",
+            stderr(&o)
+        );
+        assert_eq!(
+            leftovers(&d.join(&out)),
+            Vec::<PathBuf>::new(),
+            "attempt {attempt}"
+        );
+    }
 }

@@ -180,6 +180,8 @@ pub fn export_onnx(checkpoint: &Path, options: &ExportOptions) -> Result<ExportR
     options.build.check()?;
     let samples = options.sample_count()?;
     write::check_output_path(&options.out)?;
+    let checkpoint_dir = checkpoint::resolve(checkpoint).context("cannot find a checkpoint")?;
+    wgan_models::output::check_not_an_input("--out", &options.out, &[&checkpoint_dir])?;
     if options.test_data {
         if let wgan_models::output::Destination::InPlace(device) =
             wgan_models::output::Destination::of(&options.out)?

@@ -44,13 +44,19 @@ pub fn write_test_data(
     if target.exists() && !target.is_dir() {
         bail!("{} exists and is not a directory", target.display());
     }
-    let tmp = tempfile::Builder::new()
-        .prefix(&format!(".{TEST_DATA_DIR}."))
-        .suffix(".tmp")
-        .tempdir_in(dir)
-        .with_context(|| format!("cannot write test data in {}", dir.display()))?;
+    let name = std::ffi::OsStr::new(TEST_DATA_DIR);
+    wgan_models::output::remove_stale_temps_of(dir, name);
     // Removed if a signal ends the process while it is written.
-    let _registration = wgan_models::output::TempRegistration::new(tmp.path());
+    let (tmp, _registration) = wgan_models::output::create_registered(
+        || {
+            tempfile::Builder::new()
+                .prefix(&wgan_models::output::temp_prefix(name))
+                .suffix(".tmp")
+                .tempdir_in(dir)
+        },
+        |t| t.path().to_path_buf(),
+    )
+    .with_context(|| format!("cannot write test data in {}", dir.display()))?;
     for (file, tensor) in [("input_0.pb", &input), ("output_0.pb", &output)] {
         let path = tmp.path().join(file);
         std::fs::write(&path, tensor.encode_to_vec())
@@ -71,7 +77,7 @@ pub fn write_test_data(
 
 /// Reads a `TensorProto` file of f32 values (`raw_data` or `float_data`): name, dims, values.
 pub fn read_f32_tensor(path: &Path) -> Result<(String, Vec<usize>, Vec<f32>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = wgan_models::limits::read_bounded(path, 2 << 30, "tensor file")?;
     let t = TensorProto::decode(bytes.as_slice())
         .with_context(|| format!("{} is not a TensorProto", path.display()))?;
     ensure!(

@@ -131,8 +131,9 @@ pub fn export_triton(
     options: &TritonOptions,
 ) -> Result<TritonReport> {
     options.check()?;
-    // A bad checkpoint is reported before any folder is made.
-    wgan_models::checkpoint::resolve(checkpoint)?;
+    // A bad checkpoint, or a repository inside it, is reported before any folder is made.
+    let checkpoint_dir = wgan_models::checkpoint::resolve(checkpoint)?;
+    wgan_models::output::check_not_an_input("--repo", repo, &[&checkpoint_dir])?;
     let model_dir = repo.join(&options.name);
     let version_dir = model_dir.join("1");
     std::fs::create_dir_all(&version_dir)

@@ -106,8 +106,7 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
     }
     let latest = path.join(CHECKPOINTS_DIR).join(LATEST_FILE);
     if latest.exists() {
-        let name = std::fs::read_to_string(&latest)
-            .with_context(|| format!("reading {}", latest.display()))?;
+        let name = crate::limits::read_text_bounded(&latest, 4096, "checkpoint pointer")?;
         let dir = path.join(CHECKPOINTS_DIR).join(name.trim());
         if !dir.join(STATE_FILE).exists() {
             bail!(
@@ -133,8 +132,8 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
 /// Reads the header of `state.json` in checkpoint directory `dir`.
 pub fn read_header(dir: &Path) -> Result<CheckpointHeader> {
     let path = dir.join(STATE_FILE);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        crate::limits::read_text_bounded(&path, crate::limits::MAX_TEXT_FILE, "checkpoint state")?;
     let header: CheckpointHeader = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a valid checkpoint state", path.display()))?;
     if header.format_version != FORMAT_VERSION {

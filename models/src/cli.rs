@@ -13,8 +13,10 @@
 //!   temporary files and exit 130/143/129; `SIGXFSZ` is ignored (a file-size limit is an
 //!   ordinary write error).
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::ErrorKind;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Exit status of a successful run.
 pub const EXIT_OK: u8 = 0;
@@ -100,6 +102,111 @@ macro_rules! outln {
         use ::std::io::Write as _;
         ::std::writeln!(::std::io::stdout().lock(), $($arg)*)
     }};
+}
+
+/// The binaries' global allocator: the system's, except that an allocation the system refuses
+/// (out of memory, `ulimit -v`) ends the process with one `error:` line, its temporary files
+/// removed and exit status 2, where Rust's default prints a message and aborts (status 134,
+/// temporaries left behind). Inside [`crate::limits::fallibly`] (the servers' per-request
+/// buffers, [`crate::limits::zeroed`]) a refusal goes back to the caller instead. A few lines
+/// of our own because the standard hook for this (`set_alloc_error_hook`) is not stable Rust.
+///
+/// Each binary declares it: `#[global_allocator] static ALLOC: ExitOnOutOfMemory =
+/// ExitOnOutOfMemory;`.
+pub struct ExitOnOutOfMemory;
+
+/// Set once an allocation failure is being reported, so that a second one (while reporting)
+/// exits at once.
+static OUT_OF_MEMORY: AtomicBool = AtomicBool::new(false);
+
+// SAFETY: every method forwards to the system allocator with the same arguments and returns
+// what it returns; only a null result is acted on, and that never returns.
+unsafe impl GlobalAlloc for ExitOnOutOfMemory {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded unchanged.
+        let p = unsafe { System.alloc(layout) };
+        if p.is_null() {
+            refused(layout.size());
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: forwarded unchanged.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if p.is_null() {
+            refused(layout.size());
+        }
+        p
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: forwarded unchanged.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if p.is_null() {
+            refused(new_size);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+/// A refused allocation of `size` bytes: back to the caller inside a fallible section, else
+/// the end of the process (see [`ExitOnOutOfMemory`]).
+fn refused(size: usize) {
+    if crate::limits::in_fallible_section() {
+        return;
+    }
+    if OUT_OF_MEMORY.swap(true, Ordering::SeqCst) {
+        // Reporting the first failure needed memory that is not there either.
+        // SAFETY: _exit ends the process without running anything else.
+        unsafe { libc::_exit(EXIT_ERROR as i32) }
+    }
+    // Formatted into a buffer on the stack: the heap is what just failed.
+    let mut line = StackLine::default();
+    let _ = std::fmt::Write::write_fmt(
+        &mut line,
+        format_args!(
+            "error: out of memory: the system refused {} MiB ({size} bytes); use smaller sizes (--batch-size, --n) or allow the process more memory\n",
+            size >> 20
+        ),
+    );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.bytes());
+    crate::output::remove_temp_files_and_exit(EXIT_ERROR as i32)
+}
+
+/// A line of text in a fixed buffer (longer text is cut).
+struct StackLine {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Default for StackLine {
+    fn default() -> Self {
+        Self {
+            buf: [0; 256],
+            len: 0,
+        }
+    }
+}
+
+impl StackLine {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl std::fmt::Write for StackLine {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -101,10 +101,99 @@ pub fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.ends_with(".tmp") && name.len() > ".x.tmp".len()
 }
 
-/// A hidden temporary file `.<name>.<random>.tmp` in `dir`, created like `File::create` does
-/// (mode 0666 less the umask; tempfile's default would be 0600). Removed when dropped.
-fn temp_file_in(dir: &Path, name: &std::ffi::OsStr) -> std::io::Result<NamedTempFile> {
-    let prefix = format!(".{}.", name.to_string_lossy());
+/// Longest file name the file systems take (`NAME_MAX`).
+const NAME_MAX: usize = 255;
+
+/// `name` shortened (at a character boundary) so that a temporary name for it made by a
+/// process whose id has `pid_digits` digits, `.<name>.<pid>.<6 random>.tmp`, fits in
+/// [`NAME_MAX`] bytes.
+fn shortened(name: &str, pid_digits: usize) -> &str {
+    let room = NAME_MAX - (1 + 1 + pid_digits + 1 + 6 + 4);
+    let mut end = name.len().min(room);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
+/// The start of this process's temporary names for `name`: `.<name>.<pid>.` (see
+/// [`shortened`]).
+pub fn temp_prefix(name: &std::ffi::OsStr) -> String {
+    let pid = std::process::id().to_string();
+    format!(".{}.{pid}.", shortened(&name.to_string_lossy(), pid.len()))
+}
+
+/// Whether a process with this id is running (`/proc/<pid>` exists).
+fn process_alive(pid: u32) -> bool {
+    Path::new("/proc").join(pid.to_string()).exists()
+}
+
+/// Temporaries left in a folder by processes that no longer run, by the name part of their
+/// temporary name; each folder is listed once per process.
+type Stale = std::collections::HashMap<PathBuf, std::collections::HashMap<String, Vec<PathBuf>>>;
+static STALE: Mutex<Option<Stale>> = Mutex::new(None);
+
+/// The temporaries in `dir` named `.<head>.<pid>.<random>.tmp` whose process is gone, by head.
+fn scan_stale(dir: &Path) -> std::collections::HashMap<String, Vec<PathBuf>> {
+    let mut found: std::collections::HashMap<String, Vec<PathBuf>> = Default::default();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        // `.<shortened name>.<pid>.<random>.tmp`; the random part has no dots.
+        let Some(rest) = file.strip_prefix('.').and_then(|f| f.strip_suffix(".tmp")) else {
+            continue;
+        };
+        let mut fields = rest.rsplitn(3, '.');
+        let (Some(_random), Some(pid), Some(head)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        match pid.parse::<u32>() {
+            Ok(pid) if pid != std::process::id() && !process_alive(pid) => found
+                .entry(format!("{head}\u{0}{}", pid.to_string().len()))
+                .or_default()
+                .push(entry.path()),
+            _ => {}
+        }
+    }
+    found
+}
+
+/// Removes, in `dir`, the temporary files and folders for `name` that a process which no
+/// longer runs left behind (killed with SIGKILL, or by a power cut): names
+/// `.<name>.<pid>.<random>.tmp` whose pid is not running. Returns how many went.
+pub fn remove_stale_temps_of(dir: &Path, name: &std::ffi::OsStr) -> usize {
+    let name = name.to_string_lossy();
+    let mut cache = STALE.lock().unwrap_or_else(|e| e.into_inner());
+    let found = cache
+        .get_or_insert_with(Default::default)
+        .entry(dir.to_path_buf())
+        .or_insert_with(|| scan_stale(dir));
+    let mut removed = 0;
+    for digits in 1..=10 {
+        let key = format!("{}\u{0}{digits}", shortened(&name, digits));
+        for path in found.remove(&key).unwrap_or_default() {
+            let gone = match path.is_dir() {
+                true => std::fs::remove_dir_all(&path),
+                false => std::fs::remove_file(&path),
+            };
+            removed += gone.is_ok() as usize;
+        }
+    }
+    removed
+}
+
+/// A hidden temporary file `.<name>.<pid>.<random>.tmp` in `dir` (see [`temp_prefix`]),
+/// created like `File::create` does (mode 0666 less the umask; tempfile's default would be
+/// 0600), and registered for removal on a signal in the same step ([`create_registered`]).
+fn temp_file_in(
+    dir: &Path,
+    name: &std::ffi::OsStr,
+) -> std::io::Result<(NamedTempFile, TempRegistration)> {
+    remove_stale_temps_of(dir, name);
+    let prefix = temp_prefix(name);
     let mut builder = tempfile::Builder::new();
     builder.prefix(&prefix).suffix(".tmp");
     #[cfg(unix)]
@@ -112,7 +201,7 @@ fn temp_file_in(dir: &Path, name: &std::ffi::OsStr) -> std::io::Result<NamedTemp
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
-    builder.tempfile_in(dir)
+    create_registered(|| builder.tempfile_in(dir), |f| f.path().to_path_buf())
 }
 
 /// Temporary files and folders this process is writing, removed by [`remove_temp_files`].
@@ -129,10 +218,28 @@ fn live_temps() -> MutexGuard<'static, Vec<PathBuf>> {
 pub struct TempRegistration(PathBuf);
 
 impl TempRegistration {
+    /// Registers an existing `path`. A temporary made by this process should rather be
+    /// created through [`create_registered`], so that no signal can fall between its creation
+    /// and its registration.
     pub fn new(path: &Path) -> Self {
         live_temps().push(path.to_path_buf());
         Self(path.to_path_buf())
     }
+}
+
+/// Creates a temporary with `create` and registers the path `path_of` names, under the
+/// registry's lock: a signal's clean-up ([`remove_temp_files_and_exit`]) takes the same lock,
+/// so it either runs before the temporary exists or removes it, and no temporary can be made
+/// after it.
+pub fn create_registered<T>(
+    create: impl FnOnce() -> std::io::Result<T>,
+    path_of: impl FnOnce(&T) -> PathBuf,
+) -> std::io::Result<(T, TempRegistration)> {
+    let mut live = live_temps();
+    let made = create()?;
+    let path = path_of(&made);
+    live.push(path.clone());
+    Ok((made, TempRegistration(path)))
 }
 
 impl Drop for TempRegistration {
@@ -144,16 +251,35 @@ impl Drop for TempRegistration {
     }
 }
 
-/// Removes every registered temporary file and folder (for a process about to exit on a
-/// signal); errors are ignored.
-pub fn remove_temp_files() {
-    for path in live_temps().drain(..) {
+fn remove_all(live: &mut Vec<PathBuf>) {
+    // Newest first: files inside a temporary folder go before the folder.
+    for path in live.drain(..).rev() {
         if path.is_dir() {
-            let _ = std::fs::remove_dir_all(&path);
+            // A folder being filled may gain an entry between the listing and the removal:
+            // try again.
+            for _ in 0..3 {
+                if std::fs::remove_dir_all(&path).is_ok() || !path.exists() {
+                    break;
+                }
+            }
         } else {
             let _ = std::fs::remove_file(&path);
         }
     }
+}
+
+/// Removes every registered temporary file and folder; errors are ignored.
+pub fn remove_temp_files() {
+    remove_all(&mut live_temps());
+}
+
+/// Removes every registered temporary and exits with `code`, holding the registry's lock to
+/// the end: a thread that is about to create a temporary waits, so none appears after the
+/// clean-up (for a process ending on a signal).
+pub fn remove_temp_files_and_exit(code: i32) -> ! {
+    let mut live = live_temps();
+    remove_all(&mut live);
+    std::process::exit(code)
 }
 
 /// A file being written under the output policy: to a temporary file that [`OutputFile::commit`]
@@ -215,9 +341,8 @@ impl OutputFile {
             Destination::Replace(_) => parent_dir(target).to_path_buf(),
             Destination::InPlace(_) => std::env::temp_dir(),
         };
-        let file = temp_file_in(&tmp_dir, name)
+        let (file, registration) = temp_file_in(&tmp_dir, name)
             .with_context(|| format!("cannot write {}", path.display()))?;
-        let registration = TempRegistration::new(file.path());
         Ok(Inner::Staged {
             file,
             dest,
@@ -287,6 +412,82 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     out.write_all(bytes)
         .with_context(|| format!("cannot write {}", path.display()))?;
     out.commit()
+}
+
+/// `path` made absolute with its links resolved: the path itself when it exists, else its
+/// nearest existing ancestor resolved and the rest appended.
+fn resolved(path: &Path) -> PathBuf {
+    if let Ok(p) = std::fs::canonicalize(path) {
+        return p;
+    }
+    let mut rest = Vec::new();
+    let mut base = path;
+    loop {
+        match (base.file_name(), base.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_os_string());
+                let parent = if parent.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    parent
+                };
+                if let Ok(p) = std::fs::canonicalize(parent) {
+                    let mut out = p;
+                    out.extend(rest.iter().rev());
+                    return out;
+                }
+                base = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
+/// Whether `dir` is a checkpoint folder: it holds a `state.json`, or it sits in a run's
+/// `checkpoints/` folder.
+fn is_checkpoint_folder(dir: &Path) -> bool {
+    dir.join(crate::checkpoint::STATE_FILE).is_file()
+        || dir
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == crate::checkpoint::CHECKPOINTS_DIR)
+}
+
+/// Refuses an output path (`flag`) that would replace one of the command's inputs (each a
+/// file, or a folder whose files are inputs) or write into a checkpoint folder, before
+/// anything is written: an export must never destroy the checkpoint it reads. Paths are
+/// compared after resolving links, so `./x`, `a/../x` and a link to `x` are the same file.
+pub fn check_not_an_input(flag: &str, out: &Path, inputs: &[&Path]) -> Result<()> {
+    let target = resolved(out);
+    for input in inputs {
+        let input_path = resolved(input);
+        if target == input_path {
+            bail!(
+                "{flag} {} is the input {}: choose another output path (it would be overwritten)",
+                out.display(),
+                input.display()
+            );
+        }
+        if input_path.is_dir() && target.parent() == Some(input_path.as_path()) && target.exists() {
+            bail!(
+                "{flag} {} would replace a file of the input folder {}: choose another output path",
+                out.display(),
+                input.display()
+            );
+        }
+    }
+    let mut dir = target.parent();
+    while let Some(d) = dir {
+        if is_checkpoint_folder(d) {
+            bail!(
+                "{flag} {} is inside the checkpoint folder {}: write outputs elsewhere (a checkpoint is only written by the trainer)",
+                out.display(),
+                d.display()
+            );
+        }
+        dir = d.parent();
+    }
+    Ok(())
 }
 
 /// Temporary folders and FIFOs for unit tests (this crate's, and others' through the
@@ -401,5 +602,66 @@ mod tests {
         // Nothing was left beside it.
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn outputs_that_would_replace_inputs_or_enter_checkpoints_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ckpt = d.join("run/checkpoints/step_000002");
+        std::fs::create_dir_all(&ckpt).unwrap();
+        std::fs::write(ckpt.join("state.json"), "{}").unwrap();
+        std::fs::write(ckpt.join("generator.safetensors"), "w").unwrap();
+        std::fs::write(d.join("model.onnx"), "m").unwrap();
+        let check = |out: &Path| check_not_an_input("--out", out, &[&ckpt, &d.join("model.onnx")]);
+        let e = check(&ckpt.join("state.json")).unwrap_err().to_string();
+        assert!(
+            e.contains("would replace a file of the input folder"),
+            "{e}"
+        );
+        let e = check(&ckpt.join("new.onnx")).unwrap_err().to_string();
+        assert!(e.contains("inside the checkpoint folder"), "{e}");
+        let e = check(&d.join("run/checkpoints/step_000002/../step_000002/x"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("checkpoint folder"), "{e}");
+        let e = check(&d.join("./model.onnx")).unwrap_err().to_string();
+        assert!(e.contains("is the input"), "{e}");
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(d.join("model.onnx"), d.join("link.onnx")).unwrap();
+            assert!(check(&d.join("link.onnx")).is_err());
+        }
+        assert!(check(&d.join("fresh.onnx")).is_ok());
+        assert!(check(&d.join("run/export.onnx")).is_ok());
+        assert!(check(&d.join("no/such/folder/x.onnx")).is_ok());
+    }
+
+    #[test]
+    fn temporaries_of_dead_processes_are_removed_and_long_names_fit() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A process that no longer runs: pid 4194304 is above Linux's pid_max.
+        let dead = d.join(".model.onnx.4194304.abc123.tmp");
+        std::fs::write(&dead, "partial").unwrap();
+        let alive = d.join(format!(".model.onnx.{}.abc124.tmp", 1));
+        std::fs::write(&alive, "init's").unwrap();
+        let other = d.join(".other.onnx.4194304.abc125.tmp");
+        std::fs::write(&other, "another output's").unwrap();
+        write_atomic(&d.join("model.onnx"), b"new").unwrap();
+        assert!(
+            !dead.exists(),
+            "the dead process's temporary of this output is removed"
+        );
+        assert!(alive.exists() && other.exists(), "others are kept");
+        // A 255-byte name (NAME_MAX) is written: its temporary name is shortened to fit.
+        let long = "n".repeat(251) + ".png";
+        assert_eq!(long.len(), 255);
+        write_atomic(&d.join(&long), b"x").unwrap();
+        assert_eq!(std::fs::read(d.join(&long)).unwrap(), b"x");
+        let prefix = temp_prefix(std::ffi::OsStr::new(&long));
+        assert!(prefix.len() + 6 + 4 <= 255, "{}", prefix.len());
+        let e = "é".repeat(200);
+        assert!(temp_prefix(std::ffi::OsStr::new(&e)).len() + 10 <= 255);
     }
 }

@@ -190,6 +190,19 @@ impl Params {
             .transpose()
             .with_context(|| format!("reading num_batches_tracked in {}", path.display()))?
             .unwrap_or(0);
+        for (name, t) in &tensors {
+            if !t.dtype().is_float() {
+                continue;
+            }
+            // One tensor at a time, as f32 (what training and export use).
+            let values = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+            if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                bail!(
+                    "{} holds a non-finite weight: {name} is {v} at index {i} (the run diverged or the file is damaged); use an earlier checkpoint",
+                    path.display()
+                );
+            }
+        }
         Self::from_tensors(spec, tensors, batches, dtype, device)
             .with_context(|| format!("{} does not match the architecture", path.display()))
     }
@@ -220,9 +233,12 @@ pub fn safetensors_bytes(tensors: &HashMap<String, Tensor>) -> Result<Vec<u8>> {
     Ok(safetensors::serialize(tensors.iter(), None)?)
 }
 
+/// Largest weights file read (far above any architecture's weights with Adam's moments).
+const MAX_SAFETENSORS: u64 = 64 << 30;
+
 /// Reads every tensor of a safetensors file on the CPU, with an error that names the file.
 pub fn read_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = crate::limits::read_bounded(path, MAX_SAFETENSORS, "weights file")?;
     let tensors = safetensors_from_bytes(&bytes).with_context(|| {
         format!(
             "{} is not a valid safetensors file (truncated or corrupted?)",

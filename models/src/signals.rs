@@ -4,7 +4,7 @@
 //!   (`EFBIG`, "File too large") that the writer reports, and the atomic writes of
 //!   [`crate::output`] leave the previous file in place, as they do on a full disk.
 //! - `SIGINT`, `SIGTERM` and `SIGHUP` remove the temporary files and folders the process is
-//!   writing ([`crate::output::remove_temp_files`]) and exit with status 128 + the signal
+//!   writing ([`crate::output::remove_temp_files_and_exit`]) and exit with status 128 + the signal
 //!   number (130, 143, 129), as the default action would, minus the leftovers.
 //! - A binary that can stop cleanly (`trainer train` and `resume`) asks for
 //!   [`graceful_stop`]: the first of those signals then only sets a flag (the trainer saves a
@@ -66,8 +66,7 @@ fn on_signal(signal: i32) {
         }
         eprintln!("\nsecond signal, {}: {}", name(signal), g.second);
     }
-    crate::output::remove_temp_files();
-    std::process::exit(128 + signal);
+    crate::output::remove_temp_files_and_exit(128 + signal);
 }
 
 #[cfg(unix)]

@@ -52,6 +52,7 @@ impl EngineArgs {
         let providers = self.provider.clone();
         if let Some(t) = self.threads {
             ensure!(t > 0, "--threads must be at least 1");
+            wgan_models::limits::check_threads("--threads", t)?;
         }
         Ok(Options {
             backend,
@@ -60,6 +61,11 @@ impl EngineArgs {
             require_provider: self.require_provider,
             ort_lib: self.ort_lib.clone(),
         })
+    }
+
+    /// The model file given with `--model`, if any.
+    pub(crate) fn model_path(&self) -> Option<&std::path::Path> {
+        self.model.as_deref()
     }
 
     pub(crate) fn model_bytes(&self) -> Result<(Vec<u8>, String)> {

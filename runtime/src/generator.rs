@@ -66,6 +66,7 @@ impl Generator {
         );
         let info = ModelInfo::parse(bytes)?;
         let contract = Contract::check(&info)?;
+        crate::onnx::check_finite_weights(bytes)?;
         let providers: Vec<Provider> = options.providers.clone();
         if options.backend != Backend::Ort && providers.iter().any(|p| *p != Provider::Cpu) {
             bail!(
@@ -261,10 +262,47 @@ impl Generator {
     }
 }
 
-/// Reads a model file, refusing a missing or empty one with a clear message.
+/// Largest model file read: protobuf messages, and so ONNX files without external data, end
+/// at 2 GiB.
+pub const MAX_MODEL_BYTES: u64 = 2 << 30;
+
+/// Reads a model file, refusing a missing, empty or endless one (a device or pipe that does
+/// not stop within [`MAX_MODEL_BYTES`]) with a clear message. A device or pipe whose first byte
+/// cannot start an ONNX model (`/dev/zero`) is refused before anything more is read.
 pub fn read_model(path: &Path) -> Result<Vec<u8>> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read model {}", path.display()))?;
+    use std::io::Read;
+    let cannot = || format!("cannot read model {}", path.display());
+    let file = std::fs::File::open(path).with_context(cannot)?;
+    let bytes = if file.metadata().with_context(cannot)?.is_file() {
+        wgan_models::limits::read_bounded(path, MAX_MODEL_BYTES, "model")?
+    } else {
+        // A device or pipe: one handle, read once, the first byte checked before the rest.
+        let mut reader = file;
+        let mut bytes = Vec::new();
+        (&mut reader)
+            .take(1)
+            .read_to_end(&mut bytes)
+            .with_context(cannot)?;
+        if let Some(&tag) = bytes.first() {
+            // A ModelProto starts with a field tag: field number 1 to 20, wire type 0 or 2.
+            ensure!(
+                matches!(tag & 7, 0 | 2) && (1..=20).contains(&(tag >> 3)),
+                "model {} is not an ONNX model: it starts with byte 0x{tag:02x}, which no ONNX file starts with",
+                path.display()
+            );
+        }
+        reader
+            .take(MAX_MODEL_BYTES)
+            .read_to_end(&mut bytes)
+            .with_context(cannot)?;
+        ensure!(
+            bytes.len() as u64 <= MAX_MODEL_BYTES,
+            "model {} did not end within {}, the most an ONNX file can be",
+            path.display(),
+            wgan_models::limits::human(MAX_MODEL_BYTES)
+        );
+        bytes
+    };
     ensure!(
         !bytes.is_empty(),
         "model {} is empty (0 bytes); expected an ONNX model",

@@ -121,6 +121,11 @@ struct BenchArgs {
     iters: usize,
 }
 
+/// Out of memory is an `error:` line and exit status 2, not an abort (see
+/// `wgan_models::cli::ExitOnOutOfMemory`).
+#[global_allocator]
+static ALLOC: wgan_models::cli::ExitOnOutOfMemory = wgan_models::cli::ExitOnOutOfMemory;
+
 fn main() -> ExitCode {
     wgan_models::cli::main(run)
 }
@@ -159,6 +164,7 @@ fn gen(mut args: GenArgs) -> Result<()> {
         .as_ref()
         .map_or(args.n, |z| z.len() / contract.z_dim);
     check_sizes(&args, n, &contract)?;
+    check_outputs(&args)?;
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create output folder {}", dir.display()))?;
@@ -298,10 +304,21 @@ fn check_sizes(args: &GenArgs, n: usize, contract: &Contract) -> Result<()> {
 /// Fails when one batch of latents and images (the least any backend holds) does not fit in
 /// the memory available.
 pub(crate) fn check_batch_memory(flag: &str, batch: usize, contract: &Contract) -> Result<()> {
+    check_images_memory(flag, batch, 1, contract)
+}
+
+/// Checks that `copies` buffers of `n` latents and images (f32) fit in the memory available,
+/// naming `flag n` otherwise.
+pub(crate) fn check_images_memory(
+    flag: &str,
+    n: usize,
+    copies: usize,
+    contract: &Contract,
+) -> Result<()> {
     let image = contract.image.map_or(0, |[c, h, w]| c * h * w);
     let per_image = contract.z_dim.saturating_add(image);
-    let what = format!("{flag} {batch}");
-    let values = wgan_models::limits::count(&what, &[batch, per_image])?;
+    let what = format!("{flag} {n}");
+    let values = wgan_models::limits::count(&what, &[n, per_image, copies])?;
     wgan_models::limits::check_memory(
         &what,
         wgan_models::limits::bytes(&what, values, 4)?,
@@ -334,6 +351,43 @@ fn check_output_file(flag: &str, file: &Path, ext: &str) -> Result<()> {
         file.display(),
         dir.display()
     );
+    Ok(())
+}
+
+/// Refuses outputs that would overwrite an input (the model, the latents) or write into a
+/// checkpoint folder, and two outputs on one path (`--grid x.png --out x.png` would make the
+/// folder and then fail to write the grid), before anything is created.
+fn check_outputs(args: &GenArgs) -> Result<()> {
+    let inputs: Vec<&Path> = [args.engine.model_path(), args.latents.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    let outputs: Vec<(&str, &Path)> = [
+        ("--grid", args.grid.as_deref()),
+        ("--save-raw", args.save_raw.as_deref()),
+        ("--out", args.out.as_deref()),
+    ]
+    .into_iter()
+    .filter_map(|(flag, p)| Some((flag, p?)))
+    .filter(|(_, p)| !matches!(Destination::of(p), Ok(Destination::InPlace(_))))
+    .collect();
+    for (flag, out) in &outputs {
+        wgan_models::output::check_not_an_input(flag, out, &inputs)?;
+    }
+    for (i, (a, pa)) in outputs.iter().enumerate() {
+        for (b, pb) in &outputs[i + 1..] {
+            let same = match (std::fs::canonicalize(pa), std::fs::canonicalize(pb)) {
+                (Ok(x), Ok(y)) => x == y,
+                _ => pa == pb,
+            };
+            ensure!(
+                !same,
+                "{a} {} and {b} {} name the same path: give each output its own",
+                pa.display(),
+                pb.display()
+            );
+        }
+    }
     Ok(())
 }
 
@@ -431,6 +485,9 @@ fn info(file: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
+/// Most timed runs `bench --iters` takes.
+const MAX_BENCH_ITERS: usize = 1_000_000;
+
 fn bench(args: BenchArgs) -> Result<()> {
     ensure!(
         !args.batch_sizes.is_empty(),
@@ -441,6 +498,10 @@ fn bench(args: BenchArgs) -> Result<()> {
         "--batch-sizes must all be at least 1"
     );
     ensure!(args.iters > 0, "--iters must be at least 1");
+    ensure!(
+        args.iters <= MAX_BENCH_ITERS,
+        "--iters must be at most {MAX_BENCH_ITERS} (the timings are kept to take the median)"
+    );
     let (mut generator, name) = args.engine.load()?;
     for &b in &args.batch_sizes {
         check_batch_memory("--batch-sizes", b, generator.contract())?;

@@ -21,20 +21,49 @@ pub struct Array {
     pub data: Vec<f32>,
 }
 
-/// Reads a `.npy` file holding little-endian `f32` ('<f4') values in C order.
+/// Largest `.npy` header read (numpy writes a few hundred bytes).
+const MAX_HEADER: usize = 1 << 20;
+
+/// Reads a `.npy` file holding little-endian `f32` ('<f4') values in C order. Only as many
+/// bytes as the header's shape calls for are read (and one more, to tell a longer file), so a
+/// device or pipe that never ends is an error, not a read without end.
 pub fn read_f32(path: &Path) -> Result<Array> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    parse_f32(&bytes).with_context(|| format!("{} is not a usable .npy file", path.display()))
+    use std::io::Read;
+    let shown = || format!("{} is not a usable .npy file", path.display());
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut reader = std::io::BufReader::new(file);
+    let mut bytes = Vec::new();
+    let mut read_up_to = |bytes: &mut Vec<u8>, n: u64| {
+        (&mut reader)
+            .take(n)
+            .read_to_end(bytes)
+            .with_context(|| format!("cannot read {}", path.display()))
+    };
+    read_up_to(&mut bytes, 12)?;
+    let (start, header_len) = header_extent(&bytes).with_context(shown)?;
+    let have = bytes.len() as u64;
+    read_up_to(
+        &mut bytes,
+        ((start + header_len) as u64).saturating_sub(have),
+    )?;
+    let (_, _, needed) = parse_header(&bytes).with_context(shown)?;
+    wgan_models::limits::check_memory(
+        &format!("reading {}", path.display()),
+        needed,
+        "use a smaller file",
+    )?;
+    read_up_to(&mut bytes, needed.saturating_add(1))?;
+    parse_f32(&bytes).with_context(shown)
 }
 
-/// Parses the bytes of a `.npy` file (see [`read_f32`]).
-pub fn parse_f32(bytes: &[u8]) -> Result<Array> {
+/// Where the header starts and how long it is, from the first 12 bytes.
+fn header_extent(bytes: &[u8]) -> Result<(usize, usize)> {
     ensure!(
         bytes.len() >= 10 && bytes.starts_with(MAGIC),
         "no .npy magic number (\\x93NUMPY) at the start"
     );
-    let major = bytes[6];
-    let (header_len, start) = match major {
+    let (header_len, start) = match bytes[6] {
         1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
         2 | 3 => {
             ensure!(bytes.len() >= 12, "truncated header");
@@ -45,6 +74,16 @@ pub fn parse_f32(bytes: &[u8]) -> Result<Array> {
         }
         v => bail!("unsupported .npy format version {v}.{}", bytes[7]),
     };
+    ensure!(
+        header_len <= MAX_HEADER,
+        "its header claims {header_len} bytes, more than the {MAX_HEADER} a .npy header can be here"
+    );
+    Ok((start, header_len))
+}
+
+/// The data offset, shape and data byte count of a `.npy` file's header (in `bytes`).
+fn parse_header(bytes: &[u8]) -> Result<(usize, Vec<usize>, u64)> {
+    let (start, header_len) = header_extent(bytes)?;
     ensure!(bytes.len() >= start + header_len, "truncated header");
     let header =
         std::str::from_utf8(&bytes[start..start + header_len]).context("header is not text")?;
@@ -65,7 +104,13 @@ pub fn parse_f32(bytes: &[u8]) -> Result<Array> {
     );
     let count = wgan_models::limits::count(&format!("shape {shape:?}"), &shape)?;
     let needed = wgan_models::limits::bytes(&format!("shape {shape:?}"), count, 4)?;
-    let body = &bytes[start + header_len..];
+    Ok((start + header_len, shape, needed))
+}
+
+/// Parses the bytes of a `.npy` file (see [`read_f32`]).
+pub fn parse_f32(bytes: &[u8]) -> Result<Array> {
+    let (data_start, shape, needed) = parse_header(bytes)?;
+    let body = &bytes[data_start..];
     ensure!(
         body.len() as u64 == needed,
         "shape {shape:?} needs {needed} data bytes, found {}",

@@ -125,6 +125,55 @@ pub struct ModelInfo {
     pub file_bytes: usize,
 }
 
+/// Refuses a model whose float weights (initializers) hold NaN or an infinity, naming the
+/// tensor: such a generator draws NaN images, and backends disagree on them (the native
+/// backend propagates NaN where tract's kernels may not), so none runs it.
+pub fn check_finite_weights(bytes: &[u8]) -> Result<()> {
+    let model =
+        proto::ModelProto::decode(bytes).context("the model is not a valid ONNX protobuf")?;
+    let Some(graph) = model.graph else {
+        return Ok(());
+    };
+    for t in &graph.initializer {
+        let bad = match t.data_type {
+            // FLOAT
+            1 if !t.raw_data.is_empty() => t
+                .raw_data
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
+                .enumerate()
+                .find(|(_, v)| !v.is_finite()),
+            1 => t
+                .float_data
+                .iter()
+                .map(|&v| v as f64)
+                .enumerate()
+                .find(|(_, v)| !v.is_finite()),
+            // DOUBLE
+            11 if !t.raw_data.is_empty() => t
+                .raw_data
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .enumerate()
+                .find(|(_, v)| !v.is_finite()),
+            11 => t
+                .double_data
+                .iter()
+                .copied()
+                .enumerate()
+                .find(|(_, v)| !v.is_finite()),
+            _ => None,
+        };
+        if let Some((i, v)) = bad {
+            bail!(
+                "the model's weight {} holds {v} at index {i}: a generator with non-finite weights draws NaN images; export it again from a checkpoint that trained well",
+                t.name
+            );
+        }
+    }
+    Ok(())
+}
+
 impl ModelInfo {
     /// Parses the interface of an ONNX file's bytes.
     pub fn parse(bytes: &[u8]) -> Result<ModelInfo> {

@@ -53,6 +53,13 @@ pub struct ServeArgs {
     pub log_level: LogLevel,
 }
 
+/// Longest `--timeout-s`: a day.
+const MAX_TIMEOUT_S: f64 = 86_400.0;
+/// Longest `--max-delay-ms`: a minute.
+const MAX_DELAY_MS: u64 = 60_000;
+/// Largest `--body-limit`: 1 GiB.
+const MAX_BODY_LIMIT: usize = 1 << 30;
+
 impl ServeArgs {
     /// The server options, checked.
     pub fn options(&self) -> Result<ServeOptions> {
@@ -68,10 +75,17 @@ impl ServeArgs {
             self.max_images_per_request
         );
         ensure!(
-            self.timeout_s.is_finite() && self.timeout_s > 0.0,
-            "--timeout-s must be a positive number of seconds"
+            self.timeout_s.is_finite() && self.timeout_s > 0.0 && self.timeout_s <= MAX_TIMEOUT_S,
+            "--timeout-s must be a positive number of seconds, at most {MAX_TIMEOUT_S} (a day)"
         );
-        ensure!(self.body_limit > 0, "--body-limit must be at least 1");
+        ensure!(
+            self.max_delay_ms <= MAX_DELAY_MS,
+            "--max-delay-ms must be at most {MAX_DELAY_MS} (a minute)"
+        );
+        ensure!(
+            (1..=MAX_BODY_LIMIT).contains(&self.body_limit),
+            "--body-limit must be between 1 and {MAX_BODY_LIMIT} bytes (1 GiB)"
+        );
         Ok(ServeOptions {
             host: self.host.clone(),
             port: self.port,
@@ -98,5 +112,12 @@ pub fn serve(args: ServeArgs) -> Result<()> {
     let options = args.options()?;
     let (generator, name) = args.engine.load()?;
     crate::check_batch_memory("--max-batch", args.max_batch, generator.contract())?;
+    // A largest request holds its images as f32 and once more encoded.
+    crate::check_images_memory(
+        "--max-images-per-request",
+        args.max_images_per_request,
+        2,
+        generator.contract(),
+    )?;
     wgan_runtime::serve::run(generator, &name, options)
 }

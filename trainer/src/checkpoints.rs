@@ -10,7 +10,7 @@ use wgan_models::checkpoint::{
     CHECKPOINTS_DIR, CRITIC_FILE, GENERATOR_EMA_FILE, GENERATOR_FILE, LATEST_FILE, OPTIMIZER_FILE,
     STATE_FILE,
 };
-use wgan_models::output::{write_atomic, TempRegistration};
+use wgan_models::output::write_atomic;
 use wgan_models::Params;
 
 /// Name of the checkpoint directory of generator step `step`.
@@ -37,9 +37,10 @@ pub fn save(run_dir: &Path, contents: CheckpointContents, keep: usize) -> Result
     let final_dir = root.join(&name);
     let tmp = root.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     // Removed if a signal ends the process while it is written.
-    let _registration = TempRegistration::new(&tmp);
+    let ((), _registration) =
+        wgan_models::output::create_registered(|| std::fs::create_dir(&tmp), |_| tmp.clone())
+            .with_context(|| format!("creating {}", tmp.display()))?;
     let write = || -> Result<()> {
         // Each file is synced before its rename (the output policy), so the folder is complete
         // on disk when it is renamed into place.

@@ -495,13 +495,9 @@ fn prepare(args: &PrepareArgs) -> Result<()> {
         bail!("--channels must be 1 or 3");
     }
     if let Some(t) = args.threads {
-        if !(1..=crate::config::MAX_THREADS).contains(&t) {
-            bail!(
-                "--threads must be between 1 and {}",
-                crate::config::MAX_THREADS
-            );
-        }
+        wgan_models::limits::check_threads("--threads", t)?;
     }
+    wgan_models::output::check_not_an_input("--out", &args.out, &[&args.data])?;
     let source = data::open_source(&args.data, args.format)?;
     let threads = args.threads.unwrap_or_else(data::default_threads);
     let t0 = std::time::Instant::now();
@@ -548,6 +544,8 @@ fn sample(args: &SampleArgs) -> Result<()> {
         );
     }
     require_extension(&args.out, "png", "the grid is written as PNG")?;
+    let dir = wgan_models::checkpoint::resolve(&args.checkpoint)?;
+    wgan_models::output::check_not_an_input("--out", &args.out, &[&dir])?;
     let device = parse_device(&args.device)?;
     let mut loaded = wgan_models::checkpoint::load_generator(
         &args.checkpoint,

@@ -113,9 +113,7 @@ impl TrainConfig {
             bail!("--sample-every, --checkpoint-every and --keep-checkpoints must be at least 1");
         }
         if let Some(t) = self.threads {
-            if !(1..=MAX_THREADS).contains(&t) {
-                bail!("--threads must be between 1 and {MAX_THREADS}");
-            }
+            wgan_models::limits::check_threads("--threads", t)?;
         }
         if let Some(d) = self.ema {
             if !(d > 0.0 && d < 1.0) {
@@ -143,9 +141,6 @@ impl TrainConfig {
     }
 }
 
-/// Most threads `--threads` accepts.
-pub const MAX_THREADS: usize = 1024;
-
 /// `state.json`: the header every reader relies on, plus what resuming needs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TrainState {
@@ -172,8 +167,11 @@ impl TrainState {
     pub fn read(dir: &std::path::Path) -> anyhow::Result<Self> {
         use anyhow::Context;
         let path = dir.join(wgan_models::checkpoint::STATE_FILE);
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let text = wgan_models::limits::read_text_bounded(
+            &path,
+            wgan_models::limits::MAX_TEXT_FILE,
+            "checkpoint state",
+        )?;
         serde_json::from_str(&text)
             .with_context(|| format!("{} is not a valid training state", path.display()))
     }

@@ -1,3 +1,8 @@
+/// Out of memory is an `error:` line and exit status 2, not an abort (see
+/// `wgan_models::cli::ExitOnOutOfMemory`).
+#[global_allocator]
+static ALLOC: wgan_models::cli::ExitOnOutOfMemory = wgan_models::cli::ExitOnOutOfMemory;
+
 fn main() -> std::process::ExitCode {
     keep_freed_memory_for_reuse();
     wgan_trainer::cli::main()

@@ -65,11 +65,14 @@ pub fn read_csv(path: &Path, max_step: u64) -> Result<Vec<MetricsRow>> {
 /// are left out and counted (the second value). A missing file has no rows; other I/O errors
 /// are errors.
 pub fn read_csv_lenient(path: &Path, max_step: u64) -> Result<(Vec<MetricsRow>, usize)> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
+    if !path.exists() {
+        return Ok((Vec::new(), 0));
+    }
+    let bytes = wgan_models::limits::read_bounded(
+        path,
+        wgan_models::limits::MAX_TEXT_FILE,
+        "metrics file",
+    )?;
     let text = String::from_utf8_lossy(&bytes);
     let mut bad = 0;
     let mut by_step = std::collections::BTreeMap::new();

@@ -41,6 +41,7 @@ pub fn run_dir_of(checkpoint_dir: &Path) -> PathBuf {
 /// started at once never share a directory. Refuses a file and any non-empty directory,
 /// saying what it holds.
 pub fn claim_run_dir(dir: &Path) -> Result<()> {
+    wgan_models::output::check_not_an_input("--out", dir, &[])?;
     if dir.exists() && !dir.is_dir() {
         bail!(
             "--out {} names an existing file; choose a directory path",

@@ -1,4 +1,9 @@
 //! `wgan-export onnx …`: the installed name (a bare `export` in a shell is the builtin).
+/// Out of memory is an `error:` line and exit status 2, not an abort (see
+/// `wgan_models::cli::ExitOnOutOfMemory`).
+#[global_allocator]
+static ALLOC: wgan_models::cli::ExitOnOutOfMemory = wgan_models::cli::ExitOnOutOfMemory;
+
 fn main() -> std::process::ExitCode {
     wgan_export::cli::main()
 }

@@ -5,7 +5,7 @@ use super::decode::planes_to_sample;
 use super::dir_file_names;
 use super::prepared::{SourceFile, SourceRecord};
 use super::source::{channels_text, resize_text, Decoder, Source};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 
 const SIDE: usize = 32;
@@ -52,9 +52,15 @@ fn batch_files(path: &Path) -> Result<Vec<PathBuf>> {
     )
 }
 
+/// Most records read from one batch file (the real ones hold 10,000).
+const MAX_RECORDS: u64 = 100_000;
+
 fn read_batch(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path)
-        .with_context(|| format!("cannot read CIFAR-10 file {}", path.display()))?;
+    let bytes = wgan_models::limits::read_bounded(
+        path,
+        MAX_RECORDS * RECORD as u64,
+        "CIFAR-10 batch file",
+    )?;
     if bytes.is_empty() {
         bail!("CIFAR-10 file {} is empty", path.display());
     }

@@ -98,20 +98,7 @@ fn maybe_gunzip(data: &[u8], name: &str) -> Result<Vec<u8>> {
         .take(16)
         .read_to_end(&mut header)
         .map_err(corrupt)?;
-    let dims = match header.get(3) {
-        Some(3) => 3,
-        Some(1) => 1,
-        _ => 0,
-    };
-    let mut want = header.len() as u64;
-    if header.len() >= 4 + 4 * dims && dims > 0 {
-        let elements = (0..dims)
-            .map(|i| be_u32(&header, 1 + i) as u64)
-            .try_fold(1u64, |acc, d| acc.checked_mul(d));
-        want = elements
-            .and_then(|e| e.checked_add(4 + 4 * dims as u64))
-            .unwrap_or(u64::MAX);
-    }
+    let want = idx_length(&header).unwrap_or(header.len() as u64);
     let limit = want.max(header.len() as u64);
     wgan_models::limits::check_memory(
         &format!("decompressing {name}"),
@@ -130,10 +117,44 @@ fn maybe_gunzip(data: &[u8], name: &str) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Largest gzipped IDX file read (the full MNIST training images are 9.9 MB).
+const MAX_GZIP_FILE: u64 = 1 << 30;
+
+/// The bytes an IDX file's header says it has (its 4-byte magic and dimensions included), or
+/// `None` when `header` is not an IDX header of 1 or 3 dimensions.
+fn idx_length(header: &[u8]) -> Option<u64> {
+    let dims = match header.get(..4)? {
+        [0, 0, 8, d @ (1 | 3)] => *d as usize,
+        _ => return None,
+    };
+    if header.len() < 4 + 4 * dims {
+        return None;
+    }
+    (0..dims)
+        .map(|i| be_u32(header, 1 + i) as u64)
+        .try_fold(1u64, |acc, d| acc.checked_mul(d))?
+        .checked_add(4 + 4 * dims as u64)
+}
+
+/// Reads an IDX file, gzipped or not, never more than its header says it holds (a device
+/// that never ends or a file padded with gigabytes is refused without being read through).
 fn read_file(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path)
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(16).read_to_end(&mut head))
         .with_context(|| format!("cannot read MNIST file {}", path.display()))?;
-    maybe_gunzip(&raw, &path.display().to_string())
+    let name = path.display().to_string();
+    if head.starts_with(&[0x1f, 0x8b]) {
+        let raw = wgan_models::limits::read_bounded(path, MAX_GZIP_FILE, "gzipped MNIST file")?;
+        return maybe_gunzip(&raw, &name);
+    }
+    match idx_length(&head) {
+        Some(len) => wgan_models::limits::read_bounded(path, len, "MNIST file")
+            .with_context(|| format!("{name} is longer than its IDX header says ({len} bytes): it is not a valid MNIST file")),
+        // Not an IDX header: say why from what was read.
+        None => Ok(head),
+    }
 }
 
 fn be_u32(b: &[u8], i: usize) -> u32 {
@@ -510,7 +531,9 @@ mod tests {
         let mut long = idx_images(1, 2, 2, px);
         long.push(0);
         write(&d.join("f/train-images-idx3-ubyte"), &long);
-        assert!(err(load(&d.join("f"), Format::Auto, 1, 2)).contains("after its 16-byte header"));
+        assert!(
+            err(load(&d.join("f"), Format::Auto, 1, 2)).contains("longer than its IDX header says")
+        );
     }
 
     #[test]

@@ -459,13 +459,18 @@ impl PreparedFile {
             .as_ref()
             .context("an anonymous prepared file has no sidecar")?;
         let side = sidecar_path(path);
-        let text = std::fs::read_to_string(&side).with_context(|| {
-            format!(
+        if !side.exists() {
+            bail!(
                 "cannot read {}, the sidecar of {}: it is needed beside the prepared file (prepare again to write it)",
                 side.display(),
                 path.display()
-            )
-        })?;
+            );
+        }
+        let text = wgan_models::limits::read_text_bounded(
+            &side,
+            wgan_models::limits::MAX_TEXT_FILE,
+            "sidecar",
+        )?;
         let sidecar: Sidecar = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a prepared data set's sidecar", side.display()))?;
         if sidecar.format != SIDECAR_FORMAT {

@@ -211,7 +211,7 @@ impl Trainer {
             .run_dir
             .join(ckpt::CHECKPOINTS_DIR)
             .join(ckpt::LATEST_FILE);
-        match std::fs::read_to_string(latest) {
+        match wgan_models::limits::read_text_bounded(&latest, 4096, "checkpoint pointer") {
             Ok(name) => format!(
                 "the last good checkpoint ({}) is kept",
                 self.run_dir
