@@ -45,8 +45,12 @@ impl TritonOptions {
                 self.name
             );
         }
-        if self.max_batch_size == 0 {
-            bail!("--max-batch-size must be at least 1");
+        // Triton reads both as int32.
+        if !(1..=i32::MAX as usize).contains(&self.max_batch_size) {
+            bail!("--max-batch-size must be between 1 and {} (Triton's int32)", i32::MAX);
+        }
+        if !(1..=i32::MAX as usize).contains(&self.instances) {
+            bail!("--instances must be between 1 and {} (Triton's int32)", i32::MAX);
         }
         if let Some(&b) = self
             .preferred_batch_sizes
@@ -57,9 +61,6 @@ impl TritonOptions {
                 "--preferred-batch-sizes: {b} is not between 1 and --max-batch-size {}",
                 self.max_batch_size
             );
-        }
-        if self.instances == 0 {
-            bail!("--instances must be at least 1");
         }
         Ok(())
     }

@@ -45,9 +45,24 @@ pub struct ServeArgs {
     /// Longest a request waits for its images before a 503.
     #[arg(long, default_value_t = 30.0)]
     pub timeout_s: f64,
-    /// Largest request body, in bytes (explicit latents: about 10 bytes per value as JSON).
+    /// Largest request body, in bytes (explicit latents: about 10 bytes per value as JSON);
+    /// larger ones get 413.
     #[arg(long, default_value_t = 8 << 20)]
     pub body_limit: usize,
+    /// Longest a request's header may take to arrive, from its first byte (at most 30);
+    /// slower clients are disconnected.
+    #[arg(long, default_value_t = 10.0)]
+    pub header_timeout_s: f64,
+    /// Longest a request's body may take to arrive once its header has; slower ones get 408.
+    #[arg(long, default_value_t = 30.0)]
+    pub body_timeout_s: f64,
+    /// A connection with no request in progress closes after this long without traffic (keep-
+    /// alive connections between requests, and new ones that send nothing).
+    #[arg(long, default_value_t = 60.0)]
+    pub idle_timeout_s: f64,
+    /// Connections served at once; more wait in the listen queue until one closes.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
     /// Log detail on stderr.
     #[arg(long, value_enum, default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
@@ -59,6 +74,8 @@ const MAX_TIMEOUT_S: f64 = 86_400.0;
 const MAX_DELAY_MS: u64 = 60_000;
 /// Largest `--body-limit`: 1 GiB.
 const MAX_BODY_LIMIT: usize = 1 << 30;
+/// Most `--max-connections`.
+const MAX_CONNECTIONS: usize = 1 << 16;
 
 impl ServeArgs {
     /// The server options, checked.
@@ -86,6 +103,20 @@ impl ServeArgs {
             (1..=MAX_BODY_LIMIT).contains(&self.body_limit),
             "--body-limit must be between 1 and {MAX_BODY_LIMIT} bytes (1 GiB)"
         );
+        let seconds = |flag: &str, v: f64, max: f64| -> Result<Duration> {
+            ensure!(
+                v.is_finite() && v > 0.0 && v <= max,
+                "{flag} must be a positive number of seconds, at most {max}"
+            );
+            Ok(Duration::from_secs_f64(v))
+        };
+        let header_timeout = seconds("--header-timeout-s", self.header_timeout_s, 30.0)?;
+        let body_timeout = seconds("--body-timeout-s", self.body_timeout_s, MAX_TIMEOUT_S)?;
+        let idle_timeout = seconds("--idle-timeout-s", self.idle_timeout_s, MAX_TIMEOUT_S)?;
+        ensure!(
+            (1..=MAX_CONNECTIONS).contains(&self.max_connections),
+            "--max-connections must be between 1 and {MAX_CONNECTIONS}"
+        );
         Ok(ServeOptions {
             host: self.host.clone(),
             port: self.port,
@@ -97,6 +128,12 @@ impl ServeArgs {
             max_images_per_request: self.max_images_per_request,
             timeout: Duration::from_secs_f64(self.timeout_s),
             body_limit: self.body_limit,
+            body_timeout,
+            connections: wgan_runtime::serve::conn::ConnLimits {
+                max_connections: self.max_connections,
+                header_timeout,
+                idle_timeout,
+            },
             log_level: match self.log_level {
                 LogLevel::Error => tracing::Level::ERROR,
                 LogLevel::Warn => tracing::Level::WARN,

@@ -34,8 +34,13 @@ pub struct AppState {
     pub shutting_down: Arc<AtomicBool>,
 }
 
-/// The routes, with the body limit and the per-request log line and counters.
-pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
+/// The routes, with the body's size and time limits and the per-request log line and
+/// counters.
+pub fn router(state: Arc<AppState>, body_limit: usize, body_timeout: Duration) -> Router {
+    let limits = BodyLimits {
+        bytes: body_limit,
+        time: body_timeout,
+    };
     Router::new()
         .route("/v1/generate", post(generate))
         .route("/v1/model", get(model))
@@ -43,9 +48,74 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(body_limit))
+        // The body is read whole by `read_body` under its own limits and errors.
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(limits, read_body))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
+}
+
+/// The largest body and the longest it may take to arrive.
+#[derive(Clone, Copy, Debug)]
+struct BodyLimits {
+    bytes: usize,
+    time: Duration,
+}
+
+/// Reads the request's body before the handler sees it: at most `limits.bytes` (413 with a
+/// JSON message beyond) within `limits.time` (408: a client that promises more than it sends
+/// would otherwise hold the connection for as long as it likes).
+async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Next) -> Response {
+    let (parts, body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || ApiError {
+        status: StatusCode::PAYLOAD_TOO_LARGE,
+        message: format!(
+            "the request body is larger than this server's limit of {} bytes (--body-limit)",
+            limits.bytes
+        ),
+        retry_after: None,
+    };
+    if declared.is_some_and(|n| n > limits.bytes as u64) {
+        return too_large().into_response();
+    }
+    let bytes =
+        match tokio::time::timeout(limits.time, axum::body::to_bytes(body, limits.bytes)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) if is_length_limit(&e) => return too_large().into_response(),
+            Ok(Err(e)) => {
+                return ApiError::bad(format!("cannot read the request body: {e}")).into_response()
+            }
+            Err(_) => {
+                return ApiError {
+                    status: StatusCode::REQUEST_TIMEOUT,
+                    message: format!(
+                        "the request body did not arrive within {:.1} s (--body-timeout-s)",
+                        limits.time.as_secs_f64()
+                    ),
+                    retry_after: None,
+                }
+                .into_response()
+            }
+        };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
+/// Whether a body error is the length limit of `to_bytes`.
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// An error answer: a status and a message naming the problem.
@@ -127,8 +197,23 @@ fn format_of(request: Option<&str>, headers: &HeaderMap) -> Result<Format, ApiEr
     let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
         return Ok(Format::Png);
     };
-    for media in accept.split(',') {
-        let media = media.split(';').next().unwrap_or("").trim();
+    // The media ranges by preference: highest `q` first, then in the order given; `q=0` means
+    // "not this one" (RFC 9110, 12.5.1).
+    let mut ranges: Vec<(f32, usize, &str)> = accept
+        .split(',')
+        .enumerate()
+        .filter_map(|(i, item)| {
+            let mut parts = item.split(';');
+            let media = parts.next()?.trim();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (q > 0.0).then_some((q, i, media))
+        })
+        .collect();
+    ranges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    for (_, _, media) in ranges {
         match media {
             "image/png" | "image/*" | "*/*" | "" => return Ok(Format::Png),
             "application/x-npy" | "application/octet-stream" => return Ok(Format::Npy),
@@ -202,6 +287,41 @@ fn latents_of(req: &GenerateRequest, state: &AppState) -> Result<(Vec<f32>, usiz
     }
 }
 
+/// A 503 when the memory available now (the machine's, the container's, `ulimit -v`'s: see
+/// `wgan_models::limits`) cannot hold what answering `n` images takes: the latents, the images
+/// as f32, and them once more encoded. The server stays up; the client may retry or ask for
+/// fewer.
+fn check_request_memory(state: &AppState, n: usize) -> Result<(), ApiError> {
+    request_memory_against(
+        state.z_dim,
+        state.image,
+        n,
+        wgan_models::limits::available_memory(),
+    )
+}
+
+/// [`check_request_memory`] against `available` bytes.
+fn request_memory_against(
+    z_dim: usize,
+    [c, h, w]: [usize; 3],
+    n: usize,
+    available: Option<u64>,
+) -> Result<(), ApiError> {
+    let per_image = (z_dim + 2 * c * h * w) as u64 * 4;
+    let needed = per_image.saturating_mul(n as u64);
+    match available {
+        Some(free) if needed > free => Err(ApiError::unavailable(
+            format!(
+                "not enough memory for {n} images now ({} needed, {} free); retry later or ask for fewer",
+                wgan_models::limits::human(needed),
+                wgan_models::limits::human(free)
+            ),
+            1,
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// PNG bytes of `img`, or a 500.
 fn png_bytes(img: &image::DynamicImage) -> Result<Vec<u8>, ApiError> {
     crate::images::png_bytes(img).map_err(|e| internal(format!("{e:#}")))
@@ -240,6 +360,7 @@ async fn generate(
         return Err(ApiError::bad("\"cols\" must be at least 1"));
     }
     let (z, n) = latents_of(&req, &state)?;
+    check_request_memory(&state, n)?;
     let rx = state.batcher.submit(z, n).map_err(|e| match e {
         Refused::Full { queued, capacity } => ApiError::unavailable(
             format!(
@@ -391,4 +512,49 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         elapsed.as_secs_f64() * 1e3
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_that_does_not_fit_in_memory_now_gets_503_with_retry_after() {
+        // 1000 images of 3×64×64 with z 100: about 98 MB.
+        let refused = request_memory_against(100, [3, 64, 64], 1000, Some(50 << 20)).unwrap_err();
+        assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.retry_after, Some(1));
+        assert!(
+            refused
+                .message
+                .contains("not enough memory for 1000 images"),
+            "{}",
+            refused.message
+        );
+        assert!(request_memory_against(100, [3, 64, 64], 1000, Some(1 << 30)).is_ok());
+        assert!(request_memory_against(100, [3, 64, 64], usize::MAX, None).is_ok());
+    }
+
+    #[test]
+    fn accept_follows_q_values() {
+        let with = |accept: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::ACCEPT, HeaderValue::from_str(accept).unwrap());
+            format_of(None, &h)
+        };
+        assert_eq!(
+            with("image/png;q=0, application/json;q=0.5").unwrap(),
+            Format::Json
+        );
+        assert_eq!(
+            with("application/json;q=0.2, application/zip").unwrap(),
+            Format::Zip
+        );
+        assert_eq!(with("application/x-npy, image/png").unwrap(), Format::Npy);
+        assert_eq!(
+            with("*/*;q=0.1, application/json;q=0.9").unwrap(),
+            Format::Json
+        );
+        assert!(with("image/png;q=0").is_err());
+    }
 }

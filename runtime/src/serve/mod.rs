@@ -12,12 +12,17 @@
 //!   `--max-batch` images: what queued while the model ran the previous batch, plus what
 //!   arrives within `--max-delay-ms` (default 0); the queue holds at most
 //!   `--queue-capacity` images, beyond which requests get 503 with `Retry-After`.
-//! - Bad requests get a 4xx with a JSON message naming the problem; the server stays up.
+//! - Bad requests get a 4xx with a JSON message naming the problem (413 over `--body-limit`,
+//!   408 for a body slower than `--body-timeout-s`); a request that does not fit in the memory
+//!   free now gets 503. The server stays up.
+//! - Connections ([`conn`]): at most `--max-connections` at once; a header slower than
+//!   `--header-timeout-s` or a connection idle for `--idle-timeout-s` is closed.
 //! - SIGTERM or SIGINT: stop accepting, answer what is queued, exit 0 (a second signal exits at
 //!   once). One log line per request on stderr (`--log-level`).
 
 pub mod api;
 pub mod batcher;
+pub mod conn;
 pub mod metrics;
 
 use crate::Generator;
@@ -41,6 +46,10 @@ pub struct ServeOptions {
     pub timeout: Duration,
     /// Largest request body in bytes.
     pub body_limit: usize,
+    /// The longest a request's body may take to arrive once its header has.
+    pub body_timeout: Duration,
+    /// Connections at once, and the header and idle time limits ([`conn`]).
+    pub connections: conn::ConnLimits,
     pub log_level: tracing::Level,
 }
 
@@ -116,17 +125,19 @@ pub fn run(generator: Generator, name: &str, options: ServeOptions) -> Result<()
             p.max_delay.as_millis(),
             p.queue_capacity
         );
-        let app = router(state, options.body_limit);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
+        let app = router(state, options.body_limit, options.body_timeout);
+        let marked = {
+            let stop = stop.clone();
+            async move {
                 while !stop.load(Ordering::SeqCst) {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 shutting_down.store(true, Ordering::SeqCst);
                 tracing::info!("shutting down: no new connections; answering the queued requests");
-            })
-            .await
-            .context("the server failed")
+            }
+        };
+        tokio::join!(conn::serve(listener, app, options.connections, stop), marked);
+        anyhow::Ok(())
     });
     // The router (and its handle on the queue) is gone: the worker finishes and stops.
     worker
