@@ -47,10 +47,16 @@ impl TritonOptions {
         }
         // Triton reads both as int32.
         if !(1..=i32::MAX as usize).contains(&self.max_batch_size) {
-            bail!("--max-batch-size must be between 1 and {} (Triton's int32)", i32::MAX);
+            bail!(
+                "--max-batch-size must be between 1 and {} (Triton's int32)",
+                i32::MAX
+            );
         }
         if !(1..=i32::MAX as usize).contains(&self.instances) {
-            bail!("--instances must be between 1 and {} (Triton's int32)", i32::MAX);
+            bail!(
+                "--instances must be between 1 and {} (Triton's int32)",
+                i32::MAX
+            );
         }
         if let Some(&b) = self
             .preferred_batch_sizes

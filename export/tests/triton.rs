@@ -133,7 +133,10 @@ fn bad_triton_options_are_one_line_errors() {
             "128 is not between 1 and --max-batch-size 64",
         ),
         (vec!["--name", "../x"], "not a usable model folder name"),
-        (vec!["--instances", "0"], "--instances must be between 1 and 2147483647"),
+        (
+            vec!["--instances", "0"],
+            "--instances must be between 1 and 2147483647",
+        ),
     ] {
         // A case that names its own --checkpoint replaces the good one.
         let mut args = vec!["--repo", r];

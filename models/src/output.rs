@@ -443,20 +443,31 @@ fn resolved(path: &Path) -> PathBuf {
     }
 }
 
-/// Whether `dir` is a checkpoint folder: it holds a `state.json`, or it sits in a run's
-/// `checkpoints/` folder.
+/// Whether `dir` is a checkpoint folder (it holds a `state.json`, or it sits in a run's
+/// `checkpoints/` folder) or a run's `checkpoints/` folder itself.
 fn is_checkpoint_folder(dir: &Path) -> bool {
+    let checkpoints = crate::checkpoint::CHECKPOINTS_DIR;
     dir.join(crate::checkpoint::STATE_FILE).is_file()
         || dir
             .parent()
             .and_then(Path::file_name)
-            .is_some_and(|n| n == crate::checkpoint::CHECKPOINTS_DIR)
+            .is_some_and(|n| n == checkpoints)
+        || (dir.file_name().is_some_and(|n| n == checkpoints)
+            && dir.join(crate::checkpoint::LATEST_FILE).exists())
 }
 
-/// Refuses an output path (`flag`) that would replace one of the command's inputs (each a
-/// file, or a folder whose files are inputs) or write into a checkpoint folder, before
-/// anything is written: an export must never destroy the checkpoint it reads. Paths are
-/// compared after resolving links, so `./x`, `a/../x` and a link to `x` are the same file.
+/// Whether `dir` is a run folder: it holds `checkpoints/latest`.
+fn is_run_folder(dir: &Path) -> bool {
+    dir.join(crate::checkpoint::CHECKPOINTS_DIR)
+        .join(crate::checkpoint::LATEST_FILE)
+        .exists()
+}
+
+/// Refuses an output path (`flag`) that is one of the command's inputs, lies inside an input
+/// folder (where it would become an input of the next run), replaces a file of a run folder
+/// (`metrics.csv`, `config.json`, …) or lies in a checkpoint folder, before anything is
+/// written: an export must never destroy the checkpoint it reads. Paths are compared after
+/// resolving links, so `./x`, `a/../x` and a link to `x` are the same file.
 pub fn check_not_an_input(flag: &str, out: &Path, inputs: &[&Path]) -> Result<()> {
     let target = resolved(out);
     for input in inputs {
@@ -468,11 +479,21 @@ pub fn check_not_an_input(flag: &str, out: &Path, inputs: &[&Path]) -> Result<()
                 input.display()
             );
         }
-        if input_path.is_dir() && target.parent() == Some(input_path.as_path()) && target.exists() {
+        if input_path.is_dir() && target.starts_with(&input_path) {
             bail!(
-                "{flag} {} would replace a file of the input folder {}: choose another output path",
+                "{flag} {} is inside the input folder {}: write it elsewhere (there it would {} an input)",
                 out.display(),
-                input.display()
+                input.display(),
+                if target.exists() { "replace" } else { "become" }
+            );
+        }
+    }
+    if let Some(parent) = target.parent() {
+        if is_run_folder(parent) && target.is_file() {
+            bail!(
+                "{flag} {} would replace a file of the run {}: choose another output path",
+                out.display(),
+                parent.display()
             );
         }
     }
@@ -615,13 +636,16 @@ mod tests {
         std::fs::write(d.join("model.onnx"), "m").unwrap();
         let check = |out: &Path| check_not_an_input("--out", out, &[&ckpt, &d.join("model.onnx")]);
         let e = check(&ckpt.join("state.json")).unwrap_err().to_string();
-        assert!(
-            e.contains("would replace a file of the input folder"),
-            "{e}"
-        );
+        assert!(e.contains("is inside the input folder"), "{e}");
         let e = check(&ckpt.join("new.onnx")).unwrap_err().to_string();
+        assert!(e.contains("is inside the input folder"), "{e}");
+        // Another checkpoint of the run, not an input of this command, is refused all the same.
+        let other = d.join("run/checkpoints/step_000001");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("state.json"), "{}").unwrap();
+        let e = check(&other.join("new.onnx")).unwrap_err().to_string();
         assert!(e.contains("inside the checkpoint folder"), "{e}");
-        let e = check(&d.join("run/checkpoints/step_000002/../step_000002/x"))
+        let e = check(&d.join("run/checkpoints/step_000001/../step_000001/x"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("checkpoint folder"), "{e}");
@@ -633,6 +657,14 @@ mod tests {
             assert!(check(&d.join("link.onnx")).is_err());
         }
         assert!(check(&d.join("fresh.onnx")).is_ok());
+        std::fs::write(d.join("run/checkpoints/latest"), "step_000002").unwrap();
+        std::fs::write(d.join("run/metrics.csv"), "step").unwrap();
+        let e = check(&d.join("run/checkpoints/latest"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("checkpoint folder"), "{e}");
+        let e = check(&d.join("run/metrics.csv")).unwrap_err().to_string();
+        assert!(e.contains("would replace a file of the run"), "{e}");
         assert!(check(&d.join("run/export.onnx")).is_ok());
         assert!(check(&d.join("no/such/folder/x.onnx")).is_ok());
     }

@@ -292,6 +292,23 @@ fn read_latents(path: &Path, z_dim: usize) -> Result<Vec<f32>> {
 /// batch of latents and images (the least any backend holds) must fit in the memory
 /// available.
 fn check_sizes(args: &GenArgs, n: usize, contract: &Contract) -> Result<()> {
+    ensure!(
+        n <= MAX_GEN_IMAGES,
+        "--n must be at most {MAX_GEN_IMAGES} (a trillion images per run)"
+    );
+    if let (Some(raw), Some([c, h, w])) = (&args.save_raw, contract.image) {
+        // The .npy holds every value: it must fit on its file system.
+        let bytes = (n as u128) * (c * h * w) as u128 * 4;
+        if let Some(free) = free_disk(raw) {
+            ensure!(
+                bytes <= free as u128,
+                "--save-raw {} of {n} images needs {} of disk space and its file system has {} free: ask for fewer images, or write them as PNGs with --out",
+                raw.display(),
+                wgan_models::limits::human(bytes.min(u64::MAX as u128) as u64),
+                wgan_models::limits::human(free)
+            );
+        }
+    }
     if args.grid.is_some() {
         ensure!(
             n <= MAX_GRID_IMAGES,
@@ -299,6 +316,32 @@ fn check_sizes(args: &GenArgs, n: usize, contract: &Contract) -> Result<()> {
         );
     }
     check_batch_memory("--batch-size", args.batch_size.min(n.max(1)), contract)
+}
+
+/// Most images one `gen` makes.
+const MAX_GEN_IMAGES: usize = 1_000_000_000_000;
+
+/// Bytes free to this process on the file system where `file` goes (`None` for a device or
+/// when unknown).
+fn free_disk(file: &Path) -> Option<u64> {
+    if matches!(Destination::of(file), Ok(Destination::InPlace(_))) {
+        return None;
+    }
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a NUL-terminated path and `st` a buffer statvfs fills on success.
+    let ok = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) } == 0;
+    // SAFETY: statvfs succeeded, so it initialised `st`.
+    ok.then(|| {
+        let st = unsafe { st.assume_init() };
+        // The field types differ between targets (u32 on some 32-bit ones).
+        #[allow(clippy::unnecessary_cast)]
+        (st.f_bavail as u64).saturating_mul(st.f_frsize as u64)
+    })
 }
 
 /// Fails when one batch of latents and images (the least any backend holds) does not fit in

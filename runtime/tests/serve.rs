@@ -190,6 +190,17 @@ fn images_equal_gen_and_bad_requests_get_a_4xx_naming_the_problem() {
     let (status, text) = get(&s, "/v1/nothing");
     assert_eq!(status, 404);
     assert!(text.contains("POST /v1/generate"), "{text}");
+    // A known route with another method: 405 with a JSON message too.
+    let (status, text) = get(&s, "/v1/generate");
+    assert_eq!(status, 405);
+    let msg: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        msg["error"]
+            .as_str()
+            .unwrap()
+            .contains("GET is not allowed on /v1/generate"),
+        "{text}"
+    );
     // Still up, and it says what it serves.
     assert_eq!(get(&s, "/healthz"), (200, "ok\n".to_string()));
     assert_eq!(get(&s, "/readyz").0, 200);

@@ -48,6 +48,7 @@ pub fn router(state: Arc<AppState>, body_limit: usize, body_timeout: Duration) -
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         // The body is read whole by `read_body` under its own limits and errors.
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(limits, read_body))
@@ -480,6 +481,18 @@ async fn not_found(req: Request) -> ApiError {
         status: StatusCode::NOT_FOUND,
         message: format!(
             "no route {} {}: the routes are POST /v1/generate, GET /v1/model, /healthz, /readyz, /metrics",
+            req.method(),
+            req.uri().path()
+        ),
+        retry_after: None,
+    }
+}
+
+async fn method_not_allowed(req: Request) -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        message: format!(
+            "{} is not allowed on {}: the routes are POST /v1/generate, GET /v1/model, /healthz, /readyz, /metrics",
             req.method(),
             req.uri().path()
         ),
