@@ -176,7 +176,7 @@ fn refused(size: usize) {
         ),
     );
     let _ = std::io::Write::write_all(&mut std::io::stderr(), line.bytes());
-    crate::output::remove_temp_files_and_exit(EXIT_ERROR as i32)
+    crate::output::try_remove_temp_files_and_exit(EXIT_ERROR as i32)
 }
 
 /// A line of text in a fixed buffer (longer text is cut).

@@ -282,6 +282,23 @@ pub fn remove_temp_files_and_exit(code: i32) -> ! {
     std::process::exit(code)
 }
 
+/// [`remove_temp_files_and_exit`] for a thread that may itself hold the registry's lock (an
+/// allocation failed inside [`create_registered`]): the temporaries are removed when the lock
+/// is free, and the process exits either way, never waiting on itself.
+pub fn try_remove_temp_files_and_exit(code: i32) -> ! {
+    match LIVE_TEMPS.try_lock() {
+        Ok(mut live) => {
+            remove_all(&mut live);
+            std::process::exit(code)
+        }
+        Err(std::sync::TryLockError::Poisoned(p)) => {
+            remove_all(&mut p.into_inner());
+            std::process::exit(code)
+        }
+        Err(std::sync::TryLockError::WouldBlock) => std::process::exit(code),
+    }
+}
+
 /// A file being written under the output policy: to a temporary file that [`OutputFile::commit`]
 /// flushes to disk and renames over the target, or, for a device, FIFO or socket, straight
 /// into it. Dropped without a commit, it removes its temporary file and leaves the target as
