@@ -426,11 +426,20 @@ fn rate(sec_per_iter: f64) -> String {
 
 fn drive(mut trainer: Trainer) -> Result<()> {
     let run_dir = trainer.run_dir.clone();
+    let stop = stop_flag();
+    if trainer.ranks().rank() > 0 {
+        // Rank 0 speaks for the run; the others train quietly (errors still print).
+        return trainer.run(&stop, |_| {}).map(drop);
+    }
     for w in &trainer.warnings {
         eprintln!("warning: {w}");
     }
+    let ranks = match trainer.ranks().size() {
+        1 => String::new(),
+        _ => format!(" · {}", trainer.ranks().describe()),
+    };
     eprintln!(
-        "run {} · preset {} · {} · device {} · steps {}→{}",
+        "run {} · preset {} · {} · device {}{ranks} · steps {}→{}",
         run_dir.display(),
         trainer.preset.name,
         trainer.state().header.dataset,
@@ -438,7 +447,6 @@ fn drive(mut trainer: Trainer) -> Result<()> {
         trainer.step,
         trainer.config.steps
     );
-    let stop = stop_flag();
     let pb = progress(&trainer);
     let plain = pb.is_hidden();
     let every = trainer.config.sample_every;
@@ -756,11 +764,8 @@ const F64_PARITY: f64 = 1e-9;
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => {
-            let trainer = match &args.out {
-                Some(out) => Trainer::new(args.config(), out)?,
-                None => Trainer::new_in_default_dir(args.config())?,
-            };
-            drive(trainer)
+            let ranks = crate::collective::from_environment()?;
+            drive(Trainer::new_on(args.config(), args.out.as_deref(), ranks)?)
         }
         Command::Resume(args) => {
             let run = args
@@ -774,7 +779,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 threads: args.threads,
                 allow_data_change: args.allow_data_change,
             };
-            drive(Trainer::resume(&run, &options)?)
+            let ranks = crate::collective::from_environment()?;
+            drive(Trainer::resume_on(&run, &options, ranks)?)
         }
         Command::Prepare(args) => prepare(&args),
         Command::Sample(args) => sample(&args),

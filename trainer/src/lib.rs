@@ -16,6 +16,7 @@ pub mod adam;
 pub mod checkpoints;
 pub mod classifier;
 pub mod cli;
+pub mod collective;
 pub mod config;
 pub mod data;
 pub mod device;

@@ -111,6 +111,13 @@ impl DataPlan {
     }
 }
 
+/// The run's prepared copy in `run_dir`, split as `config` says: what the other ranks of a new
+/// run read after rank 0 decoded the source into it.
+pub fn open_run_copy(config: &TrainConfig, size: usize, run_dir: &Path) -> Result<RunData> {
+    let opened = data::open_prepared(&run_dir.join(RUN_DATA_FILE), Some((config.channels, size)))?;
+    split(opened.data, &opened.sidecar.names, config)
+}
+
 /// Opens a prepared file the user names, refusing it when the source it was prepared from is
 /// still there and has changed since.
 fn open_user_prepared(path: &Path, shape: (usize, usize)) -> Result<(Dataset, Vec<String>)> {

@@ -163,6 +163,7 @@ impl<T: Real> CriticEngine<T> {
                             beta,
                             eps: NORM_EPS,
                             act: p.spec.activation,
+                            across: None,
                         },
                         sized(&mut self.xhat[l], m * cout),
                         sized(&mut out_buf, m * cout),
@@ -199,6 +200,8 @@ impl<T: Real> CriticEngine<T> {
             m: p.ho * p.wo,
             c,
             act: p.spec.activation,
+            // InstanceNorm: each sample is its own group, whatever the ranks.
+            across: None,
         }
     }
 

@@ -9,8 +9,8 @@ use super::{checked_rows, sized, Real};
 use crate::kernels::gemm::{matmul, Mat};
 use crate::kernels::patches::{patch_rows, scatter_patch_chunks, weight_grad_and_through};
 use crate::kernels::{
-    activation_backward, bias_activation, norm_backward, norm_forward, NormForward, NormGrads,
-    NormState,
+    activation_backward, bias_activation, norm_backward, norm_forward, CrossRank, NormForward,
+    NormGrads, NormState,
 };
 use crate::spec::{LayerKind, NetSpec, Norm, NORM_EPS};
 use anyhow::{bail, ensure, Result};
@@ -39,6 +39,8 @@ pub struct GeneratorEngine<T: Real> {
     pre_norm: Vec<T>,
     grad_a: Vec<T>,
     grad_b: Vec<T>,
+    /// The other ranks of a data-parallel run, whose rows share each BatchNorm's statistics.
+    across: Option<std::sync::Arc<dyn CrossRank>>,
 }
 
 impl<T: Real> GeneratorEngine<T> {
@@ -76,7 +78,14 @@ impl<T: Real> GeneratorEngine<T> {
             pre_norm: Vec::new(),
             grad_a: Vec::new(),
             grad_b: Vec::new(),
+            across: None,
         })
+    }
+
+    /// Makes every BatchNorm normalise with the statistics of the rows of all `ranks` (and
+    /// backpropagate through them), as PyTorch's SyncBatchNorm does; `None` for one process.
+    pub fn synchronise_batchnorm(&mut self, ranks: Option<std::sync::Arc<dyn CrossRank>>) {
+        self.across = ranks;
     }
 
     /// Values of one latent.
@@ -131,6 +140,7 @@ impl<T: Real> GeneratorEngine<T> {
                     bail!("generator layer {l}: norm weights missing")
                 };
                 let m = n * p.ho * p.wo;
+                let m_all = m * self.across.as_ref().map_or(1, |r| r.ranks());
                 let s = norm_forward(
                     &NormForward {
                         z: &self.pre_norm[..len],
@@ -141,12 +151,13 @@ impl<T: Real> GeneratorEngine<T> {
                         beta,
                         eps: NORM_EPS,
                         act: p.spec.activation,
+                        across: self.across.as_deref(),
                     },
                     sized(&mut self.xhat[l], len),
                     sized(&mut out_buf, len),
                     sized(&mut self.inv_std[l], cout),
                 );
-                let unbias = m as f64 / (m as f64 - 1.0).max(1.0);
+                let unbias = m_all as f64 / (m_all as f64 - 1.0).max(1.0);
                 stats.push(BatchStats {
                     layer: l,
                     mean: s.mean,
@@ -207,6 +218,7 @@ impl<T: Real> GeneratorEngine<T> {
                         m: n * p.ho * p.wo,
                         c: cout,
                         act: p.spec.activation,
+                        across: self.across.as_deref(),
                     },
                     &grad[..len],
                     d,

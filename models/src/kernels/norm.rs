@@ -9,6 +9,17 @@ use super::Real;
 use crate::spec::Activation;
 use rayon::prelude::*;
 
+/// The sums of a normalisation over the ranks of a data-parallel run: each rank holds `m`
+/// rows of a group of `ranks · m`, and BatchNorm in training must normalise with the statistics
+/// of the whole group (PyTorch's SyncBatchNorm). `sum` adds a buffer element-wise over the
+/// ranks, in place, with the same result on every rank.
+pub trait CrossRank: Send + Sync {
+    /// Ranks that hold rows of the group (1: the rows are the whole group).
+    fn ranks(&self) -> usize;
+    /// Element-wise sum over the ranks, in place.
+    fn sum(&self, values: &mut [f64]);
+}
+
 /// A `[A, M, C]` view split into tiles of `rows` consecutive `M`-rows inside one `a`.
 #[derive(Clone, Copy, Debug)]
 struct Tiles {
@@ -84,6 +95,9 @@ pub struct NormForward<'a, T> {
     pub beta: &'a [T],
     pub eps: f64,
     pub act: Activation,
+    /// The ranks whose rows make up each group with these (BatchNorm of a data-parallel run;
+    /// `None` for one process): the sums are added over them, and `m` counts their rows too.
+    pub across: Option<&'a dyn CrossRank>,
 }
 
 /// Statistics of one normalisation forward, per `(a, c)` group, `[A·C]`.
@@ -116,7 +130,7 @@ fn norm_forward_impl<T: Real, A: Act>(
     assert!(xhat.len() == a * m * c && out.len() == a * m * c && inv_std.len() == a * c);
     let tiles = Tiles::new(a, m, c);
     let tl = tiles.len();
-    let sums = tiles.sums::<2>(a, |t, acc| {
+    let mut sums = tiles.sums::<2>(a, |t, acc| {
         let (s1, s2) = acc.split_at_mut(c);
         for z in p.z[t * tl..][..tl].chunks_exact(c) {
             for ch in 0..c {
@@ -126,6 +140,14 @@ fn norm_forward_impl<T: Real, A: Act>(
             }
         }
     });
+    // The whole group's rows, on every rank.
+    let m_all = match p.across {
+        Some(r) => {
+            r.sum(&mut sums);
+            m * r.ranks()
+        }
+        None => m,
+    };
     let mut stats = GroupStats {
         mean: vec![0.0; a * c],
         var: vec![0.0; a * c],
@@ -133,8 +155,8 @@ fn norm_forward_impl<T: Real, A: Act>(
     for g in 0..a {
         for ch in 0..c {
             let s = &sums[g * 2 * c..];
-            let mean = s[ch] / m as f64;
-            let var = (s[c + ch] / m as f64 - mean * mean).max(0.0);
+            let mean = s[ch] / m_all as f64;
+            let var = (s[c + ch] / m_all as f64 - mean * mean).max(0.0);
             stats.mean[g * c + ch] = mean;
             stats.var[g * c + ch] = var;
             inv_std[g * c + ch] = T::of(1.0 / (var + p.eps).sqrt());
@@ -177,6 +199,9 @@ pub struct NormState<'a, T> {
     pub m: usize,
     pub c: usize,
     pub act: Activation,
+    /// As [`NormForward::across`]: the sums of the input gradient's projection are the whole
+    /// group's (each rank's parameter gradients stay its own, for the caller to add up).
+    pub across: Option<&'a dyn CrossRank>,
 }
 
 /// Parameter-gradient accumulators of a normalisation (`[C]` each).
@@ -259,14 +284,21 @@ fn norm_backward_impl<T: Real, A: Act>(
             }
         }
     }
+    let m_all = match s.across {
+        Some(r) => {
+            r.sum(&mut sums);
+            m * r.ranks()
+        }
+        None => m,
+    };
     // Per group: dz = γ/σ · (dy − mean(dy) − x̂·mean(dy·x̂)).
     let mut coef = vec![T::zero(); a * 3 * c];
     for g in 0..a {
         for ch in 0..c {
             let gs = s.gamma[ch].f64() * s.inv_std[g * c + ch].f64();
             coef[g * 3 * c + ch] = T::of(gs);
-            coef[g * 3 * c + c + ch] = T::of(gs * sums[g * 2 * c + ch] / m as f64);
-            coef[g * 3 * c + 2 * c + ch] = T::of(gs * sums[g * 2 * c + c + ch] / m as f64);
+            coef[g * 3 * c + c + ch] = T::of(gs * sums[g * 2 * c + ch] / m_all as f64);
+            coef[g * 3 * c + 2 * c + ch] = T::of(gs * sums[g * 2 * c + c + ch] / m_all as f64);
         }
     }
     let body = |t: usize, dz: &mut [T], kept: Option<&mut [T]>| {

@@ -85,6 +85,10 @@ struct Batches {
     batch_size: usize,
     seed: u64,
     mirror: bool,
+    /// This rank's part of each batch: entries `rank · b .. (rank + 1) · b` with
+    /// `b = batch_size / ranks` (the whole batch for one process).
+    rank: usize,
+    ranks: usize,
 }
 
 impl Batches {
@@ -102,11 +106,17 @@ impl Batches {
     fn next_batch(&self, stream: &mut Stream) -> Result<Vec<f32>> {
         self.data.check_unchanged()?;
         let n = self.data.sample_len();
-        let mut out = vec![0f32; self.batch_size * n];
-        for sample in out.chunks_exact_mut(n) {
+        let local = self.batch_size / self.ranks;
+        let mine = self.rank * local..(self.rank + 1) * local;
+        let mut out = vec![0f32; local * n];
+        for k in 0..self.batch_size {
+            // Every rank walks the whole stream; each reads only its entries.
             let v = stream.next_index();
-            let len = self.data.len;
-            self.data.read(v % len, v >= len, sample)?;
+            if mine.contains(&k) {
+                let len = self.data.len;
+                let sample = &mut out[(k - mine.start) * n..][..n];
+                self.data.read(v % len, v >= len, sample)?;
+            }
         }
         Ok(out)
     }
@@ -128,13 +138,33 @@ impl Loader {
     /// Panics if `batch_size` is 0 or the data set is empty (neither can come from a
     /// validated configuration).
     pub fn new(dataset: Dataset, batch_size: usize, seed: u64, cursor: u64, mirror: bool) -> Self {
+        Self::sliced(dataset, batch_size, seed, cursor, mirror, (0, 1))
+    }
+
+    /// [`Loader::new`] for rank `rank` of `ranks`: each batch is this rank's `batch_size /
+    /// ranks` entries of the global batch (`batch_size` must divide evenly); the cursor counts
+    /// the global batch.
+    pub fn sliced(
+        dataset: Dataset,
+        batch_size: usize,
+        seed: u64,
+        cursor: u64,
+        mirror: bool,
+        (rank, ranks): (usize, usize),
+    ) -> Self {
         assert!(batch_size > 0, "Loader needs a batch size of at least 1");
         assert!(dataset.len > 0, "Loader needs a non-empty data set");
+        assert!(
+            rank < ranks && batch_size.is_multiple_of(ranks),
+            "the batch splits evenly over the ranks"
+        );
         let source = Batches {
             data: dataset,
             batch_size,
             seed,
             mirror,
+            rank,
+            ranks,
         };
         let (tx, rx) = sync_channel(PREFETCH);
         let worker_source = source.clone();
@@ -418,5 +448,23 @@ mod tests {
             .find_map(|_| l.next_batch().err())
             .expect("the truncation is reported");
         assert!(format!("{e:#}").contains("truncated"), "{e:#}");
+    }
+
+    #[test]
+    fn each_rank_reads_its_slice_of_the_global_batch() {
+        let data = numbered(30, 1, 2);
+        let mut whole = Loader::new(data.clone(), 6, 5, 0, false);
+        let mut parts: Vec<Loader> = (0..3)
+            .map(|r| Loader::sliced(data.clone(), 6, 5, 0, false, (r, 3)))
+            .collect();
+        for _ in 0..12 {
+            let want = ids(&whole.next_batch().unwrap(), 4);
+            let got: Vec<usize> = parts
+                .iter_mut()
+                .flat_map(|l| ids(&l.next_batch().unwrap(), 4))
+                .collect();
+            assert_eq!(got, want);
+        }
+        assert!(parts.iter().all(|l| l.cursor() == whole.cursor()));
     }
 }

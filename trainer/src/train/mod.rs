@@ -3,11 +3,12 @@
 
 use crate::adam::Adam;
 use crate::checkpoints::{self, CheckpointContents};
+use crate::collective::{agree, broadcast, BatchNormSync, Collective, Single};
 use crate::config::{TrainConfig, TrainState};
 use crate::data::Loader;
 use crate::ema::Ema;
 use crate::metrics::{self, MetricsRow};
-use crate::run_data::{DataPlan, DataRecord};
+use crate::run_data::{DataPlan, DataRecord, RunData};
 use crate::{second_order, wgan};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use wgan_models::checkpoint::{self as ckpt, CheckpointHeader, OPTIMIZER_FILE};
 use wgan_models::engine::{
-    nchw_to_nhwc, to_gradients, BatchStats, CriticEngine, GeneratorEngine, NetWeights,
+    nchw_to_nhwc, to_gradients, BatchStats, CriticEngine, GeneratorEngine, LayerGrads, NetWeights,
 };
 use wgan_models::latent::{latents, Rng};
 use wgan_models::{Critic, Generator, Gradients, Mode, Preset};
@@ -84,8 +85,10 @@ pub struct Trainer {
     engines: Option<Box<Engines>>,
     /// What the user should know about how the run was opened (repairs made on resume).
     pub warnings: Vec<String>,
-    /// Held while the run is open: no second process trains in the same directory.
-    _lock: RunLock,
+    /// The ranks of a data-parallel run ([`Single`] for one process).
+    ranks: Arc<dyn Collective>,
+    /// Held while the run is open (by rank 0): no second process trains in the same directory.
+    _lock: Option<RunLock>,
 }
 
 /// Explicit forward/backward passes for CPU training (see [`wgan_models::engine`]).
@@ -115,14 +118,23 @@ impl Engines {
 }
 
 impl Engines {
-    /// The engines for `preset` on `device`, when it is the CPU.
-    fn for_device(preset: &Preset, device: &Device) -> Result<Option<Box<Self>>> {
+    /// The engines for `preset` on `device`, when it is the CPU; with several ranks, the
+    /// generator's BatchNorm statistics are the whole global batch's.
+    fn for_device(
+        preset: &Preset,
+        device: &Device,
+        ranks: &Arc<dyn Collective>,
+    ) -> Result<Option<Box<Self>>> {
         if !device.is_cpu() {
             return Ok(None);
         }
+        let mut generator = GeneratorEngine::new(&preset.generator, preset.z_dim)?;
+        if ranks.size() > 1 {
+            generator.synchronise_batchnorm(Some(Arc::new(BatchNormSync(ranks.clone()))));
+        }
         Ok(Some(Box::new(Self {
             critic: CriticEngine::new(&preset.critic, preset.channels, preset.image_size)?,
-            generator: GeneratorEngine::new(&preset.generator, preset.z_dim)?,
+            generator,
             generator_weights: None,
         })))
     }
@@ -132,43 +144,83 @@ impl Trainer {
     /// Starts a new run in `run_dir`: a new or empty directory (created with its parents).
     /// Nothing is created until the configuration, device and data have been checked.
     pub fn new(config: TrainConfig, run_dir: &Path) -> Result<Self> {
-        Self::start(config, || {
-            claim_run_dir(run_dir).map(|()| run_dir.to_path_buf())
-        })
+        Self::new_on(config, Some(run_dir), Arc::new(Single))
     }
 
     /// Starts a new run in a fresh directory `runs/<UTC timestamp>` (with a `-N` suffix when
     /// that name is taken, so runs started in the same second never share a directory).
     pub fn new_in_default_dir(config: TrainConfig) -> Result<Self> {
-        Self::start(config, claim_default_run_dir)
+        Self::new_on(config, None, Arc::new(Single))
     }
 
-    fn start(mut config: TrainConfig, claim: impl FnOnce() -> Result<PathBuf>) -> Result<Self> {
-        config.validate()?;
-        let preset = config.preset()?;
-        config.set_architecture(&preset);
-        config.threads = Some(config.threads.unwrap_or_else(crate::data::default_threads));
-        let device = parse_device(&config.device)?;
-        check_weights_memory(&preset)?;
-        check_batch_memory(config.batch_size, &preset, &device)?;
-        let plan = DataPlan::new(&config)?;
-        // Absolute, so that `trainer resume` finds the data from any working directory.
-        if let Some(data) = &config.data {
-            config.data = Some(std::fs::canonicalize(data).unwrap_or_else(|_| data.clone()));
-        }
-        let pool = thread_pool(&config)?;
-        let run_dir = claim()?;
-        let claimed = ClaimedRunDir::new(&run_dir);
-        let lock = RunLock::acquire(&run_dir)?;
-        let data = plan.open(
-            &config,
-            preset.image_size,
-            &run_dir,
-            crate::progress::decoding("decoding the data set into the run"),
+    /// Starts a new run as one rank of `ranks` (see ARCHITECTURE.md, "Data-parallel
+    /// training"): every rank calls this with the same configuration; rank 0 claims the run
+    /// folder (`run_dir`, or `runs/<UTC timestamp>`) and alone writes to it.
+    pub fn new_on(
+        config: TrainConfig,
+        run_dir: Option<&Path>,
+        ranks: Arc<dyn Collective>,
+    ) -> Result<Self> {
+        let claim = move || match run_dir {
+            Some(dir) => claim_run_dir(dir).map(|()| dir.to_path_buf()),
+            None => claim_default_run_dir(),
+        };
+        Self::start(config, claim, ranks)
+    }
+
+    fn start(
+        mut config: TrainConfig,
+        claim: impl FnOnce() -> Result<PathBuf>,
+        ranks: Arc<dyn Collective>,
+    ) -> Result<Self> {
+        let c = ranks.as_ref();
+        let lead = c.rank() == 0;
+        // Checked on every rank before anything is created; one rank's error is everyone's.
+        let checked = agree(
+            c,
+            (|| {
+                config.validate()?;
+                let preset = config.preset()?;
+                config.set_architecture(&preset);
+                config.threads = Some(config.threads.unwrap_or_else(crate::data::default_threads));
+                let device = parse_device(&config.device)?;
+                check_ranks(&config, &device, c)?;
+                check_weights_memory(&preset)?;
+                check_batch_memory(config.batch_size / c.size(), &preset, &device)?;
+                let plan = DataPlan::new(&config)?;
+                // Absolute, so that `trainer resume` finds the data from any working directory.
+                if let Some(data) = &config.data {
+                    config.data =
+                        Some(std::fs::canonicalize(data).unwrap_or_else(|_| data.clone()));
+                }
+                let pool = thread_pool(&config)?;
+                Ok((preset, device, plan, pool))
+            })(),
         )?;
-        if config.holdout > 0 && data.training.len == 0 {
-            bail!("--holdout {} leaves no training images", config.holdout);
-        }
+        let (preset, device, plan, pool) = checked;
+        check_same_configuration(c, &config)?;
+        // Rank 0 claims the run folder and tells the others where it is.
+        let claimed = agree(
+            c,
+            match lead {
+                true => claim().and_then(|dir| {
+                    let claimed = ClaimedRunDir::new(&dir);
+                    let lock = RunLock::acquire(&dir)?;
+                    Ok(Some((dir, claimed, lock)))
+                }),
+                false => Ok(None),
+            },
+        )?;
+        let run_dir = PathBuf::from(
+            String::from_utf8_lossy(&broadcast(
+                c,
+                claimed
+                    .as_ref()
+                    .map_or(&[][..], |(d, _, _)| d.as_os_str().as_encoded_bytes()),
+            ))
+            .into_owned(),
+        );
+        let data = open_run_data(plan, &config, &preset, &run_dir, c)?;
         let mut rng = Rng::new(config.seed);
         let generator = Generator::new(&preset, &mut rng, DType::F32, &device)?;
         let critic = Critic::new(&preset, &mut rng, DType::F32, &device)?;
@@ -180,19 +232,26 @@ impl Trainer {
             .transpose()?;
         let data_seed = rng.next_u64();
         let sample_seed = rng.next_u64();
-        let loader = Loader::new(
+        let loader = Loader::sliced(
             data.training.clone(),
             config.batch_size,
             data_seed,
             0,
             config.mirror,
+            (c.rank(), c.size()),
         );
-        let engines = Engines::for_device(&preset, &device)?;
-        wgan_models::output::write_atomic(
-            &run_dir.join("config.json"),
-            serde_json::to_string_pretty(&config)?.as_bytes(),
-        )?;
-        claimed.keep();
+        let engines = Engines::for_device(&preset, &device, &ranks)?;
+        let lock = match claimed {
+            Some((dir, claimed, lock)) => {
+                wgan_models::output::write_atomic(
+                    &dir.join("config.json"),
+                    serde_json::to_string_pretty(&config)?.as_bytes(),
+                )?;
+                claimed.keep();
+                Some(lock)
+            }
+            None => None,
+        };
         Ok(Self {
             dataset_description: data.training.description.clone(),
             data_record: data.record,
@@ -215,6 +274,7 @@ impl Trainer {
             metrics: Vec::new(),
             engines,
             warnings: Vec::new(),
+            ranks,
             _lock: lock,
         })
     }
@@ -272,30 +332,98 @@ impl Trainer {
         Ok((sums.0 / n, sums.1 / n, sums.2 / n, sums.3 / n))
     }
 
+    /// This rank's part of a global batch of `b_all`: its first index and its size.
+    fn my_part(&self, b_all: usize) -> (usize, usize) {
+        let b = b_all / self.ranks.size();
+        (self.ranks.rank() * b, b)
+    }
+
     fn critic_step_explicit(&mut self, e: &mut Engines) -> Result<wgan::CriticValues> {
-        let (b, z, c) = (
+        let (b_all, z, c) = (
             self.config.batch_size,
             self.preset.z_dim,
             self.preset.channels,
         );
+        let (first, b) = self.my_part(b_all);
         let hw = self.preset.image_size * self.preset.image_size;
         let real = nchw_to_nhwc(&self.loader.next_batch()?, b, c, hw);
-        let noise = self.normal_vec(b * z);
-        let (fake, stats) = e.generator_forward(&self.generator, &noise)?;
+        // The latents and interpolation weights of the whole global batch are drawn on every
+        // rank (the same stream as one process), and each takes its part.
+        let noise_all = self.normal_vec(b_all * z);
+        let noise = &noise_all[first * z..(first + b) * z];
+        let (fake, stats) = e.generator_forward(&self.generator, noise)?;
         self.generator.apply_batch_stats(&stats)?;
-        let eps: Vec<f32> = (0..b).map(|_| self.rng.uniform_f32()).collect();
+        let eps_all: Vec<f32> = (0..b_all).map(|_| self.rng.uniform_f32()).collect();
+        let eps = &eps_all[first..first + b];
         let cw = NetWeights::from_params(&self.critic.spec, &self.critic.params)?;
-        let (values, _, grads) = wgan::critic_objective_explicit(
+        let (values, _, mut grads) = wgan::critic_objective_explicit(
             &mut e.critic,
             &cw,
             &real,
             &fake,
-            &eps,
+            eps,
             self.config.lambda_gp,
         )?;
+        let values = self.average_values(values);
+        self.average_gradients(&mut grads);
         let grads = to_gradients(&self.critic.spec, &grads, &self.device)?;
         self.opt_c.step(&self.critic.params, &grads)?;
         Ok(values)
+    }
+
+    /// The global batch's means from each rank's means of its equal part: their average.
+    fn average_values(&self, v: wgan::CriticValues) -> wgan::CriticValues {
+        let k = self.ranks.size();
+        if k == 1 {
+            return v;
+        }
+        let mut x = [v.loss, v.wasserstein, v.penalty, v.grad_norm_mean];
+        self.ranks.sum_f64(&mut x);
+        let [loss, wasserstein, penalty, grad_norm_mean] = x.map(|s| s / k as f64);
+        wgan::CriticValues {
+            loss,
+            wasserstein,
+            penalty,
+            grad_norm_mean,
+        }
+    }
+
+    /// The global batch's gradients from each rank's gradients of the mean over its part:
+    /// their average over the ranks, the same on every rank.
+    fn average_gradients(&self, grads: &mut [LayerGrads<f32>]) {
+        let k = self.ranks.size();
+        if k == 1 {
+            return;
+        }
+        let mut weights: Vec<f32> = grads
+            .iter()
+            .flat_map(|g| g.weight.iter().copied())
+            .collect();
+        let small = |g: &LayerGrads<f32>| -> Vec<f64> {
+            [&g.bias, &g.gamma, &g.beta]
+                .into_iter()
+                .flatten()
+                .flat_map(|v| v.iter().copied())
+                .collect()
+        };
+        let mut rest: Vec<f64> = grads.iter().flat_map(small).collect();
+        self.ranks.sum_f32(&mut weights);
+        self.ranks.sum_f64(&mut rest);
+        let (inv32, inv64) = (1.0 / k as f32, 1.0 / k as f64);
+        let (mut w, mut r) = (weights.into_iter(), rest.into_iter());
+        for g in grads.iter_mut() {
+            for v in g.weight.iter_mut() {
+                *v = w.next().expect("as many as taken") * inv32;
+            }
+            for part in [&mut g.bias, &mut g.gamma, &mut g.beta]
+                .into_iter()
+                .flatten()
+            {
+                for v in part.iter_mut() {
+                    *v = r.next().expect("as many as taken") * inv64;
+                }
+            }
+        }
     }
 
     fn critic_step_autograd(&mut self) -> Result<wgan::CriticValues> {
@@ -342,17 +470,23 @@ impl Trainer {
     }
 
     fn generator_step_explicit(&mut self, e: &mut Engines) -> Result<f64> {
-        let noise = self.normal_vec(self.config.batch_size * self.preset.z_dim);
-        let (fake, stats) = e.generator_forward(&self.generator, &noise)?;
+        let (b_all, z) = (self.config.batch_size, self.preset.z_dim);
+        let (first, b) = self.my_part(b_all);
+        let noise_all = self.normal_vec(b_all * z);
+        let noise = &noise_all[first * z..(first + b) * z];
+        let (fake, stats) = e.generator_forward(&self.generator, noise)?;
         self.generator.apply_batch_stats(&stats)?;
         let cw = NetWeights::from_params(&self.critic.spec, &self.critic.params)?;
         let (loss, grad_fake) = wgan::generator_objective_explicit(&mut e.critic, &cw, &fake)?;
         let gw = e.generator_weights.as_ref().expect("converted above");
-        let grads = e.generator.backward(gw, &grad_fake)?;
+        let mut grads = e.generator.backward(gw, &grad_fake)?;
+        self.average_gradients(&mut grads);
         let grads = to_gradients(&self.generator.spec, &grads, &self.device)?;
         e.generator_weights = None;
         self.opt_g.step(&self.generator.params, &grads)?;
-        Ok(loss)
+        let mut loss = [loss];
+        self.ranks.sum_f64(&mut loss);
+        Ok(loss[0] / self.ranks.size() as f64)
     }
 
     /// One iteration: `n_critic` critic steps and one generator step. On the CPU both run on
@@ -429,11 +563,15 @@ impl Trainer {
     ) -> Result<RunEnd> {
         let metrics_path = self.run_dir.join("metrics.csv");
         let plot_path = self.run_dir.join("losses.png");
+        // Rank 0 alone writes the run's files; every rank computes the same step.
+        let lead = self.ranks.rank() == 0;
         while self.step < self.config.steps {
-            if stop.load(Ordering::SeqCst) {
-                self.save_checkpoint()?;
-                self.save_samples()?;
-                metrics::plot(&plot_path, &self.metrics)?;
+            if self.stop_requested(stop) {
+                if lead {
+                    self.save_checkpoint()?;
+                    self.save_samples()?;
+                    metrics::plot(&plot_path, &self.metrics)?;
+                }
                 return Ok(RunEnd::Interrupted);
             }
             let t0 = Instant::now();
@@ -449,9 +587,12 @@ impl Trainer {
                 generator_loss: stats.generator_loss,
                 sec_per_iter: secs,
             };
-            metrics::append_csv(&metrics_path, row)?;
             self.metrics.push(row);
             on_step(&row);
+            if !lead {
+                continue;
+            }
+            metrics::append_csv(&metrics_path, row)?;
             let last = self.step == self.config.steps;
             if self.step.is_multiple_of(self.config.sample_every) || last {
                 self.save_samples()?;
@@ -462,6 +603,28 @@ impl Trainer {
             }
         }
         Ok(RunEnd::Finished)
+    }
+
+    /// Whether to stop now: `stop` set on any rank (a signal reaches some ranks first, or
+    /// only one), agreed by all, so that every rank stops at the same step.
+    fn stop_requested(&self, stop: &AtomicBool) -> bool {
+        let mut flag = [stop.load(Ordering::SeqCst) as u8 as f64];
+        self.ranks.sum_f64(&mut flag);
+        flag[0] > 0.0
+    }
+
+    /// The ranks this run trains on.
+    pub fn ranks(&self) -> &Arc<dyn Collective> {
+        &self.ranks
+    }
+
+    /// Test-only: the generator's BatchNorm normalises with each rank's own statistics, as
+    /// without SyncBatchNorm (to show that the synchronised run's agreement is not a given).
+    #[doc(hidden)]
+    pub fn unsynchronise_batchnorm_for_tests(&mut self) {
+        if let Some(e) = self.engines.as_mut() {
+            e.generator.synchronise_batchnorm(None);
+        }
     }
 }
 
@@ -551,4 +714,95 @@ impl Drop for ClaimedRunDir {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Checks that `config` can run on the ranks of `c`: the global batch splits evenly, and
+/// several ranks train on the CPU engine (the GPU path needs NCCL, see ARCHITECTURE.md).
+fn check_ranks(config: &TrainConfig, device: &Device, c: &dyn Collective) -> Result<()> {
+    let k = c.size();
+    if k == 1 {
+        return Ok(());
+    }
+    if !config.batch_size.is_multiple_of(k) {
+        bail!(
+            "--batch-size {} is the global batch, and it does not split evenly over {k} ranks: use a multiple of {k}",
+            config.batch_size
+        );
+    }
+    if !device.is_cpu() {
+        bail!(
+            "data-parallel training over {} runs on the CPU engine; GPU ranks need the NCCL build, which this binary does not have",
+            c.describe()
+        );
+    }
+    Ok(())
+}
+
+/// Fails on every rank unless every rank runs the same binary with the same configuration:
+/// a hash of both, compared with rank 0's.
+fn check_same_configuration(c: &dyn Collective, config: &TrainConfig) -> Result<()> {
+    if c.size() == 1 {
+        return Ok(());
+    }
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(serde_json::to_string(config)?.as_bytes());
+    if let Ok(exe) = std::env::current_exe().and_then(std::fs::read) {
+        h.update(&exe);
+    }
+    let all = c.gather_all(&h.digest128().to_le_bytes());
+    if let Some(r) = all.iter().position(|m| *m != all[0]) {
+        bail!(
+            "rank {r} runs another binary or configuration than rank 0: start every rank with the same trainer and the same flags"
+        );
+    }
+    Ok(())
+}
+
+/// The data of a new run on every rank: rank 0 opens it first (decoding a source into the run
+/// folder); then the others open what rank 0 opened (decoding their own copy where the run
+/// folder is not shared), and all check rank 0's fingerprint.
+fn open_run_data(
+    plan: DataPlan,
+    config: &TrainConfig,
+    preset: &Preset,
+    run_dir: &Path,
+    c: &dyn Collective,
+) -> Result<RunData> {
+    let progress = || crate::progress::decoding("decoding the data set into the run");
+    let size = preset.image_size;
+    let mut plan = Some(plan);
+    let mut open = |c: &dyn Collective| -> Result<RunData> {
+        let plan = plan.take().expect("opened once");
+        if c.rank() > 0 && plan.prepares_into_run() {
+            // Rank 0 decoded it into the run folder; decode a copy where that is not seen.
+            if let Ok(d) = crate::run_data::open_run_copy(config, size, run_dir) {
+                return Ok(d);
+            }
+            std::fs::create_dir_all(run_dir)?;
+        }
+        let data = plan.open(config, size, run_dir, progress())?;
+        if config.holdout > 0 && data.training.len == 0 {
+            bail!("--holdout {} leaves no training images", config.holdout);
+        }
+        Ok(data)
+    };
+    let lead = match c.rank() {
+        0 => Some(open(c)),
+        _ => None,
+    };
+    let lead = agree(c, lead.transpose())?;
+    let data = match lead {
+        Some(d) => d,
+        None => agree(c, open(c))?,
+    };
+    if c.rank() == 0 {
+        agree(c, Ok(()))?;
+    }
+    let fingerprints = c.gather_all(&data.record.fingerprint.0.to_le_bytes());
+    if let Some(r) = fingerprints.iter().position(|f| *f != fingerprints[0]) {
+        bail!(
+            "rank {r} sees other data than rank 0 (another content fingerprint): give every rank the same data"
+        );
+    }
+    Ok(data)
 }

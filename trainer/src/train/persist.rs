@@ -2,6 +2,47 @@
 
 use super::*;
 
+/// A checkpoint opened for a resume (see [`Trainer::resume_on`]).
+struct Reopened {
+    root: PathBuf,
+    dir: PathBuf,
+    lock: Option<RunLock>,
+    warnings: Vec<String>,
+    header: CheckpointHeader,
+    state: TrainState,
+    config: TrainConfig,
+    preset: Preset,
+    device: Device,
+}
+
+/// The run's metrics up to `step`, rewritten without damaged lines (a record, not state:
+/// damage costs rows, with a warning, never the run).
+fn reopen_metrics(root: &Path, step: u64, warnings: &mut Vec<String>) -> Result<Vec<MetricsRow>> {
+    let metrics_path = root.join("metrics.csv");
+    let metrics = match metrics::read_csv_lenient(&metrics_path, step) {
+        Ok((rows, 0)) => rows,
+        Ok((rows, bad)) => {
+            warnings.push(format!(
+                "{}: left out {bad} damaged line(s); the file is rewritten with the {} good row(s)",
+                metrics_path.display(),
+                rows.len()
+            ));
+            rows
+        }
+        Err(e) => {
+            warnings.push(format!(
+                "{:#}; {} is started afresh from step {}",
+                e,
+                metrics_path.display(),
+                step
+            ));
+            Vec::new()
+        }
+    };
+    metrics::write_csv(&metrics_path, &metrics)?;
+    Ok(metrics)
+}
+
 /// What `resume` may change about a run.
 #[derive(Clone, Debug, Default)]
 pub struct ResumeOptions {
@@ -18,6 +59,153 @@ pub struct ResumeOptions {
 impl Trainer {
     /// Reopens the run in `run_dir` at its latest checkpoint, as `options` say.
     pub fn resume(run_dir: &Path, options: &ResumeOptions) -> Result<Self> {
+        Self::resume_on(run_dir, options, Arc::new(Single))
+    }
+
+    /// [`Trainer::resume`] as one rank of `ranks`: every rank reads the checkpoint (the run
+    /// folder must be visible to all of them, as on a shared file system); rank 0 holds the
+    /// lock, repairs what an interrupted run left, and alone writes. A checkpoint does not
+    /// depend on the number of ranks that wrote it.
+    pub fn resume_on(
+        run_dir: &Path,
+        options: &ResumeOptions,
+        ranks: Arc<dyn Collective>,
+    ) -> Result<Self> {
+        let c = ranks.as_ref();
+        let lead = c.rank() == 0;
+        let opened = agree(c, Self::reopen_checkpoint(run_dir, options, lead));
+        let opened = opened?;
+        let Reopened {
+            root,
+            dir,
+            lock,
+            mut warnings,
+            header,
+            state,
+            config,
+            preset,
+            device,
+        } = opened;
+        agree(c, super::check_ranks(&config, &device, c))?;
+        super::check_same_configuration(c, &config)?;
+        let damaged = |e: anyhow::Error| {
+            match older_checkpoints(&dir) {
+            Some(older) => e.context(format!(
+                "checkpoint {} is damaged; these can be resumed instead (pass one as --checkpoint): {older}",
+                dir.display()
+            )),
+            None => e,
+        }
+        };
+        let load = || -> Result<_> {
+            let generator = Generator::load(
+                &preset,
+                &dir.join(ckpt::GENERATOR_FILE),
+                DType::F32,
+                &device,
+            )?;
+            let critic = Critic::load(&preset, &dir.join(ckpt::CRITIC_FILE), DType::F32, &device)?;
+            let opt_state = wgan_models::params::read_safetensors(&dir.join(OPTIMIZER_FILE))?;
+            let mut opt_g = Adam::new(config.adam, &generator.params)?;
+            let mut opt_c = Adam::new(config.adam, &critic.params)?;
+            opt_g
+                .load_state("generator", &opt_state, &generator.params)
+                .context("restoring the generator's optimiser")?;
+            opt_c
+                .load_state("critic", &opt_state, &critic.params)
+                .context("restoring the critic's optimiser")?;
+            let rng = Rng::from_state(state.rng_state)
+                .context("the checkpoint's RNG state is invalid (all zero)")?;
+            let ema = match config.ema {
+                Some(decay) => Some(Ema::load(
+                    decay,
+                    &preset,
+                    &dir.join(ckpt::GENERATOR_EMA_FILE),
+                    &device,
+                )?),
+                None => None,
+            };
+            Ok((generator, critic, opt_g, opt_c, rng, ema))
+        };
+        let (generator, critic, opt_g, opt_c, rng, ema) = agree(c, load().map_err(damaged))?;
+        // The data: rank 0 first (it may decode the source again into the run folder), then
+        // the others read what rank 0 opened; every rank checks the checkpoint's fingerprint.
+        let reopen = |on_change| {
+            crate::run_data::reopen(
+                &config,
+                preset.image_size,
+                &root,
+                state.data.as_ref(),
+                header.step,
+                on_change,
+                crate::progress::decoding("decoding the data set into the run"),
+            )
+            .context("cannot open the run's training data")
+        };
+        let first = lead.then(|| {
+            reopen(crate::run_data::OnChange::Refuse {
+                allow: options.allow_data_change,
+            })
+        });
+        let first = agree(c, first.transpose())?;
+        let (data, data_warnings) = match first {
+            Some(d) => {
+                if c.size() > 1 {
+                    agree(c, Ok(()))?;
+                }
+                d
+            }
+            None => agree(c, reopen(crate::run_data::OnChange::UseRunCopy))?,
+        };
+        warnings.extend(data_warnings);
+        let fingerprints = c.gather_all(&data.record.fingerprint.0.to_le_bytes());
+        if let Some(r) = fingerprints.iter().position(|f| *f != fingerprints[0]) {
+            bail!("rank {r} sees other data than rank 0 (another content fingerprint): give every rank the same data");
+        }
+        let loader = Loader::sliced(
+            data.training.clone(),
+            config.batch_size,
+            state.data_seed,
+            state.data_cursor,
+            config.mirror,
+            (c.rank(), c.size()),
+        );
+        let pool = super::thread_pool(&config)?;
+        let engines = Engines::for_device(&preset, &device, &ranks)?;
+        let metrics = match lead {
+            true => reopen_metrics(&root, header.step, &mut warnings)?,
+            false => Vec::new(),
+        };
+        Ok(Self {
+            dataset_description: data.training.description.clone(),
+            data_record: data.record,
+            pool,
+            run_dir: root,
+            config,
+            preset,
+            device,
+            generator,
+            critic,
+            opt_g,
+            opt_c,
+            step: header.step,
+            ema,
+            rng,
+            data_seed: state.data_seed,
+            loader,
+            sample_seed: state.sample_seed,
+            elapsed_secs: state.elapsed_secs,
+            metrics,
+            engines,
+            warnings,
+            ranks,
+            _lock: lock,
+        })
+    }
+
+    /// The checkpoint a resume starts from, its configuration with `options` applied, and (on
+    /// the `lead` rank) the run's lock, with what an interrupted run left removed.
+    fn reopen_checkpoint(run_dir: &Path, options: &ResumeOptions, lead: bool) -> Result<Reopened> {
         let (steps, device) = (options.steps, options.device.as_deref());
         let resolve = || {
             ckpt::resolve(run_dir)
@@ -32,7 +220,10 @@ impl Trainer {
                 (run_dir_of(&dir), Some(dir))
             }
         };
-        let lock = RunLock::acquire(&root)?;
+        let lock = match lead {
+            true => Some(RunLock::acquire(&root)?),
+            false => None,
+        };
         let dir = resolved.map_or_else(resolve, Ok).map_err(|e| match usable_checkpoints(&root, None) {
             Some(others) => e.context(format!(
                 "the latest checkpoint is damaged; these can be resumed instead (pass one as --checkpoint): {others}"
@@ -40,11 +231,13 @@ impl Trainer {
             None => e,
         })?;
         let mut warnings = Vec::new();
-        let stale = crate::run_dir::remove_stale_temps(&root)?;
-        if stale > 0 {
-            warnings.push(format!(
-                "removed {stale} unfinished file(s) or checkpoint folder(s) left by an interrupted run"
-            ));
+        if lead {
+            let stale = crate::run_dir::remove_stale_temps(&root)?;
+            if stale > 0 {
+                warnings.push(format!(
+                    "removed {stale} unfinished file(s) or checkpoint folder(s) left by an interrupted run"
+                ));
+            }
         }
         let damaged = |e: anyhow::Error| {
             match older_checkpoints(&dir) {
@@ -84,105 +277,16 @@ impl Trainer {
         let device = parse_device(&config.device)?;
         super::check_weights_memory(&preset)?;
         super::check_batch_memory(config.batch_size, &preset, &device)?;
-        let load = || -> Result<_> {
-            let generator = Generator::load(
-                &preset,
-                &dir.join(ckpt::GENERATOR_FILE),
-                DType::F32,
-                &device,
-            )?;
-            let critic = Critic::load(&preset, &dir.join(ckpt::CRITIC_FILE), DType::F32, &device)?;
-            let opt_state = wgan_models::params::read_safetensors(&dir.join(OPTIMIZER_FILE))?;
-            let mut opt_g = Adam::new(config.adam, &generator.params)?;
-            let mut opt_c = Adam::new(config.adam, &critic.params)?;
-            opt_g
-                .load_state("generator", &opt_state, &generator.params)
-                .context("restoring the generator's optimiser")?;
-            opt_c
-                .load_state("critic", &opt_state, &critic.params)
-                .context("restoring the critic's optimiser")?;
-            let rng = Rng::from_state(state.rng_state)
-                .context("the checkpoint's RNG state is invalid (all zero)")?;
-            let ema = match config.ema {
-                Some(decay) => Some(Ema::load(
-                    decay,
-                    &preset,
-                    &dir.join(ckpt::GENERATOR_EMA_FILE),
-                    &device,
-                )?),
-                None => None,
-            };
-            Ok((generator, critic, opt_g, opt_c, rng, ema))
-        };
-        let (generator, critic, opt_g, opt_c, rng, ema) = load().map_err(damaged)?;
-        let (data, data_warnings) = crate::run_data::reopen(
-            &config,
-            preset.image_size,
-            &root,
-            state.data.as_ref(),
-            header.step,
-            crate::run_data::OnChange::Refuse {
-                allow: options.allow_data_change,
-            },
-            crate::progress::decoding("decoding the data set into the run"),
-        )
-        .context("cannot open the run's training data")?;
-        warnings.extend(data_warnings);
-        let loader = Loader::new(
-            data.training.clone(),
-            config.batch_size,
-            state.data_seed,
-            state.data_cursor,
-            config.mirror,
-        );
-        let pool = super::thread_pool(&config)?;
-        let engines = Engines::for_device(&preset, &device)?;
-        let metrics_path = run_dir_of(&dir).join("metrics.csv");
-        // The metrics are a record, not state: damage costs rows (with a warning), never the run.
-        let metrics = match metrics::read_csv_lenient(&metrics_path, header.step) {
-            Ok((rows, 0)) => rows,
-            Ok((rows, bad)) => {
-                warnings.push(format!(
-                    "{}: left out {bad} damaged line(s); the file is rewritten with the {} good row(s)",
-                    metrics_path.display(),
-                    rows.len()
-                ));
-                rows
-            }
-            Err(e) => {
-                warnings.push(format!(
-                    "{:#}; {} is started afresh from step {}",
-                    e,
-                    metrics_path.display(),
-                    header.step
-                ));
-                Vec::new()
-            }
-        };
-        metrics::write_csv(&metrics_path, &metrics)?;
-        Ok(Self {
-            dataset_description: data.training.description.clone(),
-            data_record: data.record,
-            pool,
-            run_dir: root,
+        Ok(Reopened {
+            root,
+            dir,
+            lock,
+            warnings,
+            header,
+            state,
             config,
             preset,
             device,
-            generator,
-            critic,
-            opt_g,
-            opt_c,
-            step: header.step,
-            ema,
-            rng,
-            data_seed: state.data_seed,
-            loader,
-            sample_seed: state.sample_seed,
-            elapsed_secs: state.elapsed_secs,
-            metrics,
-            engines,
-            warnings,
-            _lock: lock,
         })
     }
 
