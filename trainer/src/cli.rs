@@ -3,7 +3,6 @@
 //! each handler only checks arguments, calls the module that does the work (`train`, `eval`,
 //! `classifier`, `parity`) and prints.
 
-use crate::adam::AdamConfig;
 use crate::config::TrainConfig;
 use crate::data::Format;
 use crate::metrics::MetricsRow;
@@ -118,6 +117,11 @@ pub struct ClassifierArgs {
 #[derive(Args, Debug)]
 #[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
+    /// A configuration file (TOML; every run folder holds its own as config.toml): its keys
+    /// replace the defaults, and the flags below replace its keys. `trainer train --config
+    /// RUN/config.toml --out NEW` trains RUN again, bit for bit.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Training data: a prepared data set (`trainer prepare`), an image folder (searched
     /// recursively), a zip archive of images, an MNIST IDX file or directory, or CIFAR-10
     /// binary batches. Anything but a prepared file is decoded once, into the run folder
@@ -125,13 +129,13 @@ pub struct TrainArgs {
     /// this binary.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Data format; `auto` detects it from the path.
-    #[arg(long, value_enum, default_value_t = Format::Auto)]
-    pub format: Format,
-    /// Architecture: dcgan64 (64×64, widths 64/64), small (32×32, widths 32/64), tiny (16×16,
-    /// for tests). The flags below change its numbers.
-    #[arg(long, default_value = "small", value_parser = preset_names())]
-    pub preset: String,
+    /// Data format; `auto` (default) detects it from the path.
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Architecture (default small): dcgan64 (64×64, widths 64/64), small (32×32, widths
+    /// 32/64), tiny (16×16, for tests). The flags below change its numbers.
+    #[arg(long, value_parser = preset_names())]
+    pub preset: Option<String>,
     /// Image side in pixels: a power of two from 16 to 256 (default: the preset's). The
     /// networks gain one block per doubling.
     #[arg(long, value_name = "PIXELS")]
@@ -149,63 +153,64 @@ pub struct TrainArgs {
     /// Length of the latent vector (default: the preset's).
     #[arg(long)]
     pub z_dim: Option<usize>,
-    /// Image channels: 1 (grey) or 3 (RGB).
-    #[arg(long, default_value_t = 1)]
-    pub channels: usize,
-    /// Generator steps (each preceded by --n-critic critic steps).
-    #[arg(long, default_value_t = 2000)]
-    pub steps: u64,
-    /// Images per batch (each critic and generator step).
-    #[arg(long, default_value_t = 64)]
-    pub batch_size: usize,
-    /// Critic steps per generator step.
-    #[arg(long, default_value_t = 5)]
-    pub n_critic: usize,
-    /// Gradient-penalty weight λ.
-    #[arg(long, default_value_t = 10.0)]
-    pub lambda_gp: f64,
-    /// Adam learning rate (both networks).
-    #[arg(long, default_value_t = 1e-4)]
-    pub lr: f64,
-    /// Adam β₁ (decay of the first moment; WGAN-GP uses 0).
-    #[arg(long, default_value_t = 0.0)]
-    pub beta1: f64,
-    /// Adam β₂ (decay of the second moment).
-    #[arg(long, default_value_t = 0.9)]
-    pub beta2: f64,
-    /// L2 weight decay added to the gradients (WGAN-GP uses none).
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f64,
-    /// Seed of initialisation, latents, interpolation weights and data order.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Image channels: 1 (grey, default) or 3 (RGB).
+    #[arg(long)]
+    pub channels: Option<usize>,
+    /// Generator steps, each preceded by --n-critic critic steps (default 2000).
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Images per batch, each critic and generator step (default 64); with several ranks,
+    /// the global batch.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Critic steps per generator step (default 5).
+    #[arg(long)]
+    pub n_critic: Option<usize>,
+    /// Gradient-penalty weight λ (default 10).
+    #[arg(long)]
+    pub lambda_gp: Option<f64>,
+    /// Adam learning rate, both networks (default 0.0001).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Adam β₁, the decay of the first moment (default 0, as WGAN-GP).
+    #[arg(long)]
+    pub beta1: Option<f64>,
+    /// Adam β₂, the decay of the second moment (default 0.9).
+    #[arg(long)]
+    pub beta2: Option<f64>,
+    /// L2 weight decay added to the gradients (default 0, as WGAN-GP).
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Seed of initialisation, latents, interpolation weights and data order (default 0).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Run directory. Default: runs/<UTC timestamp>.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Write samples/step_NNNNNN.png every N generator steps.
-    #[arg(long, default_value_t = 100)]
-    pub sample_every: u64,
-    /// Write a checkpoint every N generator steps (and always at the end).
-    #[arg(long, default_value_t = 500)]
-    pub checkpoint_every: u64,
-    /// Checkpoints to keep on disk.
-    #[arg(long, default_value_t = 3)]
-    pub keep_checkpoints: usize,
-    /// cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu", value_parser = device_spec)]
-    pub device: String,
+    /// Write samples/step_NNNNNN.png every N generator steps (default 100).
+    #[arg(long)]
+    pub sample_every: Option<u64>,
+    /// Write a checkpoint every N generator steps, and always at the end (default 500).
+    #[arg(long)]
+    pub checkpoint_every: Option<u64>,
+    /// Checkpoints to keep on disk (default 3).
+    #[arg(long)]
+    pub keep_checkpoints: Option<usize>,
+    /// cpu (default), cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, value_parser = device_spec)]
+    pub device: Option<String>,
     /// Also keep an exponential moving average of the generator's weights with this decay
     /// (e.g. 0.999): saved in every checkpoint, drawn in the sample grids, and the generator
     /// that `sample`, `eval` and `export` use unless told `--weights raw`.
     #[arg(long, value_name = "DECAY")]
     pub ema: Option<f64>,
     /// Keep N images out of training, chosen by a hash of their names: `eval` measures the
-    /// generator on them by default.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    pub holdout: usize,
-    /// Seed of the hash that chooses the held-out images.
-    #[arg(long, default_value_t = 0)]
-    pub holdout_seed: u64,
+    /// generator on them by default (default 0).
+    #[arg(long, value_name = "N")]
+    pub holdout: Option<usize>,
+    /// Seed of the hash that chooses the held-out images (default 0).
+    #[arg(long)]
+    pub holdout_seed: Option<u64>,
     /// Also train on every image mirrored left to right (each epoch shows each image once
     /// each way round).
     #[arg(long)]
@@ -336,40 +341,64 @@ pub struct EvalArgs {
 }
 
 impl TrainArgs {
-    fn config(&self) -> TrainConfig {
-        TrainConfig {
-            preset: self.preset.clone(),
-            channels: self.channels,
-            numbers: ArchitectureNumbers {
-                image_size: self.image_size,
-                z_dim: self.z_dim,
-                g_width: self.g_width.or(self.width),
-                c_width: self.c_width.or(self.width),
-            },
-            data: self.data.clone(),
-            format: self.format,
-            steps: self.steps,
-            batch_size: self.batch_size,
-            n_critic: self.n_critic,
-            lambda_gp: self.lambda_gp,
-            adam: AdamConfig {
-                lr: self.lr,
-                beta1: self.beta1,
-                beta2: self.beta2,
-                eps: 1e-8,
-                weight_decay: self.weight_decay,
-            },
-            seed: self.seed,
-            sample_every: self.sample_every,
-            checkpoint_every: self.checkpoint_every,
-            keep_checkpoints: self.keep_checkpoints,
-            device: self.device.clone(),
-            ema: self.ema,
-            holdout: self.holdout,
-            holdout_seed: self.holdout_seed,
-            mirror: self.mirror,
-            threads: self.threads,
+    /// The run's configuration: the defaults, then the `--config` file's keys, then the flags
+    /// given on the command line.
+    fn config(&self) -> Result<TrainConfig> {
+        let mut c = match &self.config {
+            Some(path) => crate::config_file::read(path)?,
+            None => TrainConfig::default(),
+        };
+        fn set<T: Clone>(field: &mut T, flag: &Option<T>) {
+            if let Some(v) = flag {
+                *field = v.clone();
+            }
         }
+        if let Some(p) = &self.preset {
+            // Another preset: its numbers, less those given below.
+            c.preset = p.clone();
+            c.numbers = ArchitectureNumbers::default();
+        }
+        let n = &mut c.numbers;
+        for (field, flag) in [
+            (&mut n.image_size, self.image_size),
+            (&mut n.z_dim, self.z_dim),
+            (&mut n.g_width, self.g_width.or(self.width)),
+            (&mut n.c_width, self.c_width.or(self.width)),
+        ] {
+            if flag.is_some() {
+                *field = flag;
+            }
+        }
+        if self.data.is_some() {
+            c.data = self.data.clone();
+        }
+        set(&mut c.format, &self.format);
+        set(&mut c.channels, &self.channels);
+        set(&mut c.steps, &self.steps);
+        set(&mut c.batch_size, &self.batch_size);
+        set(&mut c.n_critic, &self.n_critic);
+        set(&mut c.lambda_gp, &self.lambda_gp);
+        set(&mut c.adam.lr, &self.lr);
+        set(&mut c.adam.beta1, &self.beta1);
+        set(&mut c.adam.beta2, &self.beta2);
+        set(&mut c.adam.weight_decay, &self.weight_decay);
+        set(&mut c.seed, &self.seed);
+        set(&mut c.sample_every, &self.sample_every);
+        set(&mut c.checkpoint_every, &self.checkpoint_every);
+        set(&mut c.keep_checkpoints, &self.keep_checkpoints);
+        set(&mut c.device, &self.device);
+        if self.ema.is_some() {
+            c.ema = self.ema;
+        }
+        set(&mut c.holdout, &self.holdout);
+        set(&mut c.holdout_seed, &self.holdout_seed);
+        if self.mirror {
+            c.mirror = true;
+        }
+        if self.threads.is_some() {
+            c.threads = self.threads;
+        }
+        Ok(c)
     }
 }
 
@@ -765,7 +794,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => {
             let ranks = crate::collective::from_environment()?;
-            drive(Trainer::new_on(args.config(), args.out.as_deref(), ranks)?)
+            drive(Trainer::new_on(args.config()?, args.out.as_deref(), ranks)?)
         }
         Command::Resume(args) => {
             let run = args

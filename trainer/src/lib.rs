@@ -18,6 +18,7 @@ pub mod classifier;
 pub mod cli;
 pub mod collective;
 pub mod config;
+pub mod config_file;
 pub mod data;
 pub mod device;
 pub mod ema;

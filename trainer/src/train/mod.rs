@@ -247,6 +247,10 @@ impl Trainer {
                     &dir.join("config.json"),
                     serde_json::to_string_pretty(&config)?.as_bytes(),
                 )?;
+                wgan_models::output::write_atomic(
+                    &dir.join(crate::config_file::CONFIG_TOML),
+                    crate::config_file::to_toml(&config)?.as_bytes(),
+                )?;
                 claimed.keep();
                 Some(lock)
             }
