@@ -8,6 +8,17 @@
 //!   `z = sqrt(−2 ln u1) · cos(2π u2)` computed in f64, then rounded to f32.
 //! - `latents(seed, n, z_dim)` is the first `n · z_dim` values of that stream, row-major
 //!   `[n, z_dim, 1, 1]`: image `i` of a seed is the same whatever the batch size.
+//! - Truncation ψ (the truncation trick, [`truncate`]): image `i` of seed `S` draws its
+//!   replacements from its own stream, `Rng::new(h ⊕ i)` with `h` the first SplitMix64 output
+//!   started at `S ⊕ 0x5452_554E_4341_5445` ("TRUNCATE" in ASCII). Its components are visited in
+//!   order; each with `|z| > ψ` is replaced by that stream's next normal values (drawn as above)
+//!   until one has `|v| ≤ ψ`. Image `i` therefore depends on `(S, i, ψ)` only. ψ ≥
+//!   [`MIN_TRUNCATION`].
+//! - Walks ([`walk`]): the key latent of seed `S` is image 0 of `S` (truncated when asked).
+//!   `F` frames run from the first key to the last: frame `k` sits at `u = k·(K − 1)/(F − 1)`
+//!   along the `K` keys, between keys `j = min(⌊u⌋, K − 2)` and `j + 1` at `t = u − j`, and is
+//!   their spherical interpolation ([`slerp`], in f64, rounded to f32); frames at a key are
+//!   that key exactly.
 
 /// Deterministic xoshiro256++ generator with a serialisable state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -108,9 +119,190 @@ pub fn latents(seed: u64, n: usize, z_dim: usize) -> Vec<f32> {
     z
 }
 
+/// The smallest truncation ψ: below it the rejection draws get long (≈ 1/(0.8 ψ) per
+/// component) for no visible change.
+pub const MIN_TRUNCATION: f32 = 0.01;
+
+/// Most frames in one walk.
+pub const MAX_FRAMES: usize = 10_000;
+
+/// Checks a truncation ψ, naming `what` (the flag or field) in the error.
+pub fn check_truncation(psi: f32, what: &str) -> Result<(), String> {
+    if psi.is_finite() && psi >= MIN_TRUNCATION {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} is {psi}; truncation keeps latent components within ±ψ, so ψ must be at least {MIN_TRUNCATION} (values from 1 to 2 are usual)"
+        ))
+    }
+}
+
+/// The stream that truncation draws image `index` of `seed`'s replacements from.
+fn truncation_stream(seed: u64, index: u64) -> Rng {
+    let mut s = seed ^ 0x5452_554E_4341_5445;
+    Rng::new(splitmix64(&mut s) ^ index)
+}
+
+/// Truncates latents in place: `z` holds rows of `z_dim` values for images `first, first + 1,
+/// …` of `seed`; every component with `|v| > psi` is redrawn from the image's own stream until
+/// it is within ±`psi` (see the module docs). `psi` must pass [`check_truncation`].
+pub fn truncate(z: &mut [f32], seed: u64, first: u64, z_dim: usize, psi: f32) {
+    assert!(
+        psi >= MIN_TRUNCATION,
+        "truncation {psi} is below the minimum"
+    );
+    for (row, values) in z.chunks_mut(z_dim).enumerate() {
+        let mut rng = None;
+        for v in values.iter_mut() {
+            while v.abs() > psi {
+                *v = rng
+                    .get_or_insert_with(|| truncation_stream(seed, first + row as u64))
+                    .normal_f32();
+            }
+        }
+    }
+}
+
+/// The latent of image 0 of `seed`, truncated when `truncation` is given: a walk's key.
+pub fn key_latent(seed: u64, z_dim: usize, truncation: Option<f32>) -> Vec<f32> {
+    let mut z = latents(seed, 1, z_dim);
+    if let Some(psi) = truncation {
+        truncate(&mut z, seed, 0, z_dim, psi);
+    }
+    z
+}
+
+/// Spherical interpolation from `a` (t = 0, exactly) to `b` (t = 1, exactly): the direction
+/// moves along the great circle at a constant angular speed and the length goes linearly from
+/// `|a|` to `|b|` (so a walk between typical Gaussian latents stays at their typical length,
+/// where a straight line would cut through the low-density middle).
+pub fn slerp(a: &[f32], b: &[f32], t: f64) -> Vec<f32> {
+    assert_eq!(
+        a.len(),
+        b.len(),
+        "slerp between latents of different lengths"
+    );
+    if t == 0.0 {
+        return a.to_vec();
+    }
+    if t == 1.0 {
+        return b.to_vec();
+    }
+    let na = a.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb = b.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+    if na == 0.0 || nb == 0.0 {
+        return a
+            .iter()
+            .zip(b)
+            .map(|(&x, &y)| ((1.0 - t) * x as f64 + t * y as f64) as f32)
+            .collect();
+    }
+    let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
+    let omega = (dot / (na * nb)).clamp(-1.0, 1.0).acos();
+    // Weights of the unit vectors along the great circle, then the radius.
+    let (ua, ub) = if omega.sin().abs() < 1e-6 {
+        (1.0 - t, t)
+    } else {
+        let so = omega.sin();
+        (((1.0 - t) * omega).sin() / so, (t * omega).sin() / so)
+    };
+    let radius = (1.0 - t) * na + t * nb;
+    let mut out: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| ua * x as f64 / na + ub * y as f64 / nb)
+        .collect();
+    let norm = out.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let scale = if norm > 0.0 { radius / norm } else { 0.0 };
+    out.iter_mut().for_each(|v| *v *= scale);
+    out.into_iter().map(|v| v as f32).collect()
+}
+
+/// The `frames` latents of a walk through `keys` (each `z_dim` long; see the module docs), row
+/// after row. Needs at least two keys and two frames.
+pub fn walk(keys: &[Vec<f32>], frames: usize) -> Vec<f32> {
+    assert!(
+        keys.len() >= 2 && frames >= 2,
+        "a walk needs two keys and two frames"
+    );
+    let last = (keys.len() - 1) as f64;
+    let mut out = Vec::with_capacity(frames * keys[0].len());
+    for k in 0..frames {
+        let u = k as f64 * last / (frames - 1) as f64;
+        let j = (u.floor() as usize).min(keys.len() - 2);
+        out.extend(slerp(&keys[j], &keys[j + 1], u - j as f64));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn truncation_bounds_each_image_by_its_own_stream() {
+        let (zd, psi) = (50, 0.7);
+        let mut z = latents(5, 8, zd);
+        let orig = z.clone();
+        truncate(&mut z, 5, 0, zd, psi);
+        assert!(z.iter().all(|v| v.abs() <= psi));
+        // Components within ±ψ are kept; the others were redrawn.
+        for (a, b) in orig.iter().zip(&z) {
+            if a.abs() <= psi {
+                assert_eq!(a, b);
+            } else {
+                assert_ne!(a, b);
+            }
+        }
+        // Image 3 alone, truncated as image 3, is the same row: no dependence on the others.
+        let mut one = orig[3 * zd..4 * zd].to_vec();
+        truncate(&mut one, 5, 3, zd, psi);
+        assert_eq!(one, z[3 * zd..4 * zd]);
+        // Another seed or index draws other replacements.
+        let mut other = orig[3 * zd..4 * zd].to_vec();
+        truncate(&mut other, 6, 3, zd, psi);
+        assert_ne!(other, one);
+        // Every value is now a standard normal conditioned on |v| ≤ ψ, whose variance is
+        // 1 − 2ψφ(ψ)/(2Φ(ψ) − 1) = 0.15292 at ψ = 0.7.
+        let mut big = latents(1, 4000, zd);
+        truncate(&mut big, 1, 0, zd, psi);
+        let var = big.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / big.len() as f64;
+        assert!((var - 0.15292).abs() < 0.002, "variance {var}");
+        assert!(check_truncation(0.0, "--truncation").is_err());
+        assert!(check_truncation(-1.0, "--truncation").is_err());
+        assert!(check_truncation(f32::NAN, "--truncation").is_err());
+        assert!(check_truncation(0.5, "--truncation").is_ok());
+    }
+
+    #[test]
+    fn slerp_keeps_the_radius_of_equal_norm_vectors_and_hits_the_keys() {
+        let a = latents(1, 1, 64);
+        let b = latents(2, 1, 64);
+        let norm = |v: &[f32]| v.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+        // On a unit circle the midpoint of two orthogonal vectors is their normalised sum.
+        let m = slerp(&[1.0, 0.0], &[0.0, 1.0], 0.5);
+        let h = std::f32::consts::FRAC_1_SQRT_2;
+        assert!((m[0] - h).abs() < 1e-7 && (m[1] - h).abs() < 1e-7, "{m:?}");
+        let q = slerp(&[1.0, 0.0], &[0.0, 1.0], 1.0 / 3.0);
+        assert!((q[0] - 30f32.to_radians().cos()).abs() < 1e-6, "{q:?}");
+        // Between two latents the angle to `a` grows linearly in t.
+        let angle = |x: &[f32], y: &[f32]| {
+            let d: f64 = x.iter().zip(y).map(|(&p, &q)| p as f64 * q as f64).sum();
+            (d / (norm(x) * norm(y))).acos()
+        };
+        let full = angle(&a, &b);
+        for t in [0.25, 0.5, 0.75] {
+            let s = slerp(&a, &b, t);
+            assert!((angle(&a, &s) - t * full).abs() < 1e-5, "t {t}");
+        }
+        let frames = walk(&[a.clone(), b.clone(), a.clone()], 5);
+        assert_eq!(frames.len(), 5 * 64);
+        assert_eq!(frames[..64], a[..]);
+        assert_eq!(frames[2 * 64..3 * 64], b[..]);
+        assert_eq!(frames[4 * 64..], a[..]);
+        assert_eq!(frames[64..128], slerp(&a, &b, 0.5)[..]);
+        assert_eq!(key_latent(9, 64, None), latents(9, 1, 64));
+    }
 
     #[test]
     fn splitmix_and_xoshiro_match_reference_values() {

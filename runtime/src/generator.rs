@@ -223,8 +223,24 @@ impl Generator {
         seed: u64,
         n: usize,
         batch_size: usize,
+        each: impl FnMut(usize, &Batch) -> Result<()>,
+    ) -> Result<()> {
+        self.sample_truncated(seed, n, batch_size, None, each)
+    }
+
+    /// [`Generator::sample`] with the latents truncated to ±`truncation` when given (see
+    /// [`crate::latent::truncate`]: image `i` stays independent of the others).
+    pub fn sample_truncated(
+        &mut self,
+        seed: u64,
+        n: usize,
+        batch_size: usize,
+        truncation: Option<f32>,
         mut each: impl FnMut(usize, &Batch) -> Result<()>,
     ) -> Result<()> {
+        if let Some(psi) = truncation {
+            crate::latent::check_truncation(psi, "the truncation").map_err(anyhow::Error::msg)?;
+        }
         ensure!(n > 0, "the number of images must be at least 1");
         ensure!(batch_size > 0, "the batch size must be at least 1");
         let zd = self.z_dim();
@@ -235,6 +251,9 @@ impl Generator {
             let m = batch_size.min(n - first);
             let z = &mut z[..m * zd];
             rng.fill_normal(z);
+            if let Some(psi) = truncation {
+                crate::latent::truncate(z, seed, first as u64, zd, psi);
+            }
             let batch = self.run(z)?;
             each(first, &batch)?;
             first += m;

@@ -42,6 +42,7 @@ mod ort_backend;
 pub mod serve;
 #[cfg(feature = "tract")]
 mod tract_backend;
+pub mod walk;
 
 pub use wgan_models::{latent, output};
 

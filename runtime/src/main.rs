@@ -15,10 +15,11 @@ use std::process::ExitCode;
 use std::time::Instant;
 use wgan_models::cli::EXIT_STATUS_HELP;
 use wgan_models::outln;
-use wgan_runtime::images::{save_png, BatchShape, GridCanvas, MAX_GRID_IMAGES};
+use wgan_runtime::images::{save_png, BatchShape, GifWriter, GridCanvas, MAX_GRID_IMAGES};
 use wgan_runtime::npy::{self, NpyWriter};
 use wgan_runtime::onnx::{BatchDim, Contract, ModelInfo};
 use wgan_runtime::output::Destination;
+use wgan_runtime::walk::Walk;
 use wgan_runtime::{Generator, Options};
 
 /// The grid `gen` writes, in the current folder, when no output flag is given.
@@ -44,8 +45,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Generate N images: PNG files, one grid, and/or the raw output as .npy (by default one
-    /// grid, generated.png in the current folder).
+    /// Generate N images, or a latent walk between seeds: PNG files, one grid, a looping GIF
+    /// and/or the raw output as .npy (by default one grid, generated.png in the current
+    /// folder).
     #[command(after_help = EXIT_STATUS_HELP)]
     Gen(GenArgs),
     /// Print a model's contract, metadata and graph summary.
@@ -71,6 +73,7 @@ enum Command {
 }
 
 #[derive(Args)]
+#[command(allow_negative_numbers = true)]
 struct GenArgs {
     #[command(flatten)]
     engine: EngineArgs,
@@ -99,6 +102,30 @@ struct GenArgs {
     /// Write the raw model output as .npy, f32 [N, C, H, W].
     #[arg(long, value_name = "FILE.npy")]
     save_raw: Option<PathBuf>,
+    /// Walk between the latents of these seeds (the latent of seed S is image 0 of --seed S),
+    /// spherically interpolated: --frames images from the first seed's to the last's.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "A,B[,C…]",
+        conflicts_with_all = ["latents", "seed", "n"]
+    )]
+    interpolate: Option<Vec<u64>>,
+    /// Frames of the walk in all, its first and last the seeds' own images (2 to 10000).
+    #[arg(long, default_value_t = 32, value_name = "N", requires = "interpolate")]
+    frames: usize,
+    /// Write the images as one looping animated GIF, a frame each (a walk's frames in order).
+    #[arg(long, value_name = "FILE.gif")]
+    gif: Option<PathBuf>,
+    /// How long each GIF frame shows, in milliseconds (20 to 655350, rounded to 10).
+    #[arg(long, default_value_t = 80, value_name = "MS", requires = "gif")]
+    frame_ms: u32,
+    /// Truncation ψ: latent components beyond ±ψ are drawn again until within it (at least
+    /// 0.01). A smaller ψ gives less varied images; too small a ψ shortens the latents below
+    /// the lengths the generator was trained on. Image i of a seed depends on the seed, i and
+    /// ψ only.
+    #[arg(long, value_name = "PSI", conflicts_with = "latents")]
+    truncation: Option<f32>,
     /// No progress bar and no summary line.
     #[arg(long, short)]
     quiet: bool,
@@ -141,9 +168,30 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn gen(mut args: GenArgs) -> Result<()> {
-    if args.out.is_none() && args.grid.is_none() && args.save_raw.is_none() {
+    if args.out.is_none() && args.grid.is_none() && args.save_raw.is_none() && args.gif.is_none() {
         args.grid = Some(PathBuf::from(DEFAULT_GRID));
     }
+    if let Some(psi) = args.truncation {
+        wgan_runtime::latent::check_truncation(psi, "--truncation").map_err(anyhow::Error::msg)?;
+    }
+    let walk = match &args.interpolate {
+        Some(seeds) => Some(
+            Walk::new(seeds.clone(), args.frames, args.truncation).map_err(|e| {
+                let seeds: Vec<String> = seeds.iter().map(u64::to_string).collect();
+                anyhow::anyhow!(
+                    "--interpolate {} --frames {}: {e}",
+                    seeds.join(","),
+                    args.frames
+                )
+            })?,
+        ),
+        None => None,
+    };
+    ensure!(
+        wgan_runtime::images::GIF_FRAME_MS.contains(&args.frame_ms),
+        "--frame-ms {} is outside the 20 to 655350 ms a GIF frame can show",
+        args.frame_ms
+    );
     ensure!(args.batch_size > 0, "--batch-size must be at least 1");
     if args.latents.is_none() {
         ensure!(args.n > 0, "--n must be at least 1");
@@ -156,9 +204,10 @@ fn gen(mut args: GenArgs) -> Result<()> {
     let (bytes, name) = args.engine.model_bytes()?;
     let info = ModelInfo::parse(&bytes).with_context(|| format!("model {name}"))?;
     let contract = Contract::check(&info).with_context(|| format!("model {name}"))?;
-    let latents = match &args.latents {
-        Some(p) => Some(read_latents(p, contract.z_dim)?),
-        None => None,
+    let latents = match (&args.latents, &walk) {
+        (Some(p), _) => Some(read_latents(p, contract.z_dim)?),
+        (None, Some(w)) => Some(w.latents(contract.z_dim)),
+        (None, None) => None,
     };
     let n = latents
         .as_ref()
@@ -176,6 +225,7 @@ fn gen(mut args: GenArgs) -> Result<()> {
     for (flag, f, ext) in [
         ("--grid", &args.grid, "png"),
         ("--save-raw", &args.save_raw, "npy"),
+        ("--gif", &args.gif, "gif"),
     ] {
         if let Some(f) = f {
             check_output_file(flag, f, ext)?;
@@ -188,10 +238,10 @@ fn gen(mut args: GenArgs) -> Result<()> {
         eprintln!("warning: {w}");
     }
     let [c, h, w] = generator.image_shape();
-    if args.out.is_some() || args.grid.is_some() {
+    if args.out.is_some() || args.grid.is_some() || args.gif.is_some() {
         ensure!(
             c == 1 || c == 3,
-            "the model makes {c}-channel images; PNG output needs 1 or 3 channels (use --save-raw alone)"
+            "the model makes {c}-channel images; PNG and GIF output need 1 or 3 channels (use --save-raw alone)"
         );
     }
     let shape = BatchShape {
@@ -208,6 +258,10 @@ fn gen(mut args: GenArgs) -> Result<()> {
         Some(p) => Some(NpyWriter::create(p, &[n, c, h, w])?),
         None => None,
     };
+    let mut gif = match &args.gif {
+        Some(p) => Some(GifWriter::create(p, [c, h, w], args.frame_ms)?),
+        None => None,
+    };
     let digits = (n.saturating_sub(1).to_string().len()).max(5);
     let progress = progress_bar(n, args.quiet || n <= args.batch_size);
     let started = Instant::now();
@@ -221,6 +275,9 @@ fn gen(mut args: GenArgs) -> Result<()> {
             if let Some(g) = grid.as_mut() {
                 g.put(index, batch.image(i))?;
             }
+            if let Some(g) = gif.as_mut() {
+                g.push(batch.image(i))?;
+            }
         }
         if let Some(r) = raw.as_mut() {
             r.write(&batch.data)?;
@@ -230,7 +287,9 @@ fn gen(mut args: GenArgs) -> Result<()> {
     };
     match &latents {
         Some(z) => generator.run_batches(z, args.batch_size, &mut sink)?,
-        None => generator.sample(args.seed, n, args.batch_size, &mut sink)?,
+        None => {
+            generator.sample_truncated(args.seed, n, args.batch_size, args.truncation, &mut sink)?
+        }
     }
     progress.finish_and_clear();
     if let (Some(g), Some(p)) = (grid, &args.grid) {
@@ -238,6 +297,9 @@ fn gen(mut args: GenArgs) -> Result<()> {
     }
     if let Some(r) = raw {
         r.finish()?;
+    }
+    if let Some(g) = gif {
+        g.finish()?;
     }
     if !args.quiet {
         let mut wrote = Vec::new();
@@ -250,10 +312,24 @@ fn gen(mut args: GenArgs) -> Result<()> {
         if let Some(r) = &args.save_raw {
             wrote.push(format!("raw output {} [{n}, {c}, {h}, {w}]", r.display()));
         }
-        let from = match &args.latents {
-            Some(p) => format!("latents {}", p.display()),
-            None => format!("seed {}", args.seed),
+        if let Some(g) = &args.gif {
+            wrote.push(format!(
+                "looping GIF {} at {} ms a frame",
+                g.display(),
+                (args.frame_ms + 5) / 10 * 10
+            ));
+        }
+        let mut from = match (&args.latents, &walk) {
+            (Some(p), _) => format!("latents {}", p.display()),
+            (None, Some(w)) => {
+                let seeds: Vec<String> = w.seeds.iter().map(u64::to_string).collect();
+                format!("a walk through seeds {}", seeds.join(" → "))
+            }
+            (None, None) => format!("seed {}", args.seed),
         };
+        if let Some(psi) = args.truncation {
+            from.push_str(&format!(", truncation {psi}"));
+        }
         outln!(
             "wrote {} ({n} images from {from}, {:.2} s, {})",
             wrote.join(", "),
@@ -409,6 +485,7 @@ fn check_outputs(args: &GenArgs) -> Result<()> {
         ("--grid", args.grid.as_deref()),
         ("--save-raw", args.save_raw.as_deref()),
         ("--out", args.out.as_deref()),
+        ("--gif", args.gif.as_deref()),
     ]
     .into_iter()
     .filter_map(|(flag, p)| Some((flag, p?)))

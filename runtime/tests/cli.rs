@@ -1,88 +1,12 @@
 //! The `runtime` binary, run for real in fresh temporary folders.
 #![cfg(feature = "cli")]
 
+mod common;
+
+use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use wgan_runtime::npy;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-/// Runs the binary in `dir` without ORT_DYLIB_PATH unless `env` sets it.
-fn runtime(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runtime"));
-    cmd.args(args).current_dir(dir).env_remove("ORT_DYLIB_PATH");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("runs the runtime binary")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(dir: &Path, args: &[&str]) -> String {
-    ok_env(dir, args, &[])
-}
-
-fn ok_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
-    let out = runtime(dir, args, env);
-    assert!(
-        out.status.success(),
-        "runtime {args:?} failed ({:?}):\nstdout: {}\nstderr: {}",
-        out.status,
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
-/// Asserts exit code 2 with one `error:` line (or, for a usage error, clap's whole message) containing `needle`, and no panic.
-fn fails(dir: &Path, args: &[&str], needle: &str) {
-    fails_env(dir, args, &[], needle)
-}
-
-fn fails_env(dir: &Path, args: &[&str], env: &[(&str, &str)], needle: &str) {
-    let out = runtime(dir, args, env);
-    let err = text(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "runtime {args:?}: expected exit 2\nstderr: {err}"
-    );
-    assert!(
-        !err.contains("panicked"),
-        "runtime {args:?} panicked: {err}"
-    );
-    let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("warning:")).collect();
-    // A usage error is clap's whole message (naming the argument, ending in a pointer to --help); any
-    // other error is one line.
-    assert!(
-        err.contains("try '--help'") || lines.len() == 1,
-        "runtime {args:?}: expected one error line or a usage error, got:\n{err}"
-    );
-    assert!(lines[0].starts_with("error: "), "runtime {args:?}: {err}");
-    assert!(
-        err.contains(needle),
-        "runtime {args:?}: expected {needle:?} in:\n{err}"
-    );
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-fn tiny() -> String {
-    fixture("tiny-gen.onnx").display().to_string()
-}
 
 #[cfg(feature = "tract")]
 #[test]
@@ -421,6 +345,11 @@ fn help_documents_every_flag() {
         "--save-raw",
         "--ort-lib",
         "--require-provider",
+        "--interpolate",
+        "--frames",
+        "--gif",
+        "--frame-ms",
+        "--truncation",
     ] {
         assert!(out.contains(flag), "gen --help lacks {flag}:\n{out}");
     }
@@ -667,32 +596,6 @@ fn ort_backend_missing_from_the_build_is_an_error() {
 #[cfg(feature = "ort")]
 mod ort {
     use super::*;
-
-    fn ort_lib() -> String {
-        if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
-            return p.to_string_lossy().into_owned();
-        }
-        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/lib");
-        let lib = std::fs::read_dir(&venv).ok().and_then(|dirs| {
-            dirs.flatten().find_map(|py| {
-                let capi = py.path().join("site-packages/onnxruntime/capi");
-                std::fs::read_dir(capi)
-                    .ok()?
-                    .flatten()
-                    .map(|e| e.path())
-                    .find(|p| {
-                        p.file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so"))
-                    })
-            })
-        });
-        lib.map(|p| p.display().to_string()).unwrap_or_else(|| {
-            panic!(
-                "ONNX Runtime's library is missing: run `eval \"$(scripts/test-env.sh)\"` from the workspace root \
-                 (it installs the onnxruntime wheel into .venv and sets ORT_DYLIB_PATH)"
-            )
-        })
-    }
 
     #[test]
     fn gen_with_ort_matches_onnxruntime() {

@@ -293,6 +293,10 @@ pub struct SampleArgs {
     /// weights), ema or raw.
     #[arg(long, default_value = "auto")]
     pub weights: GeneratorWeights,
+    /// Truncation ψ of the latents (as `runtime gen --truncation`): components beyond ±ψ are
+    /// drawn again until within it; at least 0.01.
+    #[arg(long, value_name = "PSI")]
+    pub truncation: Option<f32>,
 }
 
 #[derive(Args, Debug)]
@@ -327,6 +331,10 @@ pub struct EvalArgs {
     /// and directions.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Truncation ψ of the generated images' latents (as `runtime gen --truncation`), to
+    /// measure what it does.
+    #[arg(long, value_name = "PSI")]
+    pub truncation: Option<f32>,
     /// BatchNorm statistics the generator draws with: running (saved with the weights, what
     /// an exported model computes) or batch (each batch of 64 normalised with its own, as a
     /// PyTorch generator left in train() mode samples).
@@ -574,6 +582,16 @@ fn prepare(args: &PrepareArgs) -> Result<()> {
 /// Most images `trainer sample` draws into one grid.
 const MAX_SAMPLES: usize = 10_000;
 
+/// `--truncation`, when given, checked before any work.
+fn check_truncation(truncation: Option<f32>) -> Result<()> {
+    match truncation {
+        Some(psi) => {
+            wgan_models::latent::check_truncation(psi, "--truncation").map_err(anyhow::Error::msg)
+        }
+        None => Ok(()),
+    }
+}
+
 fn sample(args: &SampleArgs) -> Result<()> {
     if args.n == 0 || args.n > MAX_SAMPLES {
         bail!(
@@ -581,6 +599,7 @@ fn sample(args: &SampleArgs) -> Result<()> {
         );
     }
     require_extension(&args.out, "png", "the grid is written as PNG")?;
+    check_truncation(args.truncation)?;
     let dir = wgan_models::checkpoint::resolve(&args.checkpoint)?;
     wgan_models::output::check_not_an_input("--out", &args.out, &[&dir])?;
     let device = parse_device(&args.device)?;
@@ -590,7 +609,13 @@ fn sample(args: &SampleArgs) -> Result<()> {
         DType::F32,
         &device,
     )?;
-    let images = crate::eval::generate(&mut loaded.generator, args.seed, args.n, &device)?;
+    let images = crate::eval::generate(
+        &mut loaded.generator,
+        args.seed,
+        args.truncation,
+        args.n,
+        &device,
+    )?;
     let header = &loaded.header;
     let p = header.preset()?;
     let shape = BatchShape {
@@ -601,18 +626,22 @@ fn sample(args: &SampleArgs) -> Result<()> {
     };
     save_png(&grid(&images, shape, None)?, &args.out)?;
     eprintln!(
-        "wrote {} ({} images, step {}, {} generator, seed {})",
+        "wrote {} ({} images, step {}, {} generator, seed {}{})",
         args.out.display(),
         args.n,
         header.step,
         loaded.weights_name(),
-        args.seed
+        args.seed,
+        args.truncation
+            .map(|psi| format!(", truncation {psi}"))
+            .unwrap_or_default()
     );
     Ok(())
 }
 
 fn eval(args: &EvalArgs) -> Result<()> {
     use crate::eval::{self, EvalOptions, HeldOut};
+    check_truncation(args.truncation)?;
     let options = EvalOptions {
         held_out: match &args.data {
             Some(p) => HeldOut::Path(p, args.format),
@@ -620,6 +649,7 @@ fn eval(args: &EvalArgs) -> Result<()> {
         },
         n: args.n,
         seed: args.seed,
+        truncation: args.truncation,
         device: &args.device,
         weights: args.weights,
         batchnorm: args.batchnorm,

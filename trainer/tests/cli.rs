@@ -305,6 +305,14 @@ fn sample_checks_its_arguments() {
     assert_input_error(&sample(&["--n", "100000000", "--out", "g.png"]), "--n");
     assert_input_error(&sample(&["--n", "-4", "--out", "g.png"]), "--n");
     assert_input_error(&sample(&["--out", "g.jpg"]), "PNG");
+    assert_input_error(
+        &sample(&["--truncation", "0", "--out", "g.png"]),
+        "at least 0.01",
+    );
+    assert_input_error(
+        &sample(&["--truncation", "-2", "--out", "g.png"]),
+        "at least 0.01",
+    );
     assert!(!d.join("g.png").exists() && !d.join("g.jpg").exists());
     // More images than one generator batch.
     let o = sample(&["--n", "70", "--out", "g.png"]);
@@ -468,6 +476,14 @@ fn eval_measures_a_run_against_the_embedded_test_digits() {
     assert!(f("nearest_generated") > f("nearest_held_out"), "{json}");
     assert_eq!(r["held_out_in_training"], 0);
     assert_eq!(r["weights"], "raw");
+    assert!(r.get("truncation").is_none(), "{json}");
+    // Truncation is recorded and changes what is measured.
+    let t: serde_json::Value =
+        serde_json::from_str(&eval(&["--json", "--truncation", "0.5"])).unwrap();
+    assert_eq!(t["truncation"], 0.5);
+    assert_ne!(t["mmd2_generated"], r["mmd2_generated"]);
+    assert_eq!(t["mmd2_training"], r["mmd2_training"]);
+    assert!(eval(&["--truncation", "0.5"]).contains("truncation 0.5"));
     // Digit measures: two steps of training make one blurry class; training digits cover all.
     let digits = |set: &str, k: &str| r["digits"][set][k].as_f64().unwrap();
     assert!(
@@ -513,6 +529,7 @@ fn eval_checks_its_arguments_and_spots_training_images_among_the_held_out() {
         (&["--n", "5001"][..], "--n must be between 2 and 5000"),
         (&[][..], "pass held-out images"),
         (&["--data", "nowhere"][..], "nowhere does not exist"),
+        (&["--truncation", "0"][..], "must be at least 0.01"),
     ] {
         let o = trainer(d, &[&["eval", "--checkpoint", "run"], args].concat());
         assert_input_error(&o, needle);

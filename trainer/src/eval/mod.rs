@@ -70,6 +70,9 @@ pub struct EvalReport {
     /// Images per compared set (generated, held-out, training subset).
     pub n: usize,
     pub seed: u64,
+    /// Truncation ψ of the generated images' latents, when asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncation: Option<f32>,
     pub held_out: String,
     pub training: String,
     /// Training images searched for nearest neighbours (all of them).
@@ -144,6 +147,8 @@ pub struct EvalOptions<'a> {
     pub n: usize,
     /// Seed of the generated images' latents, the SWD's patches and directions.
     pub seed: u64,
+    /// Truncation ψ of the generated images' latents (see `wgan_models::latent::truncate`).
+    pub truncation: Option<f32>,
     /// `cpu`, `cuda` or `cuda:N`, for the networks.
     pub device: &'a str,
     pub weights: GeneratorWeights,
@@ -156,6 +161,7 @@ pub struct Evaluator {
     device: Device,
     n: usize,
     seed: u64,
+    truncation: Option<f32>,
     weights: GeneratorWeights,
     batchnorm: BatchNormStats,
     held: Dataset,
@@ -250,6 +256,7 @@ impl Evaluator {
             device,
             n,
             seed: options.seed,
+            truncation: options.truncation,
             weights: options.weights,
             batchnorm: options.batchnorm,
             held,
@@ -315,7 +322,7 @@ impl Evaluator {
             BatchNormStats::Running => Mode::Eval,
             BatchNormStats::Batch => Mode::Train,
         };
-        let generated = generate_in(&mut g, self.seed, n, &self.device, mode)?;
+        let generated = generate_in(&mut g, self.seed, self.truncation, n, &self.device, mode)?;
 
         let shape = (self.held.channels, self.held.size, self.held.size);
         let score = |images: &[f32]| mean_critic_score(&critic, images, &shape, &self.device);
@@ -359,6 +366,7 @@ impl Evaluator {
             batchnorm: self.batchnorm,
             n,
             seed: self.seed,
+            truncation: self.truncation,
             held_out: self.held.description.clone(),
             training: self.training.description.clone(),
             training_len: self.training.len,
@@ -453,20 +461,32 @@ fn mean(v: &[f64]) -> f64 {
 }
 
 /// `n` images of the generator in eval mode (BatchNorm with running statistics) from the
-/// latents of `seed` (the runtime's latent function), CHW each, concatenated.
-pub fn generate(g: &mut Generator, seed: u64, n: usize, device: &Device) -> Result<Vec<f32>> {
-    generate_in(g, seed, n, device, Mode::Eval)
+/// latents of `seed` (the runtime's latent function), truncated to ±`truncation` when given,
+/// CHW each, concatenated.
+pub fn generate(
+    g: &mut Generator,
+    seed: u64,
+    truncation: Option<f32>,
+    n: usize,
+    device: &Device,
+) -> Result<Vec<f32>> {
+    generate_in(g, seed, truncation, n, device, Mode::Eval)
 }
 
 /// [`generate`] in `mode`: [`Mode::Train`] normalises each batch of 64 with its own statistics.
 fn generate_in(
     g: &mut Generator,
     seed: u64,
+    truncation: Option<f32>,
     n: usize,
     device: &Device,
     mode: Mode,
 ) -> Result<Vec<f32>> {
-    let z = wgan_models::latent::latents(seed, n, g.z_dim);
+    let mut z = wgan_models::latent::latents(seed, n, g.z_dim);
+    if let Some(psi) = truncation {
+        wgan_models::latent::check_truncation(psi, "--truncation").map_err(anyhow::Error::msg)?;
+        wgan_models::latent::truncate(&mut z, seed, 0, g.z_dim, psi);
+    }
     let mut images = Vec::new();
     for chunk in z.chunks(FORWARD_BATCH * g.z_dim) {
         let z = Tensor::from_vec(

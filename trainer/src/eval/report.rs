@@ -11,7 +11,7 @@ use std::path::Path;
 pub fn table(r: &EvalReport) -> String {
     let mut s = format!(
         "checkpoint {} · preset {} · step {} · {} generator{}\n\
-         generated: {} images, seed {}\n\
+         generated: {} images, seed {}{}\n\
          held-out:  {} of {}\n\
          training:  {} of {}; all {} searched for nearest neighbours\n\n",
         r.checkpoint,
@@ -29,6 +29,9 @@ pub fn table(r: &EvalReport) -> String {
         },
         r.n,
         r.seed,
+        r.truncation
+            .map(|psi| format!(", truncation {psi}"))
+            .unwrap_or_default(),
         r.n,
         r.held_out,
         r.n,

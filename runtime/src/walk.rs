@@ -1,0 +1,87 @@
+//! Latent walks: the frames between the key latents of some seeds (the latent of seed `S` is
+//! image 0 of `S`), spherically interpolated. The frames' latents are the contract's
+//! ([`crate::latent::walk`]), so every backend draws the same walk.
+
+use crate::latent::{self, MAX_FRAMES};
+
+/// Most seeds one walk goes through.
+pub const MAX_WALK_SEEDS: usize = 1000;
+
+/// A walk through the key latents of `seeds` in `frames` frames, from the first seed's latent to
+/// the last's (no return: a looping GIF jumps back).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Walk {
+    pub seeds: Vec<u64>,
+    pub frames: usize,
+    /// Truncation ψ of the key latents (see [`crate::latent::truncate`]).
+    pub truncation: Option<f32>,
+}
+
+impl Walk {
+    /// A checked walk. The errors say what is wrong in words a flag or a JSON field can both
+    /// prefix.
+    pub fn new(seeds: Vec<u64>, frames: usize, truncation: Option<f32>) -> Result<Walk, String> {
+        if seeds.len() < 2 {
+            return Err(format!(
+                "a walk goes between at least two seeds and {} {} given",
+                seeds.len(),
+                if seeds.len() == 1 { "was" } else { "were" }
+            ));
+        }
+        if seeds.len() > MAX_WALK_SEEDS {
+            return Err(format!(
+                "a walk goes through at most {MAX_WALK_SEEDS} seeds and {} were given",
+                seeds.len()
+            ));
+        }
+        if !(2..=MAX_FRAMES).contains(&frames) {
+            return Err(format!(
+                "a walk has from 2 to {MAX_FRAMES} frames, and {frames} were asked for"
+            ));
+        }
+        if let Some(psi) = truncation {
+            latent::check_truncation(psi, "the truncation")?;
+        }
+        Ok(Walk {
+            seeds,
+            frames,
+            truncation,
+        })
+    }
+
+    /// The frames' latents, `frames · z_dim` values, `[frames, z_dim, 1, 1]`.
+    pub fn latents(&self, z_dim: usize) -> Vec<f32> {
+        let keys: Vec<Vec<f32>> = self
+            .seeds
+            .iter()
+            .map(|&s| latent::key_latent(s, z_dim, self.truncation))
+            .collect();
+        latent::walk(&keys, self.frames)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walks_are_checked_and_start_and_end_on_the_keys() {
+        assert!(Walk::new(vec![1], 8, None)
+            .unwrap_err()
+            .contains("at least two seeds"));
+        assert!(Walk::new(vec![1, 2], 1, None)
+            .unwrap_err()
+            .contains("from 2 to"));
+        assert!(Walk::new(vec![1, 2], MAX_FRAMES + 1, None).is_err());
+        assert!(Walk::new(vec![1, 2], 8, Some(0.0))
+            .unwrap_err()
+            .contains("at least 0.01"));
+        let w = Walk::new(vec![4, 5], 6, Some(0.8)).unwrap();
+        let z = w.latents(10);
+        assert_eq!(z.len(), 60);
+        let mut first = latent::latents(4, 1, 10);
+        latent::truncate(&mut first, 4, 0, 10, 0.8);
+        assert_eq!(z[..10], first[..]);
+        assert_eq!(z[50..], latent::key_latent(5, 10, Some(0.8))[..]);
+    }
+}
