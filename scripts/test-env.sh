@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates the project-local test environment (idempotent) and prints `export` lines for it
-# (OpenMPI's packages are installed first where missing, see below):
+# (OpenMPI's and Chromium's packages are installed first where missing, see below):
 #   .venv/            Python with onnx, onnxruntime and numpy (the independent ONNX references)
 #                     and tritonclient (Triton's ModelConfig schema, to parse config.pbtxt)
 #   ORT_DYLIB_PATH    ONNX Runtime's shared library from the onnxruntime wheel (for `--features ort`)
@@ -8,15 +8,16 @@
 # Usage: eval "$(scripts/test-env.sh)"
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-# OpenMPI and libclang for the data-parallel tests (`--features wgan-trainer/mpi`: rsmpi's
-# bindings are generated against the system's mpi.h): Debian's packages, installed where
-# missing (as root, or through sudo).
-mpi_packages="openmpi-bin libopenmpi-dev libclang-dev"
-if ! dpkg -s $mpi_packages >/dev/null 2>&1; then
+# Debian's packages, installed where missing (as root, or through sudo): OpenMPI and libclang
+# for the data-parallel tests (`--features wgan-trainer/mpi`: rsmpi's bindings are generated
+# against the system's mpi.h), and Chromium, which loads the server's page headless
+# (runtime/tests/page.rs).
+debian_packages="openmpi-bin libopenmpi-dev libclang-dev chromium"
+if ! dpkg -s $debian_packages >/dev/null 2>&1; then
   sudo=""
   if [[ "$(id -u)" != 0 ]]; then sudo="sudo"; fi
   { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
-      --no-install-recommends $mpi_packages; } >&2
+      --no-install-recommends $debian_packages; } >&2
 fi
 venv="$root/.venv"
 stamp="$venv/.wgan-test-env-v2"

@@ -119,6 +119,19 @@ pub fn latents(seed: u64, n: usize, z_dim: usize) -> Vec<f32> {
     z
 }
 
+/// The latents of images `first..first + n` of `seed`: rows `first..first + n` of
+/// [`latents`], reached by skipping the `2 · first · z_dim` outputs before them (about a
+/// nanosecond each).
+pub fn latents_from(seed: u64, first: u64, n: usize, z_dim: usize) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    for _ in 0..2 * first * z_dim as u64 {
+        rng.next_u64();
+    }
+    let mut z = vec![0f32; n * z_dim];
+    rng.fill_normal(&mut z);
+    z
+}
+
 /// The smallest truncation ψ: below it the rejection draws get long (≈ 1/(0.8 ψ) per
 /// component) for no visible change.
 pub const MIN_TRUNCATION: f32 = 0.01;
@@ -221,13 +234,18 @@ pub fn slerp(a: &[f32], b: &[f32], t: f64) -> Vec<f32> {
 /// The `frames` latents of a walk through `keys` (each `z_dim` long; see the module docs), row
 /// after row. Needs at least two keys and two frames.
 pub fn walk(keys: &[Vec<f32>], frames: usize) -> Vec<f32> {
+    walk_frames(keys, frames, 0..frames)
+}
+
+/// Frames `range` of [`walk`]`(keys, frames)`: each frame depends on its position only.
+pub fn walk_frames(keys: &[Vec<f32>], frames: usize, range: std::ops::Range<usize>) -> Vec<f32> {
     assert!(
-        keys.len() >= 2 && frames >= 2,
-        "a walk needs two keys and two frames"
+        keys.len() >= 2 && frames >= 2 && range.end <= frames,
+        "a walk needs two keys, two frames, and frames within them"
     );
     let last = (keys.len() - 1) as f64;
-    let mut out = Vec::with_capacity(frames * keys[0].len());
-    for k in 0..frames {
+    let mut out = Vec::with_capacity(range.len() * keys[0].len());
+    for k in range {
         let u = k as f64 * last / (frames - 1) as f64;
         let j = (u.floor() as usize).min(keys.len() - 2);
         out.extend(slerp(&keys[j], &keys[j + 1], u - j as f64));
@@ -238,6 +256,18 @@ pub fn walk(keys: &[Vec<f32>], frames: usize) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latents_from_a_first_image_are_that_window_of_the_stream_and_walks_of_frames() {
+        let all = latents(9, 7, 13);
+        assert_eq!(latents_from(9, 0, 7, 13), all);
+        assert_eq!(latents_from(9, 4, 3, 13), all[4 * 13..]);
+        assert_eq!(latents_from(9, 6, 1, 13), all[6 * 13..]);
+        let keys = [latents(1, 1, 13), latents(2, 1, 13), latents(3, 1, 13)];
+        let whole = walk(&keys, 9);
+        assert_eq!(walk_frames(&keys, 9, 3..7), whole[3 * 13..7 * 13]);
+        assert_eq!(walk_frames(&keys, 9, 8..9), keys[2]);
+    }
 
     #[test]
     fn truncation_bounds_each_image_by_its_own_stream() {

@@ -36,7 +36,8 @@ impl Walk {
         }
         if !(2..=MAX_FRAMES).contains(&frames) {
             return Err(format!(
-                "a walk has from 2 to {MAX_FRAMES} frames, and {frames} were asked for"
+                "a walk has from 2 to {MAX_FRAMES} frames, and {frames} {} asked for",
+                if frames == 1 { "was" } else { "were" }
             ));
         }
         if let Some(psi) = truncation {
@@ -51,12 +52,17 @@ impl Walk {
 
     /// The frames' latents, `frames · z_dim` values, `[frames, z_dim, 1, 1]`.
     pub fn latents(&self, z_dim: usize) -> Vec<f32> {
+        self.frame_latents(z_dim, 0..self.frames)
+    }
+
+    /// The latents of frames `range` (within `0..frames`), the same rows as [`Walk::latents`].
+    pub fn frame_latents(&self, z_dim: usize, range: std::ops::Range<usize>) -> Vec<f32> {
         let keys: Vec<Vec<f32>> = self
             .seeds
             .iter()
             .map(|&s| latent::key_latent(s, z_dim, self.truncation))
             .collect();
-        latent::walk(&keys, self.frames)
+        latent::walk_frames(&keys, self.frames, range)
     }
 }
 

@@ -3,86 +3,12 @@
 //! (503 with Retry-After, then recovery) and a drained shutdown on SIGTERM. Every request is
 //! bounded in count and time.
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use common::server::*;
+use std::io::Read;
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    /// Starts `runtime serve --port 0 ARGS` and waits for its "listening on" line.
-    fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_runtime"))
-            .args(["serve", "--port", "0", "--log-level", "warn"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let first = lines.next().expect("a first line").unwrap();
-        let addr = first
-            .strip_prefix("listening on ")
-            .and_then(|r| r.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected first line: {first}"))
-            .to_string();
-        // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, base: addr }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(60))
-        .build()
-}
-
-/// (status, body, Retry-After) of a POST to /v1/generate.
-fn post(s: &Server, body: &str, accept: Option<&str>) -> (u16, Vec<u8>, Option<String>) {
-    let mut req = agent().post(&s.url("/v1/generate"));
-    if let Some(a) = accept {
-        req = req.set("Accept", a);
-    }
-    let resp = match req.send_string(body) {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("request failed: {e}"),
-    };
-    let status = resp.status();
-    let retry = resp.header("Retry-After").map(str::to_string);
-    let mut bytes = Vec::new();
-    resp.into_reader().read_to_end(&mut bytes).unwrap();
-    (status, bytes, retry)
-}
-
-fn get(s: &Server, path: &str) -> (u16, String) {
-    match agent().get(&s.url(path)).call() {
-        Ok(r) => (r.status(), r.into_string().unwrap()),
-        Err(ureq::Error::Status(c, r)) => (c, r.into_string().unwrap()),
-        Err(e) => panic!("request failed: {e}"),
-    }
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
-}
 
 #[test]
 fn images_equal_gen_and_bad_requests_get_a_4xx_naming_the_problem() {
@@ -319,4 +245,165 @@ fn sigterm_answers_the_queued_requests_then_exits_0() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0));
+}
+
+/// `gen --save-raw` of `args` (run in `dir`), as f32 values.
+fn gen_raw(dir: &std::path::Path, args: &[&str]) -> Vec<f32> {
+    let out = dir.join("gen.npy");
+    let o = Command::new(env!("CARGO_BIN_EXE_runtime"))
+        .arg("gen")
+        .args(args)
+        .arg("--save-raw")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    wgan_runtime::npy::read_f32(&out).unwrap().data
+}
+
+fn npy_values(bytes: &[u8]) -> Vec<f32> {
+    wgan_runtime::npy::parse_f32(bytes).unwrap().data
+}
+
+#[test]
+fn windows_truncation_and_walks_are_the_images_gen_makes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = Server::start(&["--max-images-per-request", "8"]);
+    let image = 32 * 32;
+    // Images 2..5 of seed 42: a window of what `gen --n 5` makes.
+    let whole = gen_raw(d, &["--seed", "42", "--n", "5"]);
+    let (status, window, _) = post(
+        &s,
+        r#"{"n": 3, "seed": 42, "first": 2}"#,
+        Some("application/x-npy"),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(npy_values(&window), whole[2 * image..]);
+    // Truncated, from a window too: image i depends on the seed, i and ψ only.
+    let truncated = gen_raw(d, &["--seed", "7", "--n", "4", "--truncation", "0.7"]);
+    let (_, t, _) = post(
+        &s,
+        r#"{"n": 4, "seed": 7, "truncation": 0.7, "format": "npy"}"#,
+        None,
+    );
+    assert_eq!(npy_values(&t), truncated);
+    let (_, t, _) = post(
+        &s,
+        r#"{"n": 1, "seed": 7, "first": 3, "truncation": 0.7, "format": "npy"}"#,
+        None,
+    );
+    assert_eq!(npy_values(&t), truncated[3 * image..]);
+    // A walk's frames 4..9 of 12, with truncated keys.
+    let walk = gen_raw(
+        d,
+        &[
+            "--interpolate",
+            "1,2,3",
+            "--frames",
+            "12",
+            "--truncation",
+            "1.5",
+        ],
+    );
+    let body = r#"{"walk": {"seeds": [1, 2, 3], "frames": 12}, "truncation": 1.5, "first": 4, "n": 5, "format": "npy"}"#;
+    let (status, frames, _) = post(&s, body, None);
+    assert_eq!(status, 200);
+    assert_eq!(npy_values(&frames), walk[4 * image..9 * image]);
+    // Without "n", the rest of the walk; JSON says where the images came from.
+    let (status, json, _) = post(
+        &s,
+        r#"{"walk": {"seeds": [1, 2], "frames": 10}, "first": 7, "format": "json"}"#,
+        None,
+    );
+    assert_eq!(status, 200);
+    let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(json["n"], 3);
+    assert_eq!(json["images"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        json["walk"],
+        serde_json::json!({"seeds": [1, 2], "frames": 10})
+    );
+    assert_eq!(json["first"], 7);
+    assert!(json["seed"].is_null(), "{json}");
+    // A zip window is named by image index, as `gen --out` names the same images.
+    let out = d.join("out");
+    let o = Command::new(env!("CARGO_BIN_EXE_runtime"))
+        .args(["gen", "--n", "3", "--seed", "9", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let (status, zipped, _) = post(
+        &s,
+        r#"{"n": 2, "seed": 9, "first": 1, "format": "zip"}"#,
+        None,
+    );
+    assert_eq!(status, 200);
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zipped)).unwrap();
+    let mut names = Vec::new();
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).unwrap();
+        let name = entry.name().unwrap().to_string();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        assert_eq!(bytes, std::fs::read(out.join(&name)).unwrap(), "{name}");
+        names.push(name);
+    }
+    assert_eq!(names, ["00001.png", "00002.png"]);
+    // The limits a client sizes its requests by.
+    let model: serde_json::Value = serde_json::from_str(&get(&s, "/v1/model").1).unwrap();
+    assert_eq!(model["limits"]["max_images_per_request"], 8);
+    assert_eq!(model["limits"]["max_walk_frames"], 10000);
+    let cases: &[(&str, &str)] = &[
+        (
+            r#"{"walk": {"seeds": [1], "frames": 4}}"#,
+            "\"walk\": a walk goes between at least two seeds and 1 was given",
+        ),
+        (
+            r#"{"walk": {"seeds": [1, 2], "frames": 1}}"#,
+            "from 2 to 10000 frames, and 1 was asked for",
+        ),
+        (
+            r#"{"walk": {"seeds": [1, 2], "frames": 4}, "seed": 3}"#,
+            "\"seed\" does not go with \"walk\"",
+        ),
+        (
+            r#"{"walk": {"seeds": [1, 2], "frames": 4}, "first": 4}"#,
+            "the walk's frames are 0 to 3",
+        ),
+        (
+            r#"{"walk": {"seeds": [1, 2], "frames": 4}, "first": 2, "n": 3}"#,
+            "go past the walk's 4 frames",
+        ),
+        (
+            r#"{"walk": {"seeds": [1, 2], "frames": 20}}"#,
+            "ask for them in parts with \"first\" and \"n\"",
+        ),
+        (r#"{"walk": {"seeds": [1, 2]}}"#, "missing field `frames`"),
+        (r#"{"n": 2, "first": 999999}"#, "go past image 999999"),
+        (r#"{"n": 1, "truncation": 0}"#, "\"truncation\" is 0"),
+        (r#"{"n": 1, "truncation": -1}"#, "ψ must be at least 0.01"),
+        (
+            r#"{"z": [[0.0]], "truncation": 1}"#,
+            "\"truncation\" does not go with \"z\"",
+        ),
+        (
+            r#"{"z": [[0.0]], "first": 1}"#,
+            "\"first\" does not go with \"z\"",
+        ),
+    ];
+    for (body, fragment) in cases {
+        let (status, bytes, _) = post(&s, body, None);
+        let text = String::from_utf8_lossy(&bytes);
+        assert_eq!(status, 400, "{body}: {text}");
+        let error: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert!(
+            error["error"].as_str().unwrap().contains(fragment),
+            "{body}: {text}"
+        );
+    }
+    // The last image a seed's window reaches.
+    let (status, _, _) = post(&s, r#"{"n": 1, "first": 999999, "format": "npy"}"#, None);
+    assert_eq!(status, 200);
 }

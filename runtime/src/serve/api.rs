@@ -2,7 +2,9 @@
 //! `{"error": "…"}` with a 4xx or 5xx status).
 
 use super::batcher::{Batcher, Refused};
+pub use super::error::ApiError;
 use super::metrics::{Metrics, StatusLabel};
+use super::request::{format_of, Format, GenerateRequest, Images};
 use crate::images::{to_image, BatchShape, GridCanvas};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -12,7 +14,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
-use serde::Deserialize;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +43,7 @@ pub fn router(state: Arc<AppState>, body_limit: usize, body_timeout: Duration) -
         time: body_timeout,
     };
     Router::new()
+        .route("/", get(page))
         .route("/v1/generate", post(generate))
         .route("/v1/model", get(model))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -119,175 +121,6 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
-/// An error answer: a status and a message naming the problem.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-    retry_after: Option<u64>,
-}
-
-impl ApiError {
-    fn bad(message: impl Into<String>) -> ApiError {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    fn unavailable(message: impl Into<String>, retry_after: u64) -> ApiError {
-        ApiError {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            message: message.into(),
-            retry_after: Some(retry_after),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = Json(serde_json::json!({ "error": self.message }));
-        let mut resp = (self.status, body).into_response();
-        if let Some(s) = self.retry_after {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(s));
-        }
-        resp
-    }
-}
-
-/// `POST /v1/generate`'s body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GenerateRequest {
-    /// Images `0..n` of `seed` (as `runtime gen --n N --seed S`).
-    n: Option<usize>,
-    seed: Option<u64>,
-    /// Explicit latents, one row of `z_dim` values per image.
-    z: Option<Vec<Vec<f32>>>,
-    /// `png` (one grid), `npy` (`[N, C, H, W]` f32), `json` (base64 PNGs) or `zip` (one PNG per
-    /// image, named as `runtime gen --out` names them); otherwise from the `Accept` header, PNG
-    /// by default.
-    format: Option<String>,
-    /// Grid columns for `png` (default: about square).
-    cols: Option<usize>,
-}
-
-/// A response format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Format {
-    Png,
-    Npy,
-    Json,
-    Zip,
-}
-
-fn format_of(request: Option<&str>, headers: &HeaderMap) -> Result<Format, ApiError> {
-    if let Some(f) = request {
-        return match f {
-            "png" => Ok(Format::Png),
-            "npy" => Ok(Format::Npy),
-            "json" => Ok(Format::Json),
-            "zip" => Ok(Format::Zip),
-            other => Err(ApiError::bad(format!(
-                "unknown format '{other}': use png, npy, json or zip"
-            ))),
-        };
-    }
-    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
-        return Ok(Format::Png);
-    };
-    // The media ranges by preference: highest `q` first, then in the order given; `q=0` means
-    // "not this one" (RFC 9110, 12.5.1).
-    let mut ranges: Vec<(f32, usize, &str)> = accept
-        .split(',')
-        .enumerate()
-        .filter_map(|(i, item)| {
-            let mut parts = item.split(';');
-            let media = parts.next()?.trim();
-            let q = parts
-                .filter_map(|p| p.trim().strip_prefix("q="))
-                .find_map(|q| q.trim().parse::<f32>().ok())
-                .unwrap_or(1.0);
-            (q > 0.0).then_some((q, i, media))
-        })
-        .collect();
-    ranges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    for (_, _, media) in ranges {
-        match media {
-            "image/png" | "image/*" | "*/*" | "" => return Ok(Format::Png),
-            "application/x-npy" | "application/octet-stream" => return Ok(Format::Npy),
-            "application/json" => return Ok(Format::Json),
-            "application/zip" => return Ok(Format::Zip),
-            _ => {}
-        }
-    }
-    Err(ApiError {
-        status: StatusCode::NOT_ACCEPTABLE,
-        message: format!(
-            "cannot answer with '{accept}': ask for image/png, application/x-npy, application/json or application/zip (or set \"format\")"
-        ),
-        retry_after: None,
-    })
-}
-
-/// The latents a request asks for, checked, and its seed.
-fn latents_of(req: &GenerateRequest, state: &AppState) -> Result<(Vec<f32>, usize), ApiError> {
-    let max = state.max_images;
-    match (&req.n, &req.z) {
-        (Some(_), Some(_)) => Err(ApiError::bad("give either \"n\" or \"z\", not both")),
-        (None, None) => Err(ApiError::bad(
-            "give \"n\" (images 0..n of \"seed\", default 0) or \"z\" (latents, one row per image)",
-        )),
-        (&Some(n), None) => {
-            if n == 0 {
-                return Err(ApiError::bad("\"n\" must be at least 1"));
-            }
-            if n > max {
-                return Err(ApiError::bad(format!(
-                    "\"n\" is {n}; this server makes at most {max} images per request"
-                )));
-            }
-            let seed = req.seed.unwrap_or(0);
-            Ok((crate::latent::latents(seed, n, state.z_dim), n))
-        }
-        (None, Some(rows)) => {
-            if req.seed.is_some() {
-                return Err(ApiError::bad(
-                    "\"seed\" goes with \"n\"; \"z\" gives the latents themselves",
-                ));
-            }
-            if rows.is_empty() {
-                return Err(ApiError::bad("\"z\" holds no latents"));
-            }
-            if rows.len() > max {
-                return Err(ApiError::bad(format!(
-                    "\"z\" holds {} latents; this server makes at most {max} images per request",
-                    rows.len()
-                )));
-            }
-            let zd = state.z_dim;
-            let mut z = Vec::with_capacity(rows.len() * zd);
-            for (i, row) in rows.iter().enumerate() {
-                if row.len() != zd {
-                    return Err(ApiError::bad(format!(
-                        "\"z\"[{i}] has {} values; this model's latents have {zd}",
-                        row.len()
-                    )));
-                }
-                if row.iter().any(|v| !v.is_finite()) {
-                    return Err(ApiError::bad(format!(
-                        "\"z\"[{i}] holds a non-finite value"
-                    )));
-                }
-                z.extend_from_slice(row);
-            }
-            Ok((z, rows.len()))
-        }
-    }
-}
-
 /// A 503 when the memory available now (the machine's, the container's, `ulimit -v`'s: see
 /// `wgan_models::limits`) cannot hold what answering `n` images takes: the latents, the images
 /// as f32, and them once more encoded. The server stays up; the client may retry or ask for
@@ -325,7 +158,7 @@ fn request_memory_against(
 
 /// PNG bytes of `img`, or a 500.
 fn png_bytes(img: &image::DynamicImage) -> Result<Vec<u8>, ApiError> {
-    crate::images::png_bytes(img).map_err(|e| internal(format!("{e:#}")))
+    crate::images::png_bytes(img).map_err(|e| ApiError::internal(format!("{e:#}")))
 }
 
 /// PNG bytes of image `i` of `values` (`[n, C, H, W]`).
@@ -341,27 +174,23 @@ fn image_png(values: &[f32], shape: BatchShape, i: usize) -> Result<Vec<u8>, Api
     png_bytes(&img)
 }
 
-fn internal(message: String) -> ApiError {
-    ApiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        message,
-        retry_after: None,
-    }
-}
-
 async fn generate(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let req: GenerateRequest = serde_json::from_slice(&body)
+    let mut req: GenerateRequest = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad(format!("the body is not a generation request: {e}")))?;
     let format = format_of(req.format.as_deref(), &headers)?;
     if req.cols == Some(0) {
         return Err(ApiError::bad("\"cols\" must be at least 1"));
     }
-    let (z, n) = latents_of(&req, &state)?;
+    let images = Images::of(&mut req, state.z_dim, state.max_images)?;
+    let n = images.n();
     check_request_memory(&state, n)?;
+    let (first, source) = (images.first(), images.describe());
+    let z_dim = state.z_dim;
+    let z = blocking(move || Ok(images.latents(z_dim))).await?;
     let rx = state.batcher.submit(z, n).map_err(|e| match e {
         Refused::Full { queued, capacity } => ApiError::unavailable(
             format!(
@@ -381,32 +210,57 @@ async fn generate(
                 1,
             ))
         }
-        Ok(Err(_)) => return Err(internal("the batching worker stopped".into())),
-        Ok(Ok(Err(message))) => return Err(internal(message)),
+        Ok(Err(_)) => return Err(ApiError::internal("the batching worker stopped")),
+        Ok(Ok(Err(message))) => return Err(ApiError::internal(message)),
         Ok(Ok(Ok(values))) => values,
     };
-    let [c, h, w] = state.image;
+    let [channels, height, width] = state.image;
     let shape = BatchShape {
         n,
-        channels: c,
-        height: h,
-        width: w,
+        channels,
+        height,
+        width,
     };
-    let mut resp = match format {
+    let cols = req.cols;
+    let mut resp = blocking(move || encode(format, &values, shape, cols, first, source)).await?;
+    resp.headers_mut()
+        .insert("x-images", HeaderValue::from(n as u64));
+    Ok(resp)
+}
+
+/// Runs `work` (drawing latents, encoding images) on the blocking pool, off the async workers.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::internal(format!("a worker task failed: {e}")))?
+}
+
+/// The answer's body: `values` (`shape`) in `format`. Zip entries are named by image index from
+/// `first`, as `runtime gen --out` names its files; the JSON answer carries `source` (seed,
+/// walk, first, truncation).
+fn encode(
+    format: Format,
+    values: &[f32],
+    shape: BatchShape,
+    cols: Option<usize>,
+    first: u64,
+    source: serde_json::Value,
+) -> Result<Response, ApiError> {
+    let (n, c, h, w) = (shape.n, shape.channels, shape.height, shape.width);
+    Ok(match format {
         Format::Npy => (
             [(header::CONTENT_TYPE, "application/x-npy")],
-            crate::npy::to_bytes(&[n, c, h, w], &values),
+            crate::npy::to_bytes(&[n, c, h, w], values),
         )
             .into_response(),
         Format::Png => {
             let mut grid =
-                GridCanvas::new(shape, req.cols).map_err(|e| ApiError::bad(e.to_string()))?;
-            for i in 0..n {
-                grid.put(
-                    i,
-                    &values[i * shape.image_len()..(i + 1) * shape.image_len()],
-                )
-                .map_err(|e| ApiError::bad(e.to_string()))?;
+                GridCanvas::new(shape, cols).map_err(|e| ApiError::bad(e.to_string()))?;
+            for (i, image) in values.chunks(shape.image_len()).enumerate() {
+                grid.put(i, image)
+                    .map_err(|e| ApiError::bad(e.to_string()))?;
             }
             (
                 [(header::CONTENT_TYPE, "image/png")],
@@ -415,41 +269,60 @@ async fn generate(
                 .into_response()
         }
         Format::Zip => {
-            let digits = (n.saturating_sub(1).to_string().len()).max(5);
+            let last = first + n as u64 - 1;
+            let digits = last.to_string().len().max(5);
             let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
             let stored = zip::write::SimpleFileOptions::default()
                 .compression_method(zip::CompressionMethod::Stored);
             for i in 0..n {
-                let png = image_png(&values, shape, i)?;
-                zip.start_file(format!("{i:0digits$}.png"), stored)
+                let png = image_png(values, shape, i)?;
+                let index = first + i as u64;
+                zip.start_file(format!("{index:0digits$}.png"), stored)
                     .and_then(|()| std::io::Write::write_all(&mut zip, &png).map_err(Into::into))
-                    .map_err(|e| internal(format!("writing the zip: {e}")))?;
+                    .map_err(|e| ApiError::internal(format!("writing the zip: {e}")))?;
             }
             let bytes = zip
                 .finish()
-                .map_err(|e| internal(format!("writing the zip: {e}")))?
+                .map_err(|e| ApiError::internal(format!("writing the zip: {e}")))?
                 .into_inner();
             ([(header::CONTENT_TYPE, "application/zip")], bytes).into_response()
         }
         Format::Json => {
             let images = (0..n)
                 .map(|i| {
-                    let png = image_png(&values, shape, i)?;
+                    let png = image_png(values, shape, i)?;
                     Ok(base64::engine::general_purpose::STANDARD.encode(png))
                 })
                 .collect::<Result<Vec<_>, ApiError>>()?;
-            Json(serde_json::json!({
-                "n": n,
-                "seed": req.z.is_none().then(|| req.seed.unwrap_or(0)),
-                "shape": [c, h, w],
-                "images": images,
-            }))
-            .into_response()
+            let mut body = source;
+            body["n"] = n.into();
+            body["shape"] = serde_json::json!([c, h, w]);
+            body["images"] = images.into();
+            Json(body).into_response()
         }
-    };
-    resp.headers_mut()
-        .insert("x-images", HeaderValue::from(n as u64));
-    Ok(resp)
+    })
+}
+
+/// The page at `/`: the model's description and images through `/v1/generate`, one HTML file
+/// with its script and style inline, embedded in the binary.
+const PAGE: &str = include_str!("page.html");
+
+/// `GET /`. The content security policy keeps the page to this server (no external assets);
+/// images arrive as `data:` URLs.
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; connect-src 'self'; img-src 'self' data: blob:; \
+                 style-src 'unsafe-inline'; script-src 'unsafe-inline'; base-uri 'none'; form-action 'none'",
+            ),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PAGE,
+    )
+        .into_response()
 }
 
 async fn model(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
@@ -480,7 +353,7 @@ async fn not_found(req: Request) -> ApiError {
     ApiError {
         status: StatusCode::NOT_FOUND,
         message: format!(
-            "no route {} {}: the routes are POST /v1/generate, GET /v1/model, /healthz, /readyz, /metrics",
+            "no route {} {}: the routes are GET / (the page), POST /v1/generate, GET /v1/model, /healthz, /readyz, /metrics",
             req.method(),
             req.uri().path()
         ),
@@ -492,7 +365,7 @@ async fn method_not_allowed(req: Request) -> ApiError {
     ApiError {
         status: StatusCode::METHOD_NOT_ALLOWED,
         message: format!(
-            "{} is not allowed on {}: the routes are POST /v1/generate, GET /v1/model, /healthz, /readyz, /metrics",
+            "{} is not allowed on {}: the routes are GET / (the page), POST /v1/generate, GET /v1/model, /healthz, /readyz, /metrics",
             req.method(),
             req.uri().path()
         ),
@@ -546,28 +419,5 @@ mod tests {
         );
         assert!(request_memory_against(100, [3, 64, 64], 1000, Some(1 << 30)).is_ok());
         assert!(request_memory_against(100, [3, 64, 64], usize::MAX, None).is_ok());
-    }
-
-    #[test]
-    fn accept_follows_q_values() {
-        let with = |accept: &str| {
-            let mut h = HeaderMap::new();
-            h.insert(header::ACCEPT, HeaderValue::from_str(accept).unwrap());
-            format_of(None, &h)
-        };
-        assert_eq!(
-            with("image/png;q=0, application/json;q=0.5").unwrap(),
-            Format::Json
-        );
-        assert_eq!(
-            with("application/json;q=0.2, application/zip").unwrap(),
-            Format::Zip
-        );
-        assert_eq!(with("application/x-npy, image/png").unwrap(), Format::Npy);
-        assert_eq!(
-            with("*/*;q=0.1, application/json;q=0.9").unwrap(),
-            Format::Json
-        );
-        assert!(with("image/png;q=0").is_err());
     }
 }

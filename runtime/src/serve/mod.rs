@@ -1,6 +1,7 @@
 //! `runtime serve`: image generation over HTTP with dynamic batching.
 //!
-//! - `POST /v1/generate` with `{"n": 16, "seed": 42}` or `{"z": [[…], …]}` answers one PNG grid
+//! - `POST /v1/generate` with `{"n": 16, "seed": 42}` (optionally `"first"`, `"truncation"`),
+//!   `{"walk": {"seeds": [1, 2], "frames": 16}}` or `{"z": [[…], …]}` answers one PNG grid
 //!   (default, `Accept: image/png`), a `.npy` of `[N, C, H, W]` f32 (`application/x-npy`),
 //!   JSON with base64 PNGs (`application/json`) or a zip of PNGs (`application/zip`); a
 //!   `"format"` field overrides `Accept`. Image
@@ -23,7 +24,9 @@
 pub mod api;
 pub mod batcher;
 pub mod conn;
+pub mod error;
 pub mod metrics;
+pub mod request;
 
 use crate::Generator;
 use anyhow::{Context, Result};
@@ -53,8 +56,9 @@ pub struct ServeOptions {
     pub log_level: tracing::Level,
 }
 
-/// The answer of `GET /v1/model`.
-fn model_json(generator: &Generator, name: &str) -> serde_json::Value {
+/// The answer of `GET /v1/model`: the contract, the metadata, and the request limits a client
+/// (the page at `/`) sizes its requests by.
+fn model_json(generator: &Generator, name: &str, max_images: usize) -> serde_json::Value {
     let contract = generator.contract();
     let info = generator.info();
     let batch = match contract.batch {
@@ -76,6 +80,13 @@ fn model_json(generator: &Generator, name: &str) -> serde_json::Value {
         "parameters": info.parameters,
         "backend": generator.describe(),
         "metadata": metadata,
+        "limits": {
+            "max_images_per_request": max_images,
+            "max_image_index": request::MAX_IMAGE_INDEX - 1,
+            "max_walk_frames": crate::latent::MAX_FRAMES,
+            "max_walk_seeds": crate::walk::MAX_WALK_SEEDS,
+            "min_truncation": crate::latent::MIN_TRUNCATION,
+        },
     })
 }
 
@@ -92,7 +103,7 @@ pub fn run(generator: Generator, name: &str, options: ServeOptions) -> Result<()
         "exiting without answering the queued requests",
     );
     let metrics = Arc::new(Metrics::new(options.policy.max_batch));
-    let model = model_json(&generator, name);
+    let model = model_json(&generator, name, options.max_images_per_request);
     let (z_dim, image) = (generator.z_dim(), generator.image_shape());
     let summary = format!("{name}, {}", generator.describe());
     let (batcher, worker) = Batcher::start(generator, options.policy, metrics.clone())

@@ -2,6 +2,8 @@
 //! asserting success or a one-line error with exit 2.
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod server;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
