@@ -45,6 +45,10 @@ enum Command {
     /// Serve it with `tritonserver --model-repository REPO`.
     #[command(after_help = AFTER_HELP)]
     Triton(TritonArgs),
+    /// Print the shell completion script for this binary (bash, zsh, fish, elvish,
+    /// powershell), under the name it was started as.
+    #[command(after_help = AFTER_HELP)]
+    Completions(wgan_models::cli::CompletionsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -221,6 +225,7 @@ fn run(cli: Cli) -> Result<()> {
             let report = export_onnx(&args.checkpoint, &options)?;
             outln!("{}", summary(&report, &options))?;
         }
+        Command::Completions(args) => wgan_models::cli::print_completions::<Cli>(&args)?,
         Command::Triton(args) => {
             let options = args.options();
             let r = crate::triton::export_triton(&args.checkpoint, &args.repo, &options)?;

@@ -9,6 +9,8 @@
 //! - Results go to stdout through [`outln!`](crate::outln), which returns the write error
 //!   instead of panicking: when the reader of a pipe goes away (`runtime info | head -1`), the
 //!   binary stops quietly with status 0, as `grep` or `rg` do.
+//! - `NAME completions SHELL` prints the shell completion script of the binary
+//!   ([`CompletionsArgs`], clap_complete), as ripgrep ships its own.
 //! - Signals as [`crate::signals`] says: `SIGINT`/`SIGTERM`/`SIGHUP` remove the process's
 //!   temporary files and exit 130/143/129; `SIGXFSZ` is ignored (a file-size limit is an
 //!   ordinary write error).
@@ -264,4 +266,42 @@ mod tests {
         );
         assert_eq!(usage(e), ExitCode::from(EXIT_ERROR));
     }
+}
+
+/// `completions SHELL`: the binary's shell completion script, on stdout.
+#[derive(clap::Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell: bash (source it, or put it in /usr/share/bash-completion/completions/NAME),
+    /// zsh (a file `_NAME` on the fpath), fish (~/.config/fish/completions/NAME.fish), elvish
+    /// or powershell.
+    pub shell: clap_complete::Shell,
+}
+
+/// Prints the completion script of command line `C` for `args.shell`, under the name the binary
+/// was started as (`export` and `wgan-export` complete under their own names).
+pub fn print_completions<C: clap::CommandFactory>(args: &CompletionsArgs) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut cmd = C::command();
+    let name = std::env::args_os()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| cmd.get_name().to_string());
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut cmd, name.clone(), &mut script);
+    if args.shell == clap_complete::Shell::Bash && name.contains('-') {
+        // clap_complete's bash script spells a hyphenated name two ways (clap issue #6421):
+        // the dispatch loop sets `wgan__export__subcmd__onnx`, the arms match
+        // `wgan__subcmd__export__subcmd__onnx`, so nothing after a subcommand completes.
+        // Spell the arms as the loop does.
+        let text = String::from_utf8_lossy(&script)
+            .replace(&name.replace('-', "__subcmd__"), &name.replace('-', "__"));
+        script = text.into_bytes();
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(&script)?;
+    out.flush()
 }

@@ -65,11 +65,16 @@ enum Command {
     #[command(after_help = EXIT_STATUS_HELP)]
     Bench(BenchArgs),
     /// Serve generation over HTTP with dynamic batching: POST /v1/generate with {"n": 16,
-    /// "seed": 42} or {"z": [[…]]} answers a PNG grid, .npy, JSON or a zip of PNGs; GET /v1/model, /healthz,
-    /// /readyz, /metrics. SIGTERM or Ctrl-C drains the queue and exits 0.
+    /// "seed": 42}, {"walk": {"seeds": [1, 2], "frames": 16}} or {"z": [[…]]} answers a PNG
+    /// grid, .npy, JSON or a zip of PNGs; GET / is a page that shows the model and its images;
+    /// GET /v1/model, /healthz, /readyz, /metrics. SIGTERM or Ctrl-C drains the queue and exits
+    /// 0.
     #[cfg(feature = "serve")]
     #[command(after_help = EXIT_STATUS_HELP)]
     Serve(serve_cli::ServeArgs),
+    /// Print the shell completion script for runtime (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Completions(wgan_models::cli::CompletionsArgs),
 }
 
 #[derive(Args)]
@@ -164,6 +169,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench(args),
         #[cfg(feature = "serve")]
         Command::Serve(args) => serve_cli::serve(args),
+        Command::Completions(args) => Ok(wgan_models::cli::print_completions::<Cli>(&args)?),
     }
 }
 

@@ -60,7 +60,8 @@ fn dump_dom(url: &str, screenshot: Option<&std::path::Path>) -> String {
 
 /// The `src` of every `img` in `dom` that holds a PNG from the server.
 fn png_images(dom: &str) -> usize {
-    dom.matches("src=\"data:image/png;base64,iVBORw0KGgo").count()
+    dom.matches("src=\"data:image/png;base64,iVBORw0KGgo")
+        .count()
 }
 
 /// The text of the element with id `id`.
@@ -81,16 +82,25 @@ fn the_page_shows_generated_images_one_request_per_image() {
     assert_eq!(png_images(&dom), 16, "{dom}");
     let status = text_of(&dom, "status");
     assert!(status.starts_with("16 images in 16 requests"), "{status}");
-    assert!(text_of(&dom, "subtitle").contains("small, step 5000"), "{dom}");
+    assert!(
+        text_of(&dom, "subtitle").contains("small, step 5000"),
+        "{dom}"
+    );
     assert!(dom.contains("<dd>1 channel × 32 × 32</dd>"), "{dom}");
     // The images are the server's: seed 0's first image, as /v1/generate answers it.
     let (_, json, _) = post(&s, r#"{"n": 1, "seed": 0, "format": "json"}"#, None);
     let json: serde_json::Value = serde_json::from_slice(&json).unwrap();
-    let first = format!("src=\"data:image/png;base64,{}\"", json["images"][0].as_str().unwrap());
+    let first = format!(
+        "src=\"data:image/png;base64,{}\"",
+        json["images"][0].as_str().unwrap()
+    );
     assert!(dom.contains(&first), "seed 0's image 0 is not on the page");
     // A walk from the address: its frames, and the player.
     let dom = dump_dom(&s.url("/?walk=3,4&frames=6&truncation=1.5"), None);
-    assert!(text_of(&dom, "status").starts_with("6 images in 6 requests"), "{dom}");
+    assert!(
+        text_of(&dom, "status").starts_with("6 images in 6 requests"),
+        "{dom}"
+    );
     // Six frames in the grid, and the player showing one of them.
     assert_eq!(png_images(&dom), 7, "{dom}");
     assert!(dom.contains("frame 5"), "{dom}");

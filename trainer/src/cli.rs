@@ -64,6 +64,9 @@ pub enum Command {
     /// on the same weights and inputs; prints every relative error, fails above tolerance.
     #[command(after_help = EXIT_STATUS_HELP)]
     CheckDevice(CheckDeviceArgs),
+    /// Print the shell completion script for trainer (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = EXIT_STATUS_HELP)]
+    Completions(wgan_models::cli::CompletionsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -219,6 +222,10 @@ pub struct TrainArgs {
     /// with the same count are bit-identical.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Write no TensorBoard event files (by default RUN/tensorboard/ holds the losses per
+    /// step, the sample grids and `eval --all`'s measures, for `tensorboard --logdir`).
+    #[arg(long)]
+    pub no_tensorboard: bool,
 }
 
 #[derive(Args, Debug)]
@@ -405,6 +412,9 @@ impl TrainArgs {
         }
         if self.threads.is_some() {
             c.threads = self.threads;
+        }
+        if self.no_tensorboard {
+            c.tensorboard = false;
         }
         Ok(c)
     }
@@ -846,6 +856,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval(&args),
         Command::Classifier(args) => classifier(&args),
         Command::CheckDevice(args) => check_device(&args),
+        Command::Completions(args) => Ok(wgan_models::cli::print_completions::<Cli>(&args)?),
     }
 }
 

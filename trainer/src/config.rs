@@ -51,6 +51,14 @@ pub struct TrainConfig {
     /// before the option existed (they used every core).
     #[serde(default)]
     pub threads: Option<usize>,
+    /// TensorBoard event files under `RUN/tensorboard/` (`--no-tensorboard` turns them off).
+    /// Runs made before the option existed write them from their next session on.
+    #[serde(default = "enabled")]
+    pub tensorboard: bool,
+}
+
+fn enabled() -> bool {
+    true
 }
 
 impl Default for TrainConfig {
@@ -76,6 +84,7 @@ impl Default for TrainConfig {
             holdout_seed: 0,
             mirror: false,
             threads: None,
+            tensorboard: true,
         }
     }
 }

@@ -30,5 +30,6 @@ pub mod progress;
 pub mod run_data;
 pub mod run_dir;
 pub mod second_order;
+pub mod tensorboard;
 pub mod train;
 pub mod wgan;

@@ -25,7 +25,7 @@ pub struct MetricsRow {
 impl MetricsRow {
     fn to_csv(self) -> String {
         format!(
-            "{},{},{},{},{},{},{:.4}",
+            "{},{},{},{},{},{},{:.4}", // sec_per_iter: as in `columns`
             self.step,
             self.critic_loss,
             self.wasserstein,
@@ -34,6 +34,22 @@ impl MetricsRow {
             self.generator_loss,
             self.sec_per_iter
         )
+    }
+
+    /// The values of the columns after `step`, named as in [`CSV_HEADER`], as the file holds
+    /// them (`sec_per_iter` to 0.1 ms).
+    pub fn columns(&self) -> [(&'static str, f64); 6] {
+        let seconds: f64 = format!("{:.4}", self.sec_per_iter)
+            .parse()
+            .expect("a formatted number parses");
+        [
+            ("critic_loss", self.critic_loss),
+            ("wasserstein", self.wasserstein),
+            ("penalty", self.penalty),
+            ("grad_norm", self.grad_norm),
+            ("generator_loss", self.generator_loss),
+            ("sec_per_iter", seconds),
+        ]
     }
 
     fn parse(line: &str) -> Option<Self> {

@@ -429,6 +429,21 @@ pub fn evaluate_run(
     let png_path = run.join(format!("{name}.png"));
     wgan_models::output::write_atomic(&csv_path, csv(&reports).as_bytes())?;
     plot(&png_path, &reports)?;
+    // A run that keeps TensorBoard files gets the measures there too, as a run of their own.
+    let tensorboard = run.join(crate::tensorboard::TENSORBOARD_DIR);
+    if tensorboard.is_dir() {
+        let rows: Vec<(u64, Vec<(String, f64)>)> = reports
+            .iter()
+            .map(|r| {
+                let values = report::columns(r)
+                    .into_iter()
+                    .filter_map(|(name, v)| Some((format!("eval/{name}"), v?)))
+                    .collect();
+                (r.step, values)
+            })
+            .collect();
+        crate::tensorboard::replace_scalars(&tensorboard.join(&name), &rows)?;
+    }
     Ok(RunEvaluation {
         reports,
         csv: csv_path,

@@ -146,39 +146,41 @@ pub fn headline(r: &EvalReport) -> String {
     parts.join(" · ")
 }
 
+/// The measures of a report, named by their `eval.csv` columns (those after `step` and
+/// `weights`); `None` for those the run does not have.
+pub fn columns(r: &EvalReport) -> Vec<(&'static str, Option<f64>)> {
+    let d = r.digits.as_ref();
+    let (g, t) = (d.map(|d| &d.generated), d.map(|d| &d.training));
+    vec![
+        ("fd", g.map(|m| m.fd)),
+        ("fd_real", t.map(|m| m.fd)),
+        ("kl_uniform", g.map(|m| m.kl_uniform)),
+        ("kl_uniform_real", t.map(|m| m.kl_uniform)),
+        ("classes_covered", g.map(|m| m.classes_covered as f64)),
+        ("classes_covered_real", t.map(|m| m.classes_covered as f64)),
+        ("confidence", g.map(|m| m.confidence)),
+        ("confidence_real", t.map(|m| m.confidence)),
+        ("swd", r.swd.as_ref().map(|w| w.generated_mean)),
+        ("swd_real", r.swd.as_ref().map(|w| w.training_mean)),
+        ("mmd2", Some(r.mmd2_generated)),
+        ("mmd2_real", Some(r.mmd2_training)),
+        ("nearest", Some(r.nearest_generated)),
+        ("nearest_real", Some(r.nearest_held_out)),
+        ("critic_held_out", Some(r.critic_held_out)),
+        ("critic_training", Some(r.critic_training)),
+    ]
+}
+
 /// `eval.csv` for reports of one run (one row each).
 pub fn csv(reports: &[EvalReport]) -> String {
     let mut out = format!("{CSV_HEADER}\n");
     for r in reports {
         let mut row: Vec<String> = vec![r.step.to_string(), r.weights.clone()];
-        match &r.digits {
-            Some(d) => {
-                let (g, t) = (&d.generated, &d.training);
-                row.extend([
-                    g.fd.to_string(),
-                    t.fd.to_string(),
-                    g.kl_uniform.to_string(),
-                    t.kl_uniform.to_string(),
-                    g.classes_covered.to_string(),
-                    t.classes_covered.to_string(),
-                    g.confidence.to_string(),
-                    t.confidence.to_string(),
-                ]);
-            }
-            None => row.extend(std::iter::repeat_n(String::new(), 8)),
-        }
-        match &r.swd {
-            Some(w) => row.extend([w.generated_mean.to_string(), w.training_mean.to_string()]),
-            None => row.extend([String::new(), String::new()]),
-        }
-        row.extend([
-            r.mmd2_generated.to_string(),
-            r.mmd2_training.to_string(),
-            r.nearest_generated.to_string(),
-            r.nearest_held_out.to_string(),
-            r.critic_held_out.to_string(),
-            r.critic_training.to_string(),
-        ]);
+        row.extend(
+            columns(r)
+                .into_iter()
+                .map(|(_, v)| v.map(|v| v.to_string()).unwrap_or_default()),
+        );
         out += &row.join(",");
         out.push('\n');
     }

@@ -9,6 +9,7 @@ use crate::data::Loader;
 use crate::ema::Ema;
 use crate::metrics::{self, MetricsRow};
 use crate::run_data::{DataPlan, DataRecord, RunData};
+use crate::tensorboard::EventWriter;
 use crate::{second_order, wgan};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -22,7 +23,7 @@ use wgan_models::engine::{
 };
 use wgan_models::latent::{latents, Rng};
 use wgan_models::{Critic, Generator, Gradients, Mode, Preset};
-use wgan_runtime::images::{grid, save_png, BatchShape};
+use wgan_runtime::images::{grid, png_bytes, BatchShape};
 
 mod persist;
 pub use persist::ResumeOptions;
@@ -89,6 +90,8 @@ pub struct Trainer {
     ranks: Arc<dyn Collective>,
     /// Held while the run is open (by rank 0): no second process trains in the same directory.
     _lock: Option<RunLock>,
+    /// This session's TensorBoard event file (rank 0, opened by [`Trainer::run`]).
+    tensorboard: Option<EventWriter>,
 }
 
 /// Explicit forward/backward passes for CPU training (see [`wgan_models::engine`]).
@@ -280,6 +283,7 @@ impl Trainer {
             warnings: Vec::new(),
             ranks,
             _lock: lock,
+            tensorboard: None,
         })
     }
 
@@ -569,6 +573,13 @@ impl Trainer {
         let plot_path = self.run_dir.join("losses.png");
         // Rank 0 alone writes the run's files; every rank computes the same step.
         let lead = self.ranks.rank() == 0;
+        if lead && self.config.tensorboard && self.tensorboard.is_none() {
+            // A resumed session's file starts at its first step: TensorBoard drops what an
+            // earlier session wrote from there on.
+            let first = (self.step > 0).then_some(self.step + 1);
+            let dir = self.run_dir.join(crate::tensorboard::TENSORBOARD_DIR);
+            self.tensorboard = Some(EventWriter::create(&dir, first)?);
+        }
         while self.step < self.config.steps {
             if self.stop_requested(stop) {
                 if lead {
@@ -597,6 +608,14 @@ impl Trainer {
                 continue;
             }
             metrics::append_csv(&metrics_path, row)?;
+            if let Some(tb) = self.tensorboard.as_mut() {
+                let values: Vec<(String, f64)> = row
+                    .columns()
+                    .into_iter()
+                    .map(|(name, v)| (format!("train/{name}"), v))
+                    .collect();
+                tb.scalars(self.step, &values)?;
+            }
             let last = self.step == self.config.steps;
             if self.step.is_multiple_of(self.config.sample_every) || last {
                 self.save_samples()?;

@@ -200,6 +200,7 @@ impl Trainer {
             warnings,
             ranks,
             _lock: lock,
+            tensorboard: None,
         })
     }
 
@@ -396,7 +397,13 @@ impl Trainer {
             height: s,
             width: s,
         };
-        save_png(&grid(&images, shape, Some(8))?, &path)?;
+        let img = grid(&images, shape, Some(8))?;
+        let png = png_bytes(&img)?;
+        wgan_models::output::write_atomic(&path, &png)?;
+        if let Some(tb) = self.tensorboard.as_mut() {
+            let dims = [shape.channels, img.height() as usize, img.width() as usize];
+            tb.image(self.step, "samples", png, dims)?;
+        }
         Ok(path)
     }
 }
