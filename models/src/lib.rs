@@ -9,6 +9,8 @@
 //! - [`checkpoint`]: the checkpoint layout and header (loading networks needs `candle`).
 //! - [`limits`]: overflow-checked sizes and the memory check made before large allocations.
 //! - [`output`]: the one output policy (atomic writes; devices and pipes written in place).
+//! - [`npy`]: `.npy` files of `f32` arrays, read and streamed out.
+//! - [`images`] (feature `images`): generator output as images, grids and PNG files.
 //! - [`cli`] (feature `cli`): the exit path and conventions every binary shares; [`signals`]:
 //!   what SIGINT, SIGTERM, SIGHUP and SIGXFSZ do in every binary.
 //!
@@ -28,10 +30,13 @@ pub mod checkpoint;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod contract;
+#[cfg(feature = "images")]
+pub mod images;
 #[cfg(feature = "kernels")]
 pub mod kernels;
 pub mod latent;
 pub mod limits;
+pub mod npy;
 pub mod output;
 #[cfg(feature = "cli")]
 pub mod signals;

@@ -31,7 +31,6 @@ mod generator;
 pub mod images;
 #[cfg(feature = "native")]
 pub mod native;
-pub mod npy;
 pub mod onnx;
 // The graph messages (nodes, attributes, weights) are read only by the native backend.
 #[cfg_attr(not(feature = "native"), allow(dead_code))]
@@ -44,7 +43,7 @@ pub mod serve;
 mod tract_backend;
 pub mod walk;
 
-pub use wgan_models::{latent, output};
+pub use wgan_models::{latent, npy, output};
 
 pub use bench::{bench, BenchRow};
 pub use engine::{ort_library, Backend, Options, Provider};

@@ -24,7 +24,7 @@ fn main() -> Result<()> {
         preset.image_size,
     )?;
     let (n, s) = (set.len, preset.image_size);
-    wgan_runtime::npy::write_f32(&PathBuf::from(out), &[n, channels, s, s], &set.images()?)?;
+    wgan_models::npy::write_f32(&PathBuf::from(out), &[n, channels, s, s], &set.images()?)?;
     eprintln!("{}: {n} images → {out}", set.description);
     Ok(())
 }

@@ -361,3 +361,88 @@ pub fn errors(x: &StepNumbers, reference: &StepNumbers) -> Vec<Comparison> {
         .map(|((name, a), (_, b))| compare(name.clone(), a, b))
         .collect()
 }
+
+/// Largest relative error accepted between two f64 implementations of one step.
+pub const F64_PARITY: f64 = 1e-9;
+
+/// The comparison with the largest relative error (NaN counts as largest).
+pub fn worst(rows: &[Comparison]) -> Comparison {
+    rows.iter()
+        .max_by(|a, b| a.rel_error.total_cmp(&b.rel_error))
+        .cloned()
+        .expect("at least one comparison")
+}
+
+/// `check-device`'s rule on one step's comparisons (`cpu32`: the CPU engine in f32; `dev32`,
+/// `dev64`: autograd on `device`; each against the CPU engine in f64): every f64 quantity
+/// within [`F64_PARITY`], and every f32 quantity within `tolerance` or within 10× of what the
+/// CPU engine's own f32 rounding gives on it (some gradients are ill-conditioned in any f32
+/// implementation). The error names the first quantity that fails.
+pub fn judge(
+    cpu32: &[Comparison],
+    dev32: &[Comparison],
+    dev64: &[Comparison],
+    tolerance: f64,
+    device: &str,
+) -> std::result::Result<(), String> {
+    let w64 = worst(dev64);
+    if w64.rel_error.is_nan() || w64.rel_error > F64_PARITY {
+        return Err(format!(
+            "in f64, {} on {device} differs from the CPU engine by {:.1e} (relative), above {F64_PARITY:.0e}: the two implementations disagree",
+            w64.name, w64.rel_error
+        ));
+    }
+    let failed = dev32
+        .iter()
+        .zip(cpu32)
+        .find(|(d, c)| !(d.rel_error <= tolerance || d.rel_error <= 10.0 * c.rel_error));
+    match failed {
+        Some((d32, c32)) => Err(format!(
+            "in f32, {} on {device} differs by {:.1e} (relative), above --tolerance {tolerance:.0e} and 10× the CPU engine's f32 error ({:.1e})",
+            d32.name, d32.rel_error, c32.rel_error
+        )),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod judge_tests {
+    use super::*;
+
+    fn rows(errors: &[f64]) -> Vec<Comparison> {
+        errors
+            .iter()
+            .enumerate()
+            .map(|(i, &rel_error)| Comparison {
+                name: format!("q{i}"),
+                scale: 1.0,
+                rel_error,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn f64_must_agree_and_f32_within_tolerance_or_its_own_rounding() {
+        let cpu = rows(&[1e-7, 1e-4]);
+        assert!(judge(
+            &cpu,
+            &rows(&[1e-6, 5e-4]),
+            &rows(&[1e-12, 1e-10]),
+            1e-5,
+            "cuda"
+        )
+        .is_ok());
+        let e = judge(
+            &cpu,
+            &rows(&[1e-6, 5e-4]),
+            &rows(&[1e-12, 1e-8]),
+            1e-5,
+            "cuda",
+        )
+        .unwrap_err();
+        assert!(e.contains("in f64, q1 on cuda"), "{e}");
+        assert!(judge(&cpu, &rows(&[0.0]), &rows(&[f64::NAN]), 1e-5, "cuda").is_err());
+        let e = judge(&cpu, &rows(&[2e-5, 5e-4]), &rows(&[0.0, 0.0]), 1e-5, "cuda").unwrap_err();
+        assert!(e.contains("in f32, q0 on cuda differs by 2.0e-5"), "{e}");
+    }
+}

@@ -111,5 +111,5 @@ pub fn draw(path: &Path, panels: &[Panel], width: u32, panel_height: u32) -> Res
         root.present()?;
     }
     let img = image::RgbImage::from_raw(width, height, rgb).context("plot buffer size")?;
-    wgan_runtime::images::save_png(&image::DynamicImage::ImageRgb8(img), path)
+    wgan_models::images::save_png(&image::DynamicImage::ImageRgb8(img), path)
 }

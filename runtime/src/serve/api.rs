@@ -83,7 +83,12 @@ async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Next) -
         ),
         retry_after: None,
     };
-    if declared.is_some_and(|n| n > limits.bytes as u64) {
+    if let Some(n) = declared.filter(|&n| n > limits.bytes as u64) {
+        if n <= limits.bytes as u64 + DRAIN_LIMIT {
+            // Read what the client is still sending, so that it gets the answer rather than a
+            // connection reset in the middle of its body.
+            let _ = tokio::time::timeout(limits.time, drain(body)).await;
+        }
         return too_large().into_response();
     }
     let bytes =
@@ -107,6 +112,16 @@ async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Next) -
         };
     next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
         .await
+}
+
+/// How far past `--body-limit` a declared body is still read (and dropped) before the 413;
+/// a larger one gets the answer at once and its connection closed.
+const DRAIN_LIMIT: u64 = 1 << 20;
+
+/// Reads a body to its end, dropping it (hyper holds it to its declared length).
+async fn drain(mut body: axum::body::Body) {
+    use http_body_util::BodyExt as _;
+    while let Some(Ok(_)) = body.frame().await {}
 }
 
 /// Whether a body error is the length limit of `to_bytes`.

@@ -21,9 +21,9 @@ use wgan_models::checkpoint::{self as ckpt, CheckpointHeader, OPTIMIZER_FILE};
 use wgan_models::engine::{
     nchw_to_nhwc, to_gradients, BatchStats, CriticEngine, GeneratorEngine, LayerGrads, NetWeights,
 };
+use wgan_models::images::{grid, png_bytes, BatchShape};
 use wgan_models::latent::{latents, Rng};
 use wgan_models::{Critic, Generator, Gradients, Mode, Preset};
-use wgan_runtime::images::{grid, png_bytes, BatchShape};
 
 mod persist;
 pub use persist::ResumeOptions;

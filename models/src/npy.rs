@@ -48,7 +48,7 @@ pub fn read_f32(path: &Path) -> Result<Array> {
         ((start + header_len) as u64).saturating_sub(have),
     )?;
     let (_, _, needed) = parse_header(&bytes).with_context(shown)?;
-    wgan_models::limits::check_memory(
+    crate::limits::check_memory(
         &format!("reading {}", path.display()),
         needed,
         "use a smaller file",
@@ -102,8 +102,8 @@ fn parse_header(bytes: &[u8]) -> Result<(usize, Vec<usize>, u64)> {
         fortran == "False",
         "it is in Fortran order; expected C order"
     );
-    let count = wgan_models::limits::count(&format!("shape {shape:?}"), &shape)?;
-    let needed = wgan_models::limits::bytes(&format!("shape {shape:?}"), count, 4)?;
+    let count = crate::limits::count(&format!("shape {shape:?}"), &shape)?;
+    let needed = crate::limits::bytes(&format!("shape {shape:?}"), count, 4)?;
     Ok((start + header_len, shape, needed))
 }
 

@@ -1,7 +1,7 @@
 //! `runtime serve`'s flags and their checks (part of the `runtime` binary; the server itself
 //! is [`wgan_runtime::serve`]).
 
-use crate::EngineArgs;
+use super::engine::EngineArgs;
 use anyhow::{ensure, Result};
 use clap::{Args, ValueEnum};
 use std::time::Duration;
@@ -148,9 +148,9 @@ impl ServeArgs {
 pub fn serve(args: ServeArgs) -> Result<()> {
     let options = args.options()?;
     let (generator, name) = args.engine.load()?;
-    crate::check_batch_memory("--max-batch", args.max_batch, generator.contract())?;
+    super::gen::check_batch_memory("--max-batch", args.max_batch, generator.contract())?;
     // A largest request holds its images as f32 and once more encoded.
-    crate::check_images_memory(
+    super::gen::check_images_memory(
         "--max-images-per-request",
         args.max_images_per_request,
         2,

@@ -9,7 +9,7 @@ use wgan_runtime::{Backend, Generator, Options, Provider};
 /// The model used without `--model`: embedded in the binary. A `small`-preset generator trained
 /// on the bundled MNIST digits and exported by `export onnx` (model card:
 /// `runtime/assets/README.md`).
-pub(crate) const DEFAULT_MODEL: &[u8] = include_bytes!("../assets/mnist-small.onnx");
+pub(crate) const DEFAULT_MODEL: &[u8] = include_bytes!("../../assets/mnist-small.onnx");
 pub(crate) const DEFAULT_MODEL_NAME: &str = "<embedded mnist-small.onnx>";
 
 #[derive(Args)]
