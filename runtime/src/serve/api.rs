@@ -8,7 +8,7 @@ use super::request::{format_of, Format, GenerateRequest, Images};
 use crate::images::{to_image, BatchShape, GridCanvas};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -238,10 +238,14 @@ async fn generate(
     };
     let cols = req.cols;
     let mut resp = blocking(move || encode(format, &values, shape, cols, first, source)).await?;
-    resp.headers_mut()
-        .insert("x-images", HeaderValue::from(n as u64));
+    resp.extensions_mut().insert(ImagesMade(n));
     Ok(resp)
 }
+
+/// How many images a response carries, for the log line ([`observe`]); a response extension,
+/// not sent to the client.
+#[derive(Clone, Copy, Debug)]
+struct ImagesMade(usize);
 
 /// Runs `work` (drawing latents, encoding images) on the blocking pool, off the async workers.
 async fn blocking<T: Send + 'static>(
@@ -404,10 +408,9 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
         state.metrics.latency.observe(elapsed.as_secs_f64());
     }
     let images = resp
-        .headers()
-        .get("x-images")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("-");
+        .extensions()
+        .get::<ImagesMade>()
+        .map_or_else(|| "-".to_string(), |m| m.0.to_string());
     tracing::info!(
         "{method} {path} {status} images={images} {:.1} ms",
         elapsed.as_secs_f64() * 1e3
