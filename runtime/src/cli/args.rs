@@ -23,7 +23,6 @@ contract is checked on load. Without --model, the model embedded in the binary i
 Image i of seed S is the same at any batch size and with either backend (up to float rounding).",
     after_help = EXIT_STATUS_HELP
 )]
-
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
