@@ -275,6 +275,7 @@ mod tests {
         assert_eq!(r.len(), 8 + 4 + 3 + 4);
         assert_eq!(&r[..8], &3u64.to_le_bytes());
         let crc = crc32c::crc32c(b"abc");
+        #[allow(clippy::manual_rotate)] // TensorFlow's formula as it writes it
         let masked = ((crc >> 15) | (crc << 17)).wrapping_add(0xa282_ead8);
         assert_eq!(&r[15..], &masked.to_le_bytes());
         // An event decodes back to what was written.
