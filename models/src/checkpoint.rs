@@ -28,6 +28,21 @@ pub const STATE_FILE: &str = "state.json";
 pub const CHECKPOINTS_DIR: &str = "checkpoints";
 pub const LATEST_FILE: &str = "latest";
 
+// The rest of a run folder (see ARCHITECTURE.md, "Checkpoint").
+/// Every training option, as JSON (for older readers; written first, so a run folder is
+/// recognised by it).
+pub const CONFIG_JSON: &str = "config.json";
+/// Every training option, as TOML (`trainer train --config`).
+pub const CONFIG_TOML: &str = "config.toml";
+/// One row per generator step.
+pub const METRICS_CSV: &str = "metrics.csv";
+/// The losses against the step.
+pub const LOSSES_PNG: &str = "losses.png";
+/// Sample grids `step_NNNNNN.png`.
+pub const SAMPLES_DIR: &str = "samples";
+/// TensorBoard event files.
+pub const TENSORBOARD_DIR: &str = "tensorboard";
+
 /// The fields of `state.json` that every reader relies on.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CheckpointHeader {
@@ -117,7 +132,7 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
         }
         return Ok(dir);
     }
-    if path.join("config.json").exists() {
+    if path.join(CONFIG_JSON).exists() {
         bail!(
             "{} holds a run that stopped before its first checkpoint: there is nothing to resume or load",
             path.display()

@@ -11,7 +11,7 @@ use std::path::Path;
 use toml::{Table, Value};
 
 /// The file name in a run folder.
-pub const CONFIG_TOML: &str = "config.toml";
+pub use wgan_models::checkpoint::CONFIG_TOML;
 
 /// `config` as the TOML text of `config.toml`.
 pub fn to_toml(config: &TrainConfig) -> Result<String> {

@@ -66,7 +66,7 @@ pub fn claim_run_dir(dir: &Path) -> Result<()> {
                     dir.display()
                 );
             }
-            if dir.join("config.json").exists() {
+            if dir.join(wgan_models::checkpoint::CONFIG_JSON).exists() {
                 bail!(
                     "{} holds a run that stopped before its first checkpoint (nothing to resume): delete it or choose another --out",
                     dir.display()
@@ -195,7 +195,7 @@ pub fn remove_stale_temps(run_dir: &Path) -> Result<usize> {
     for dir in [
         run_dir.to_path_buf(),
         run_dir.join(ckpt::CHECKPOINTS_DIR),
-        run_dir.join("samples"),
+        run_dir.join(wgan_models::checkpoint::SAMPLES_DIR),
     ] {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;

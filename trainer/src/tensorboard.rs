@@ -26,7 +26,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The folder in a run.
-pub const TENSORBOARD_DIR: &str = "tensorboard";
+pub use wgan_models::checkpoint::TENSORBOARD_DIR;
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct Event {

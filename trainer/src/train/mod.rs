@@ -247,7 +247,7 @@ impl Trainer {
         let lock = match claimed {
             Some((dir, claimed, lock)) => {
                 wgan_models::output::write_atomic(
-                    &dir.join("config.json"),
+                    &dir.join(ckpt::CONFIG_JSON),
                     serde_json::to_string_pretty(&config)?.as_bytes(),
                 )?;
                 wgan_models::output::write_atomic(
@@ -569,8 +569,8 @@ impl Trainer {
         stop: &AtomicBool,
         mut on_step: impl FnMut(&MetricsRow),
     ) -> Result<RunEnd> {
-        let metrics_path = self.run_dir.join("metrics.csv");
-        let plot_path = self.run_dir.join("losses.png");
+        let metrics_path = self.run_dir.join(ckpt::METRICS_CSV);
+        let plot_path = self.run_dir.join(ckpt::LOSSES_PNG);
         // Rank 0 alone writes the run's files; every rank computes the same step.
         let lead = self.ranks.rank() == 0;
         if lead && self.config.tensorboard && self.tensorboard.is_none() {

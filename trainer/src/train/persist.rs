@@ -18,7 +18,7 @@ struct Reopened {
 /// The run's metrics up to `step`, rewritten without damaged lines (a record, not state:
 /// damage costs rows, with a warning, never the run).
 fn reopen_metrics(root: &Path, step: u64, warnings: &mut Vec<String>) -> Result<Vec<MetricsRow>> {
-    let metrics_path = root.join("metrics.csv");
+    let metrics_path = root.join(ckpt::METRICS_CSV);
     let metrics = match metrics::read_csv_lenient(&metrics_path, step) {
         Ok((rows, 0)) => rows,
         Ok((rows, bad)) => {
@@ -372,7 +372,7 @@ impl Trainer {
     /// Writes `samples/step_NNNNNN.png`: the generator (eval mode; its moving average when the
     /// run keeps one) on the run's fixed latents.
     pub fn save_samples(&mut self) -> Result<PathBuf> {
-        let dir = self.run_dir.join("samples");
+        let dir = self.run_dir.join(ckpt::SAMPLES_DIR);
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(format!("step_{:06}.png", self.step));
         let zd = self.preset.z_dim;
