@@ -61,7 +61,7 @@ fi
 # in pthread_create's stack-cache walk. Bounded all the same.
 run_arm() {
   timeout -s KILL "${QEMU_TIMEOUT:-900}" qemu-aarch64 "$@" || {
-    echo "qemu-aarch64 $* did not finish (status $?): see the README's aarch64 section" >&2
+    echo "qemu-aarch64 $* did not finish (status $?): see docs/platforms.md, 'qemu and glibc'" >&2
     return 1
   }
 }

@@ -1,4 +1,4 @@
-//! Reliability at the binaries' boundary (see the README, "What happens when"):
+//! Reliability at the binaries' boundary (see docs/reliability.md):
 //!
 //! - a table of bad inputs across `trainer`, `runtime` and `export`: each gives exit status 2
 //!   and one `error:` line (usage errors: clap's message naming the argument), never a panic,

@@ -10,7 +10,7 @@ pub fn parse_device(spec: &str) -> Result<Device> {
         Some(n) => n,
     };
     if !candle_core::utils::cuda_is_available() {
-        bail!("device '{spec}' needs a build with CUDA support: rebuild with `--features cuda` (see the README), or use --device cpu");
+        bail!("device '{spec}' needs a build with CUDA support: rebuild with `--features cuda` (see docs/platforms.md), or use --device cpu");
     }
     Device::new_cuda(ordinal).with_context(|| format!("cannot open CUDA device {ordinal}"))
 }

@@ -112,8 +112,8 @@ pub fn to_column_blocks<T: Copy>(w: &[T], rows: usize, cols: usize, block: usize
 /// [`to_column_blocks`]. Each block is one contiguous product, so `gemm` streams its weights
 /// instead of striding over whole rows of them, and the blocks are shared out over rayon's
 /// pool, one single-threaded product each: for a few rows (batch 1) `gemm`'s own split has
-/// little to share, and with many rows this is as fast (measured in the README's generation
-/// table).
+/// little to share, and with many rows this is as fast (measured in docs/performance.md,
+/// "Generation against onnxruntime" and "How the native backend works").
 pub fn matmul_column_blocks<T: Real>(dst: &mut [T], a: Mat<T>, w: &[T], cols: usize, block: usize) {
     let (m, k) = (a.rows, a.cols);
     assert!(block > 0, "column blocks: zero block width");

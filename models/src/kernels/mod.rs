@@ -69,7 +69,7 @@ impl Real for f64 {
 
 /// `tanh(x)` for `f32`, evaluated in `f64` with selects instead of branches and no libm call
 /// (so that loops over it vectorise; glibc's `tanh`, one call per value, cost about a tenth of
-/// a generation: see the README's performance section): `e = exp(2|x|)` as
+/// a generation: see docs/performance.md): `e = exp(2|x|)` as
 /// `2^k · p(r)` with a degree-13 Taylor polynomial on `|r| ≤ ln2/2`, then `(e − 1)/(e + 1)`,
 /// or `a − a³/3 + 2a⁵/15` below 2⁻¹², where `e − 1` would cancel. The `f64` value is within
 /// 1e-15 of the true one, so the `f32` result is tanh correctly rounded but for ties within

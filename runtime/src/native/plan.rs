@@ -178,5 +178,5 @@ pub struct Plan {
 /// Columns per block of a transposed convolution's weights in a [`Plan`]. Row-major
 /// `[cin, k·k·cout]` weights make the `gemm` crate read 64 values per step of the inner sum
 /// with a whole row (up to 32 KB) between steps; in blocks the stride is one block row (1 KB),
-/// which made batch 1 up to 2× faster (see the README's generation table).
+/// which made batch 1 up to 2× faster (docs/performance.md, "How the native backend works").
 pub const DECONV_BLOCK: usize = 256;
