@@ -112,6 +112,14 @@ fn the_page_shows_generated_images_one_request_per_image() {
         error.contains("400: \"truncation\" is 0.001") && error.contains("at least 0.01"),
         "{error}"
     );
+    // A count the page does not ask for: its own message, no request.
+    let dom = dump_dom(&s.url("/?seed=1&n=5000"), None);
+    assert_eq!(png_images(&dom), 0);
+    let error = text_of(&dom, "error");
+    assert!(
+        error.contains("Images must be a whole number from 1 to 1024"),
+        "{error}"
+    );
     if let Some(path) = std::env::var_os("WGAN_PAGE_SCREENSHOT") {
         dump_dom(&s.url("/?seed=7&n=24&truncation=1.5"), Some(path.as_ref()));
     }
