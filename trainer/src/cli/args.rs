@@ -63,7 +63,7 @@ pub struct CheckDeviceArgs {
     /// cpu, cuda or cuda:N. On cpu this checks the CPU engine against candle's autograd.
     #[arg(long, default_value = "cpu", value_parser = device_spec)]
     pub device: String,
-    /// Architecture: dcgan64, small or tiny.
+    /// Architecture: one of the presets.
     #[arg(long, default_value = "dcgan64", value_parser = preset_names())]
     pub preset: String,
     /// Image channels: 1 or 3.
