@@ -10,6 +10,12 @@ pub use wgan_models::images::*;
 /// shorter than 20 ms for 100 ms; the format counts hundredths of a second in 16 bits).
 pub const GIF_FRAME_MS: std::ops::RangeInclusive<u32> = 20..=655_350;
 
+/// The time a GIF frame of `frame_ms` shows: the format counts hundredths of a second, so
+/// `frame_ms` rounded to the nearest 10 ms.
+pub fn gif_frame_ms(frame_ms: u32) -> u32 {
+    (frame_ms + 5) / 10 * 10
+}
+
 /// An animated GIF written frame by frame under the output policy (a temporary file put in
 /// place by [`GifWriter::finish`]), looping forever. Grey images keep their 256 levels exactly;
 /// colour frames keep their colours when they have at most 256, and are quantised (NeuQuant)
@@ -56,7 +62,7 @@ impl GifWriter {
             channels,
             height: h,
             width: w,
-            delay: ((frame_ms + 5) / 10) as u16,
+            delay: (gif_frame_ms(frame_ms) / 10) as u16,
             path: path.to_path_buf(),
         })
     }

@@ -124,6 +124,22 @@ pub const TRAIN: &[&str] = &[
 
 /// Runs `bin args` with a file-size limit of `bytes` (as `ulimit -f`).
 pub fn run_with_file_limit(bin: &str, args: &[&str], cwd: &Path, bytes: u64) -> Output {
+    run_with_limit(bin, args, cwd, libc::RLIMIT_FSIZE, bytes)
+}
+
+/// Runs `bin args` with its address space limited to `bytes` (`ulimit -v`).
+pub fn run_with_address_limit(bin: &str, args: &[&str], cwd: &Path, bytes: u64) -> Output {
+    run_with_limit(bin, args, cwd, libc::RLIMIT_AS, bytes)
+}
+
+/// Runs `bin args` with resource limit `resource` (soft and hard) set to `bytes`.
+fn run_with_limit(
+    bin: &str,
+    args: &[&str],
+    cwd: &Path,
+    resource: libc::__rlimit_resource_t,
+    bytes: u64,
+) -> Output {
     use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(binary(bin));
     cmd.args(args).current_dir(cwd);
@@ -134,28 +150,7 @@ pub fn run_with_file_limit(bin: &str, args: &[&str], cwd: &Path, bytes: u64) -> 
                 rlim_cur: bytes,
                 rlim_max: bytes,
             };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd.output().unwrap()
-}
-
-/// Runs `bin args` with its address space limited to `bytes` (`ulimit -v`).
-pub fn run_with_address_limit(bin: &str, args: &[&str], cwd: &Path, bytes: u64) -> Output {
-    use std::os::unix::process::CommandExt;
-    let mut cmd = Command::new(binary(bin));
-    cmd.args(args).current_dir(cwd);
-    // SAFETY: setrlimit is async-signal-safe; the closure touches nothing else.
-    unsafe {
-        cmd.pre_exec(move || {
-            let lim = libc::rlimit {
-                rlim_cur: bytes,
-                rlim_max: bytes,
-            };
-            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+            if libc::setrlimit(resource, &lim) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())

@@ -128,6 +128,11 @@ fn event(step: u64, what: What) -> Vec<u8> {
     )
 }
 
+/// The first event of every file.
+fn file_version_event() -> Vec<u8> {
+    event(0, What::FileVersion("brain.Event:2".into()))
+}
+
 fn scalars_event(step: u64, values: &[(String, f64)]) -> Vec<u8> {
     let value = values
         .iter()
@@ -180,7 +185,7 @@ impl EventWriter {
             path,
             last_image_step: None,
         };
-        let mut head = event(0, What::FileVersion("brain.Event:2".into()));
+        let mut head = file_version_event();
         if let Some(step) = first_step {
             head.extend(event(
                 step,
@@ -252,7 +257,7 @@ pub fn replace_scalars(dir: &Path, rows: &[(u64, Vec<(String, f64)>)]) -> Result
         })
         .collect();
     let path = new_file_name(dir);
-    let mut bytes = event(0, What::FileVersion("brain.Event:2".into()));
+    let mut bytes = file_version_event();
     for (step, values) in rows {
         bytes.extend(scalars_event(*step, values));
     }

@@ -162,7 +162,7 @@ pub(crate) fn gen(mut args: GenArgs) -> Result<()> {
             wrote.push(format!(
                 "looping GIF {} at {} ms a frame",
                 g.display(),
-                (args.frame_ms + 5) / 10 * 10
+                wgan_runtime::images::gif_frame_ms(args.frame_ms)
             ));
         }
         let mut from = match (&args.latents, &walk) {
@@ -357,7 +357,7 @@ fn check_outputs(args: &GenArgs) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn progress_bar(n: usize, hidden: bool) -> indicatif::ProgressBar {
+fn progress_bar(n: usize, hidden: bool) -> indicatif::ProgressBar {
     if hidden {
         return indicatif::ProgressBar::hidden();
     }
