@@ -1,13 +1,14 @@
 //! BatchNorm in eval form folded into the preceding convolution.
 //!
-//! Eval-mode BatchNorm is a per-channel affine map `y = s·(x − μ) + β` with
-//! `s = γ / √(σ² + ε)` (running mean μ, running variance σ²). After a convolution with weight
-//! `W` and bias `b` it equals one convolution with weight `W·s` (scaled along the *output*
-//! channel axis: dim 1 of a transposed convolution's `[in, out, k, k]` weight, dim 0 of a
-//! convolution's `[out, in, k, k]`) and bias `s·(b − μ) + β`. Computed in f64, rounded to f32.
+//! Eval-mode BatchNorm is a per-channel affine map `y = s·x + t` with `s = γ / √(σ² + ε)` and
+//! `t = β − μ·s` (running mean μ, running variance σ²; `wgan_models::spec::batch_norm_affine`,
+//! the formula the runtime's native backend uses too). After a convolution with weight `W` and
+//! bias `b` it equals one convolution with weight `W·s` (scaled along the *output* channel
+//! axis: dim 1 of a transposed convolution's `[in, out, k, k]` weight, dim 0 of a
+//! convolution's `[out, in, k, k]`) and bias `s·b + t`. Computed in f64, rounded to f32.
 
 use anyhow::{ensure, Result};
-use wgan_models::spec::LayerKind;
+use wgan_models::spec::{batch_norm_affine, LayerKind};
 
 /// The eval-form parameters of one BatchNorm, per output channel.
 #[derive(Clone, Debug, PartialEq)]
@@ -66,9 +67,13 @@ pub fn fold_batch_norm(
             b.len()
         );
     }
-    let scale: Vec<f64> = (0..out_channels)
-        .map(|o| bn.gamma[o] as f64 / (bn.running_var[o] as f64 + bn.eps).sqrt())
-        .collect();
+    let (scale, shift) = batch_norm_affine(
+        &bn.gamma,
+        &bn.beta,
+        &bn.running_mean,
+        &bn.running_var,
+        bn.eps,
+    );
     let taps = shape[2] * shape[3];
     let folded_weight = weight
         .iter()
@@ -84,7 +89,7 @@ pub fn fold_batch_norm(
     let folded_bias = (0..out_channels)
         .map(|o| {
             let b = bias.map_or(0.0, |b| b[o] as f64);
-            (scale[o] * (b - bn.running_mean[o] as f64) + bn.beta[o] as f64) as f32
+            (scale[o] * b + shift[o]) as f32
         })
         .collect();
     Ok(Folded {

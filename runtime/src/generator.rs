@@ -239,7 +239,7 @@ impl Generator {
         mut each: impl FnMut(usize, &Batch) -> Result<()>,
     ) -> Result<()> {
         if let Some(psi) = truncation {
-            crate::latent::check_truncation(psi, "the truncation").map_err(anyhow::Error::msg)?;
+            crate::latent::check_truncation(psi, "the truncation").map_err(anyhow::Error::from)?;
         }
         ensure!(n > 0, "the number of images must be at least 1");
         ensure!(batch_size > 0, "the batch size must be at least 1");
@@ -346,13 +346,8 @@ fn load_engine(
             #[cfg(feature = "native")]
             match crate::native::NativeEngine::load(bytes, contract, options) {
                 Ok(e) => return Ok((Backend::Native, Box::new(e), warnings)),
-                Err(e)
-                    if e.downcast_ref::<crate::native::graph::Unsupported>()
-                        .is_some() =>
-                {
-                    skipped = Some(e.to_string())
-                }
-                Err(e) => return Err(e),
+                Err(crate::native::LoadError::Unsupported(why)) => skipped = Some(why.to_string()),
+                Err(crate::native::LoadError::Failed(e)) => return Err(e),
             }
             if cfg!(feature = "tract") {
                 Backend::Tract
@@ -370,8 +365,12 @@ fn load_engine(
     let engine: Box<dyn Engine> = match backend {
         #[cfg(feature = "native")]
         Backend::Native => Box::new(
-            crate::native::NativeEngine::load(bytes, contract, options)
-                .context("the native backend cannot run this model (--backend tract or auto runs any graph tract supports)")?,
+            crate::native::NativeEngine::load(bytes, contract, options).map_err(|e| match e {
+                crate::native::LoadError::Unsupported(why) => anyhow::anyhow!(
+                    "the native backend cannot run this model (--backend tract or auto runs any graph tract supports): {why}"
+                ),
+                crate::native::LoadError::Failed(e) => e,
+            })?,
         ),
         #[cfg(feature = "tract")]
         Backend::Tract => Box::new(crate::tract_backend::TractEngine::load(

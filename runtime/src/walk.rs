@@ -17,31 +17,58 @@ pub struct Walk {
     pub truncation: Option<f32>,
 }
 
+/// Why a walk was refused.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BadWalk {
+    /// Fewer than two seeds (how many were given).
+    TooFewSeeds(usize),
+    /// More than [`MAX_WALK_SEEDS`] seeds.
+    TooManySeeds(usize),
+    /// A frame count outside `2..=MAX_FRAMES`.
+    Frames(usize),
+    Truncation(latent::BadTruncation),
+}
+
+impl std::fmt::Display for BadWalk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let verb = |n: usize| if n == 1 { "was" } else { "were" };
+        match self {
+            BadWalk::TooFewSeeds(n) => write!(
+                f,
+                "a walk goes between at least two seeds and {n} {} given",
+                verb(*n)
+            ),
+            BadWalk::TooManySeeds(n) => write!(
+                f,
+                "a walk goes through at most {MAX_WALK_SEEDS} seeds and {n} were given"
+            ),
+            BadWalk::Frames(n) => write!(
+                f,
+                "a walk has from 2 to {MAX_FRAMES} frames, and {n} {} asked for",
+                verb(*n)
+            ),
+            BadWalk::Truncation(t) => t.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for BadWalk {}
+
 impl Walk {
     /// A checked walk. The errors say what is wrong in words a flag or a JSON field can both
     /// prefix.
-    pub fn new(seeds: Vec<u64>, frames: usize, truncation: Option<f32>) -> Result<Walk, String> {
+    pub fn new(seeds: Vec<u64>, frames: usize, truncation: Option<f32>) -> Result<Walk, BadWalk> {
         if seeds.len() < 2 {
-            return Err(format!(
-                "a walk goes between at least two seeds and {} {} given",
-                seeds.len(),
-                if seeds.len() == 1 { "was" } else { "were" }
-            ));
+            return Err(BadWalk::TooFewSeeds(seeds.len()));
         }
         if seeds.len() > MAX_WALK_SEEDS {
-            return Err(format!(
-                "a walk goes through at most {MAX_WALK_SEEDS} seeds and {} were given",
-                seeds.len()
-            ));
+            return Err(BadWalk::TooManySeeds(seeds.len()));
         }
         if !(2..=MAX_FRAMES).contains(&frames) {
-            return Err(format!(
-                "a walk has from 2 to {MAX_FRAMES} frames, and {frames} {} asked for",
-                if frames == 1 { "was" } else { "were" }
-            ));
+            return Err(BadWalk::Frames(frames));
         }
         if let Some(psi) = truncation {
-            latent::check_truncation(psi, "the truncation")?;
+            latent::check_truncation(psi, "the truncation").map_err(BadWalk::Truncation)?;
         }
         Ok(Walk {
             seeds,
@@ -74,13 +101,16 @@ mod tests {
     fn walks_are_checked_and_start_and_end_on_the_keys() {
         assert!(Walk::new(vec![1], 8, None)
             .unwrap_err()
+            .to_string()
             .contains("at least two seeds"));
         assert!(Walk::new(vec![1, 2], 1, None)
             .unwrap_err()
+            .to_string()
             .contains("from 2 to"));
         assert!(Walk::new(vec![1, 2], MAX_FRAMES + 1, None).is_err());
         assert!(Walk::new(vec![1, 2], 8, Some(0.0))
             .unwrap_err()
+            .to_string()
             .contains("at least 0.01"));
         let w = Walk::new(vec![4, 5], 6, Some(0.8)).unwrap();
         let z = w.latents(10);

@@ -287,6 +287,13 @@ fn info_prints_the_contract_and_metadata() {
         "{out}"
     );
     assert!(out.contains("ConvTranspose ×3"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "native set: {} (a chain",
+            wgan_runtime::native::ops::names()
+        )) && out.contains(&wgan_runtime::native::fold::names()),
+        "{out}"
+    );
     let foreign = fixture("foreign-rgb.onnx").display().to_string();
     let out = ok(dir.path(), &["info", &foreign]);
     assert!(

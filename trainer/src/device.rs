@@ -5,7 +5,7 @@ use candle_core::Device;
 
 /// Parses `cpu`, `cuda` or `cuda:N`.
 pub fn parse_device(spec: &str) -> Result<Device> {
-    let ordinal = match cuda_ordinal(spec).map_err(anyhow::Error::msg)? {
+    let ordinal = match cuda_ordinal(spec)? {
         None => return Ok(Device::Cpu),
         Some(n) => n,
     };
@@ -15,15 +15,27 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     Device::new_cuda(ordinal).with_context(|| format!("cannot open CUDA device {ordinal}"))
 }
 
+/// A device spec that is none of `cpu`, `cuda`, `cuda:N`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownDevice(pub String);
+
+impl std::fmt::Display for UnknownDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unknown device '{}': use cpu, cuda or cuda:N", self.0)
+    }
+}
+
+impl std::error::Error for UnknownDevice {}
+
 /// The CUDA device a device spec names: `cpu` → `None`, `cuda` → 0, `cuda:N` → N; anything
 /// else is an error naming the spec and the accepted forms.
-pub fn cuda_ordinal(spec: &str) -> Result<Option<usize>, String> {
+pub fn cuda_ordinal(spec: &str) -> Result<Option<usize>, UnknownDevice> {
     match spec {
         "cpu" => Ok(None),
         "cuda" => Ok(Some(0)),
         s => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
             Some(Ok(n)) => Ok(Some(n)),
-            _ => Err(format!("unknown device '{spec}': use cpu, cuda or cuda:N")),
+            _ => Err(UnknownDevice(spec.to_string())),
         },
     }
 }

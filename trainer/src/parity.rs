@@ -373,6 +373,52 @@ pub fn worst(rows: &[Comparison]) -> Comparison {
         .expect("at least one comparison")
 }
 
+/// Why [`judge`] fails a device: the first quantity beyond its bound.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Disagreement {
+    /// In f64 the device's autograd and the CPU engine differ: the implementations disagree.
+    F64 {
+        quantity: String,
+        device: String,
+        rel_error: f64,
+    },
+    /// In f32 beyond `--tolerance` and beyond 10× the CPU engine's own f32 error.
+    F32 {
+        quantity: String,
+        device: String,
+        rel_error: f64,
+        tolerance: f64,
+        cpu_rel_error: f64,
+    },
+}
+
+impl std::fmt::Display for Disagreement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Disagreement::F64 {
+                quantity,
+                device,
+                rel_error,
+            } => write!(
+                f,
+                "in f64, {quantity} on {device} differs from the CPU engine by {rel_error:.1e} (relative), above {F64_PARITY:.0e}: the two implementations disagree"
+            ),
+            Disagreement::F32 {
+                quantity,
+                device,
+                rel_error,
+                tolerance,
+                cpu_rel_error,
+            } => write!(
+                f,
+                "in f32, {quantity} on {device} differs by {rel_error:.1e} (relative), above --tolerance {tolerance:.0e} and 10× the CPU engine's f32 error ({cpu_rel_error:.1e})"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Disagreement {}
+
 /// `check-device`'s rule on one step's comparisons (`cpu32`: the CPU engine in f32; `dev32`,
 /// `dev64`: autograd on `device`; each against the CPU engine in f64): every f64 quantity
 /// within [`F64_PARITY`], and every f32 quantity within `tolerance` or within 10× of what the
@@ -384,23 +430,27 @@ pub fn judge(
     dev64: &[Comparison],
     tolerance: f64,
     device: &str,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), Disagreement> {
     let w64 = worst(dev64);
     if w64.rel_error.is_nan() || w64.rel_error > F64_PARITY {
-        return Err(format!(
-            "in f64, {} on {device} differs from the CPU engine by {:.1e} (relative), above {F64_PARITY:.0e}: the two implementations disagree",
-            w64.name, w64.rel_error
-        ));
+        return Err(Disagreement::F64 {
+            quantity: w64.name,
+            device: device.to_string(),
+            rel_error: w64.rel_error,
+        });
     }
     let failed = dev32
         .iter()
         .zip(cpu32)
         .find(|(d, c)| !(d.rel_error <= tolerance || d.rel_error <= 10.0 * c.rel_error));
     match failed {
-        Some((d32, c32)) => Err(format!(
-            "in f32, {} on {device} differs by {:.1e} (relative), above --tolerance {tolerance:.0e} and 10× the CPU engine's f32 error ({:.1e})",
-            d32.name, d32.rel_error, c32.rel_error
-        )),
+        Some((d32, c32)) => Err(Disagreement::F32 {
+            quantity: d32.name.clone(),
+            device: device.to_string(),
+            rel_error: d32.rel_error,
+            tolerance,
+            cpu_rel_error: c32.rel_error,
+        }),
         None => Ok(()),
     }
 }
@@ -439,10 +489,13 @@ mod judge_tests {
             1e-5,
             "cuda",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("in f64, q1 on cuda"), "{e}");
         assert!(judge(&cpu, &rows(&[0.0]), &rows(&[f64::NAN]), 1e-5, "cuda").is_err());
-        let e = judge(&cpu, &rows(&[2e-5, 5e-4]), &rows(&[0.0, 0.0]), 1e-5, "cuda").unwrap_err();
+        let e = judge(&cpu, &rows(&[2e-5, 5e-4]), &rows(&[0.0, 0.0]), 1e-5, "cuda")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("in f32, q0 on cuda differs by 2.0e-5"), "{e}");
     }
 }

@@ -50,6 +50,32 @@ pub const NORM_EPS: f64 = 1e-5;
 /// BatchNorm running-statistics momentum (PyTorch's default).
 pub const BN_MOMENTUM: f64 = 0.1;
 
+/// Eval-mode BatchNorm as the per-channel affine map it is, `y = x·scale + shift` with
+/// `scale = γ / √(σ² + ε)` and `shift = β − μ·scale` (running mean μ, running variance σ²),
+/// computed in f64. The one formula the exporter (folding into the convolution before) and the
+/// runtime's native backend (lowering BatchNormalization nodes) both use. The four slices have
+/// one value per channel (callers check the lengths).
+pub fn batch_norm_affine(
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    eps: f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let scale: Vec<f64> = gamma
+        .iter()
+        .zip(var)
+        .map(|(&g, &v)| g as f64 / (v as f64 + eps).sqrt())
+        .collect();
+    let shift = beta
+        .iter()
+        .zip(mean)
+        .zip(&scale)
+        .map(|((&b, &m), &s)| b as f64 - m as f64 * s)
+        .collect();
+    (scale, shift)
+}
+
 /// One convolution block: conv → optional norm → optional activation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerSpec {

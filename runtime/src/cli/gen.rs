@@ -18,7 +18,7 @@ pub(crate) fn gen(mut args: GenArgs) -> Result<()> {
         args.grid = Some(PathBuf::from(DEFAULT_GRID));
     }
     if let Some(psi) = args.truncation {
-        wgan_runtime::latent::check_truncation(psi, "--truncation").map_err(anyhow::Error::msg)?;
+        wgan_runtime::latent::check_truncation(psi, "--truncation").map_err(anyhow::Error::from)?;
     }
     let walk = match &args.interpolate {
         Some(seeds) => Some(

@@ -69,6 +69,17 @@ pub(crate) fn info(file: Option<&Path>) -> Result<()> {
         .map(|(op, n)| format!("{op} ×{n}"))
         .collect();
     outln!("ops:        {}", ops.join(", "))?;
+    #[cfg(feature = "native")]
+    {
+        outln!(
+            "native set: {} (a chain from z to the image)",
+            wgan_runtime::native::ops::names()
+        )?;
+        outln!(
+            "            and, folded where every input is a constant, {}",
+            wgan_runtime::native::fold::names()
+        )?;
+    }
     if info.metadata.is_empty() {
         outln!("metadata:   none")?;
     } else {

@@ -1,98 +1,137 @@
-//! ONNX constants and node attributes as the lowering reads them: initializers and Constant
-//! nodes decoded to f32 or i64 values, attributes read once each (the rest are refused).
+//! ONNX constants and node attributes as the lowering reads them: initializers and folded
+//! nodes as f32 or i64 values, attributes read once each (the rest are refused).
 
+use super::error::Unsupported;
 use super::plan::Shape;
 use crate::onnx_proto as proto;
 use std::collections::HashMap;
 
-/// A constant tensor: shape and values (f32, or i64 for shapes).
-#[derive(Clone, Debug)]
+/// A constant tensor's values: f32 (f64 tensors are narrowed, as the native backend computes in
+/// f32) or i64 (shapes, indices; i32 tensors are widened).
+#[derive(Clone, Debug, PartialEq)]
+pub(super) enum Values {
+    F32(Vec<f32>),
+    I64(Vec<i64>),
+}
+
+impl Values {
+    pub fn len(&self) -> usize {
+        match self {
+            Values::F32(v) => v.len(),
+            Values::I64(v) => v.len(),
+        }
+    }
+
+    /// The values at `indices`, in that order.
+    pub fn take(&self, indices: &[usize]) -> Values {
+        match self {
+            Values::F32(v) => Values::F32(indices.iter().map(|&i| v[i]).collect()),
+            Values::I64(v) => Values::I64(indices.iter().map(|&i| v[i]).collect()),
+        }
+    }
+
+    /// The element type's name, for messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Values::F32(_) => "float",
+            Values::I64(_) => "int64",
+        }
+    }
+}
+
+/// A constant tensor: shape and values.
+#[derive(Clone, Debug, PartialEq)]
 pub(super) struct Constant {
     pub dims: Vec<usize>,
-    pub f32: Option<Vec<f32>>,
-    pub i64: Option<Vec<i64>>,
+    pub values: Values,
 }
 
 impl Constant {
     pub fn len(&self) -> usize {
         self.dims.iter().product()
     }
+
+    pub fn f32(&self) -> Option<&[f32]> {
+        match &self.values {
+            Values::F32(v) => Some(v),
+            Values::I64(_) => None,
+        }
+    }
+
+    pub fn i64(&self) -> Option<&[i64]> {
+        match &self.values {
+            Values::I64(v) => Some(v),
+            Values::F32(_) => None,
+        }
+    }
 }
 
-const FLOAT: i32 = 1;
-const INT64: i32 = 7;
-const DOUBLE: i32 = 11;
+/// ONNX `TensorProto.DataType` codes the native backend reads.
+pub(super) mod elem {
+    pub const FLOAT: i32 = 1;
+    pub const INT32: i32 = 6;
+    pub const INT64: i32 = 7;
+    pub const DOUBLE: i32 = 11;
+}
 
-pub(super) fn constant(t: &proto::TensorProto) -> std::result::Result<Constant, String> {
+/// Decodes an initializer or a Constant node's tensor.
+pub(super) fn constant(t: &proto::TensorProto) -> Result<Constant, Unsupported> {
+    let fail = |why: String| Unsupported::graph(format!("tensor '{}' {why}", t.name));
     if t.data_location == 1 {
-        return Err(format!(
-            "tensor '{}' keeps its data in an external file",
-            t.name
-        ));
+        return Err(fail("keeps its data in an external file".into()));
     }
     let dims: Vec<usize> = t
         .dims
         .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| format!("tensor '{}' has dimension {d}", t.name)))
-        .collect::<std::result::Result<_, _>>()?;
-    let len: usize = dims.iter().product();
-    let raw = |size: usize| -> std::result::Result<Option<&[u8]>, String> {
+        .map(|&d| usize::try_from(d).map_err(|_| fail(format!("has dimension {d}"))))
+        .collect::<Result<_, _>>()?;
+    let len = dims
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| fail(format!("has shape {dims:?}, too many values")))?;
+    let raw = |size: usize| -> Result<Option<&[u8]>, Unsupported> {
         if t.raw_data.is_empty() {
             return Ok(None);
         }
-        if t.raw_data.len() != len * size {
-            return Err(format!(
-                "tensor '{}' has {} bytes of data for {len} values",
-                t.name,
+        if Some(t.raw_data.len()) != len.checked_mul(size) {
+            return Err(fail(format!(
+                "has {} bytes of data for {len} values",
                 t.raw_data.len()
-            ));
+            )));
         }
         Ok(Some(&t.raw_data))
     };
-    let (f, i) = match t.data_type {
-        FLOAT => {
-            let v = match raw(4)? {
-                Some(b) => little_endian(b, f32::from_le_bytes),
-                None => t.float_data.clone(),
-            };
-            (Some(v), None)
-        }
-        DOUBLE => {
-            let v = match raw(8)? {
-                Some(b) => little_endian(b, |c| f64::from_le_bytes(c) as f32),
-                None => t.double_data.iter().map(|&v| v as f32).collect(),
-            };
-            (Some(v), None)
-        }
-        INT64 => {
-            let v = match raw(8)? {
-                Some(b) => little_endian(b, i64::from_le_bytes),
-                None => t.int64_data.clone(),
-            };
-            (None, Some(v))
-        }
+    let values = match t.data_type {
+        elem::FLOAT => Values::F32(match raw(4)? {
+            Some(b) => little_endian(b, f32::from_le_bytes),
+            None => t.float_data.clone(),
+        }),
+        elem::DOUBLE => Values::F32(match raw(8)? {
+            Some(b) => little_endian(b, |c| f64::from_le_bytes(c) as f32),
+            None => t.double_data.iter().map(|&v| v as f32).collect(),
+        }),
+        elem::INT64 => Values::I64(match raw(8)? {
+            Some(b) => little_endian(b, i64::from_le_bytes),
+            None => t.int64_data.clone(),
+        }),
+        elem::INT32 => Values::I64(match raw(4)? {
+            Some(b) => little_endian(b, |c| i32::from_le_bytes(c) as i64),
+            None => t.int32_data.iter().map(|&v| v as i64).collect(),
+        }),
         other => {
-            return Err(format!(
-                "tensor '{}' has element type {} (the native backend reads f32, f64 and i64)",
-                t.name,
+            return Err(fail(format!(
+                "has element type {} (the native backend reads float, double, int32 and int64)",
                 crate::onnx::elem_type_name(other)
-            ))
+            )))
         }
     };
-    let n = f
-        .as_ref()
-        .map_or_else(|| i.as_ref().map_or(0, Vec::len), Vec::len);
-    if n != len {
-        return Err(format!(
-            "tensor '{}' has {n} values for shape {dims:?}",
-            t.name
-        ));
+    if values.len() != len {
+        return Err(fail(format!(
+            "has {} values for shape {dims:?}",
+            values.len()
+        )));
     }
-    Ok(Constant {
-        dims,
-        f32: f,
-        i64: i,
-    })
+    Ok(Constant { dims, values })
 }
 
 /// `raw_data` as values of `N` little-endian bytes each (its length was checked).
@@ -106,7 +145,7 @@ fn little_endian<const N: usize, T>(bytes: &[u8], value: impl Fn([u8; N]) -> T) 
 /// A node's attributes by name, each read at most once; [`Attrs::finish`] rejects the rest.
 pub(super) struct Attrs<'a> {
     node: &'a str,
-    pub map: HashMap<&'a str, &'a proto::AttributeProto>,
+    map: HashMap<&'a str, &'a proto::AttributeProto>,
 }
 
 impl<'a> Attrs<'a> {
@@ -122,19 +161,34 @@ impl<'a> Attrs<'a> {
     pub fn int(&mut self, name: &str, default: i64) -> i64 {
         self.map.remove(name).map_or(default, |a| a.i)
     }
+    pub fn int_opt(&mut self, name: &str) -> Option<i64> {
+        self.map.remove(name).map(|a| a.i)
+    }
+    pub fn float_opt(&mut self, name: &str) -> Option<f32> {
+        self.map.remove(name).map(|a| a.f)
+    }
     pub fn float(&mut self, name: &str, default: f32) -> f32 {
         self.map.remove(name).map_or(default, |a| a.f)
+    }
+    pub fn floats(&mut self, name: &str) -> Option<Vec<f32>> {
+        self.map.remove(name).map(|a| a.floats.clone())
     }
     pub fn string(&mut self, name: &str) -> Option<String> {
         self.map
             .remove(name)
             .map(|a| String::from_utf8_lossy(&a.s).into_owned())
     }
+    pub fn tensor(&mut self, name: &str) -> Option<&'a proto::TensorProto> {
+        self.map.remove(name).and_then(|a| a.t.as_ref())
+    }
     /// Rejects attributes nobody read.
-    pub fn finish(self) -> std::result::Result<(), String> {
+    pub fn finish(self) -> Result<(), Unsupported> {
         match self.map.keys().next() {
             None => Ok(()),
-            Some(k) => Err(format!("{}: attribute '{k}' is not implemented", self.node)),
+            Some(k) => Err(Unsupported::at(
+                self.node,
+                format!("attribute '{k}' is not implemented"),
+            )),
         }
     }
 }
@@ -144,10 +198,9 @@ pub(super) fn floats<'c>(
     label: &str,
     what: &str,
     t: &'c Constant,
-) -> std::result::Result<&'c [f32], String> {
-    t.f32
-        .as_deref()
-        .ok_or_else(|| format!("{label}: {what} is not a float tensor"))
+) -> Result<&'c [f32], Unsupported> {
+    t.f32()
+        .ok_or_else(|| Unsupported::at(label, format!("{what} is not a float tensor")))
 }
 
 /// Per-channel values of `t` for `c` channels on the last axis: a scalar, `[c]`, `[1, c]` for
@@ -156,7 +209,7 @@ pub(super) fn per_channel(
     label: &str,
     t: &Constant,
     shape: Shape,
-) -> std::result::Result<Vec<f32>, String> {
+) -> Result<Vec<f32>, Unsupported> {
     let v = floats(label, "the constant", t)?;
     let c = shape.channels();
     if t.len() == 1 {
@@ -169,9 +222,12 @@ pub(super) fn per_channel(
         Shape::Image { .. } => dims == [c, 1, 1],
     };
     if !ok {
-        return Err(format!(
-            "{label}: a constant of shape {:?} is not per-channel for {shape:?}",
-            t.dims
+        return Err(Unsupported::at(
+            label,
+            format!(
+                "a constant of shape {:?} is not per-channel for {shape:?}",
+                t.dims
+            ),
         ));
     }
     Ok(v.to_vec())

@@ -2,21 +2,27 @@
 //! (`wgan_models::kernels`: GEMM, im2col/col2im, fused bias + activation), pure Rust, no
 //! candle.
 //!
-//! [`graph::lower`] turns the ONNX graph into a [`plan::Plan`], a chain of steps over channels-last buffers,
-//! folding BatchNormalization, constant Add/Mul and activations into the convolution or
-//! matrix product before them. A transposed convolution is `col2im(x · W)` and a convolution
+//! [`graph::lower`] folds the nodes that compute from constants only ([`fold::FOLDED`]) and turns
+//! the rest of the ONNX graph into a [`plan::Plan`], a chain of steps over channels-last
+//! buffers, one lowering per operator ([`ops::OPERATORS`]), folding BatchNormalization,
+//! constant Add/Mul and activations into the convolution or matrix product before them. A transposed convolution is `col2im(x · W)` and a convolution
 //! `im2col(x) · Wᵀ`, sample chunk by sample chunk through one reused patch buffer; the
 //! matrix products run on a private rayon pool of `threads` threads. Buffers grow to the
 //! largest batch seen and are reused. Graphs outside the supported set are refused with
-//! [`graph::Unsupported`] naming the node (`--backend auto` then uses tract).
+//! [`Unsupported`] naming the node (`--backend auto` then uses tract).
 
 mod constant;
+mod error;
+pub mod fold;
 pub mod graph;
+pub mod ops;
 pub mod plan;
+
+pub use error::{LoadError, Unsupported};
 
 use crate::engine::{Engine, Options};
 use crate::onnx::Contract;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use plan::{Act, ConvShape, Plan, Step, DECONV_BLOCK};
 use rayon::prelude::*;
 use wgan_models::kernels::{
@@ -40,16 +46,23 @@ pub(crate) struct NativeEngine {
 }
 
 impl NativeEngine {
-    /// Lowers the model; `Err` wraps [`graph::Unsupported`] when the graph is outside the
-    /// native set.
-    pub(crate) fn load(bytes: &[u8], contract: &Contract, options: &Options) -> Result<Self> {
+    /// Lowers the model; [`LoadError::Unsupported`] when the graph is outside the native set.
+    pub(crate) fn load(
+        bytes: &[u8],
+        contract: &Contract,
+        options: &Options,
+    ) -> Result<Self, LoadError> {
         let plan = graph::lower(bytes, &contract.input, &contract.output, contract.z_dim)?;
         let threads = options.threads();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("native-{i}"))
             .build()
-            .context("cannot start the native backend's threads")?;
+            .map_err(|e| {
+                LoadError::Failed(anyhow::anyhow!(
+                    "cannot start the native backend's threads: {e}"
+                ))
+            })?;
         Ok(NativeEngine {
             plan,
             pool,

@@ -2,7 +2,8 @@
 //! refusals. (Outputs of the shipped and `dcgan64` models are compared in
 //! `runtime/tests/backends.rs`.)
 
-use super::graph::{lower, Unsupported};
+use super::graph::lower;
+use super::LoadError;
 use crate::engine::{Backend, Options};
 use crate::Generator;
 use std::path::{Path, PathBuf};
@@ -30,9 +31,11 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// onnxruntime's committed outputs (native and tract, 1e-5), for a generator with explicit
-/// BatchNormalization nodes, one whose first layer is Flatten → MatMul → Add → Reshape, and a
-/// DCGAN generator exported by PyTorch's two exporters (BatchNorm nodes kept; BatchNorm folded
-/// with every attribute written out).
+/// BatchNormalization nodes, one whose first layer is Flatten → MatMul → Add → Reshape, one
+/// whose weights are computed in the graph by every folded operator, and generators exported
+/// by PyTorch's two exporters (BatchNorm nodes kept; BatchNorm folded with every attribute
+/// written out): a DCGAN with non-trivial statistics, the same freshly initialised (Identity
+/// nodes on shared tensors), and the `tiny` generator trained by `trainer train`.
 #[test]
 fn matches_onnxruntime_on_the_fixtures() {
     let mut backends = vec![Backend::Native];
@@ -55,6 +58,31 @@ fn matches_onnxruntime_on_the_fixtures() {
             "torch-dcgan-dynamo.onnx",
             "torch-dcgan.z.npy",
             "torch-dcgan.out.npy",
+        ),
+        (
+            "folded-consts.onnx",
+            "folded-consts.z.npy",
+            "folded-consts.out.npy",
+        ),
+        (
+            "torch-fresh.onnx",
+            "torch-dcgan.z.npy",
+            "torch-fresh.out.npy",
+        ),
+        (
+            "torch-fresh-dynamo.onnx",
+            "torch-dcgan.z.npy",
+            "torch-fresh.out.npy",
+        ),
+        (
+            "torch-trained.onnx",
+            "torch-trained.z.npy",
+            "torch-trained.out.npy",
+        ),
+        (
+            "torch-trained-dynamo.onnx",
+            "torch-trained.z.npy",
+            "torch-trained.out.npy",
         ),
     ] {
         for &backend in &backends {
@@ -104,6 +132,114 @@ fn matches_tract_on_the_shipped_model() {
     }
 }
 
+/// PyTorch's exports of any module state, freshly initialised or trained, through either
+/// exporter, run natively under `--backend auto` rather than falling back to tract.
+#[test]
+fn auto_runs_pytorch_exports_natively() {
+    for model in [
+        "torch-dcgan.onnx",
+        "torch-dcgan-dynamo.onnx",
+        "torch-fresh.onnx",
+        "torch-fresh-dynamo.onnx",
+        "torch-trained.onnx",
+        "torch-trained-dynamo.onnx",
+    ] {
+        let g = Generator::load(
+            &fixture(model),
+            &Options {
+                backend: Backend::Auto,
+                ..native()
+            },
+        )
+        .unwrap();
+        assert_eq!(g.backend(), Backend::Native, "{model}: {}", g.describe());
+    }
+}
+
+/// The freshly initialised TorchScript export reads BatchNorm statistics through Identity
+/// nodes, which only folding makes constants: the fixture tests what it is meant to.
+#[test]
+fn the_fresh_export_has_identity_nodes_on_constants() {
+    let bytes = std::fs::read(fixture("torch-fresh.onnx")).unwrap();
+    let model = <crate::onnx_proto::ModelProto as prost::Message>::decode(&bytes[..]).unwrap();
+    let graph = model.graph.unwrap();
+    let inits: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let on_consts = graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "Identity" && inits.contains(&n.input[0].as_str()))
+        .count();
+    assert!(on_consts >= 2, "{on_consts} Identity nodes on initializers");
+}
+
+fn edit(name: &str, change: impl FnOnce(&mut crate::onnx_proto::GraphProto)) -> Vec<u8> {
+    let bytes = std::fs::read(fixture(name)).unwrap();
+    let mut model = <crate::onnx_proto::ModelProto as prost::Message>::decode(&bytes[..]).unwrap();
+    change(model.graph.as_mut().unwrap());
+    prost::Message::encode_to_vec(&model)
+}
+
+fn lower_bytes(bytes: &[u8]) -> Result<super::plan::Plan, LoadError> {
+    let info = crate::onnx::ModelInfo::parse(bytes).unwrap();
+    let contract = crate::onnx::Contract::check(&info).unwrap();
+    lower(bytes, &contract.input, &contract.output, contract.z_dim)
+}
+
+/// A node on constants whose operator is not folded is refused, naming it and what is folded;
+/// a fold that would make a huge constant is refused before anything is allocated.
+#[test]
+fn folding_refuses_what_it_does_not_implement() {
+    let sin = edit("folded-consts.onnx", |g| {
+        let n = g.node.iter_mut().find(|n| n.op_type == "Neg").unwrap();
+        n.op_type = "Sin".into();
+        n.name = "mean_sin".into();
+    });
+    let e = lower_bytes(&sin).unwrap_err();
+    assert!(matches!(e, LoadError::Unsupported(_)), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("'mean_sin' (Sin)")
+            && msg.contains("does not fold Sin")
+            && msg.contains("Gather"),
+        "{msg}"
+    );
+
+    let huge = edit("folded-consts.onnx", |g| {
+        let shape = g.initializer.iter_mut().find(|t| t.name == "taps").unwrap();
+        // [4, 4] → [1 << 20, 1 << 20]: the first weight's shape becomes 6·12·2⁴⁰ values.
+        shape.raw_data = [1i64 << 20, 1 << 20]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect::<Vec<u8>>()
+            .into();
+    });
+    let e = lower_bytes(&huge).unwrap_err();
+    assert!(e.to_string().contains("too large"), "{e}");
+}
+
+/// The supported-operator lists are the registries', and the README quotes them (`runtime
+/// info` prints them).
+#[test]
+fn the_operator_lists_come_from_the_registries() {
+    let ops = super::ops::names();
+    for op in ["ConvTranspose", "BatchNormalization", "Gemm", "Reshape"] {
+        assert!(ops.contains(op), "{ops}");
+    }
+    assert_eq!(ops.split(", ").count(), super::ops::OPERATORS.len());
+    let folded = super::fold::names();
+    assert_eq!(folded.split(", ").count(), super::fold::FOLDED.len());
+    assert!(folded.starts_with("Constant, Identity"), "{folded}");
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+    for list in [ops, folded] {
+        assert!(readme.contains(&list), "the README does not list: {list}");
+    }
+}
+
 #[test]
 fn auto_picks_native_for_generators_and_says_so() {
     let g = Generator::load(
@@ -141,7 +277,7 @@ fn unsupported_attributes_are_named() {
     let info = crate::onnx::ModelInfo::parse(&edited).unwrap();
     let contract = crate::onnx::Contract::check(&info).unwrap();
     let e = lower(&edited, &contract.input, &contract.output, contract.z_dim).unwrap_err();
-    assert!(e.downcast_ref::<Unsupported>().is_some(), "{e}");
+    assert!(matches!(e, LoadError::Unsupported(_)), "{e}");
     let msg = e.to_string();
     assert!(msg.contains(&name) && msg.contains("dilations"), "{msg}");
     let e = Generator::from_bytes(&edited, &native()).unwrap_err();
@@ -167,5 +303,5 @@ fn unsupported_operators_are_named() {
     let bytes = std::fs::read(fixture("classifier.onnx")).unwrap();
     // The classifier's input is [N, 784]: lower it as if it were a chain from z of 784.
     let e = lower(&bytes, "x", "logits", 784).unwrap_err();
-    assert!(e.downcast_ref::<Unsupported>().is_some(), "{e}");
+    assert!(matches!(e, LoadError::Unsupported(_)), "{e}");
 }

@@ -226,7 +226,7 @@ async fn generate(
             ))
         }
         Ok(Err(_)) => return Err(ApiError::internal("the batching worker stopped")),
-        Ok(Ok(Err(message))) => return Err(ApiError::internal(message)),
+        Ok(Ok(Err(failed))) => return Err(ApiError::internal(failed.to_string())),
         Ok(Ok(Ok(values))) => values,
     };
     let [channels, height, width] = state.image;

@@ -14,7 +14,19 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// The images of one request, `[n, C, H, W]` values, or why they could not be made.
-pub type Reply = Result<Vec<f32>, String>;
+pub type Reply = Result<Vec<f32>, GenerationFailed>;
+
+/// The generator's error on a batch, shared by every request with images in it.
+#[derive(Clone, Debug)]
+pub struct GenerationFailed(Arc<anyhow::Error>);
+
+impl std::fmt::Display for GenerationFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "generation failed: {:#}", self.0)
+    }
+}
+
+impl std::error::Error for GenerationFailed {}
 
 /// A queued request: its latents and where its images go.
 struct Job {
@@ -202,11 +214,11 @@ fn work(
                 metrics.images.inc_by(made as u64);
             }
             Err(e) => {
-                let msg = format!("generation failed: {e:#}");
+                let failed = GenerationFailed(Arc::new(e));
                 for &(i, _) in parts.iter().rev() {
                     if let Some(job) = jobs.remove(i) {
                         queued.fetch_sub(job.n - job.done, Ordering::SeqCst);
-                        let _ = job.reply.send(Err(msg.clone()));
+                        let _ = job.reply.send(Err(failed.clone()));
                     }
                 }
                 continue;

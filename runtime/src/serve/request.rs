@@ -69,7 +69,8 @@ impl Images {
             ))
         };
         if let Some(psi) = req.truncation {
-            latent::check_truncation(psi, "\"truncation\"").map_err(ApiError::bad)?;
+            latent::check_truncation(psi, "\"truncation\"")
+                .map_err(|e| ApiError::bad(e.to_string()))?;
         }
         if let Some(rows) = req.z.take() {
             if req.n.is_some() {

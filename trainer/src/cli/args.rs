@@ -419,6 +419,6 @@ fn preset_names() -> clap::builder::PossibleValuesParser {
 
 /// `--device`: `cpu`, `cuda` or `cuda:N`, checked while parsing (whether the build and the
 /// machine have that device is checked when it is opened).
-fn device_spec(spec: &str) -> Result<String, String> {
+fn device_spec(spec: &str) -> Result<String, crate::device::UnknownDevice> {
     crate::train::cuda_ordinal(spec).map(|_| spec.to_string())
 }

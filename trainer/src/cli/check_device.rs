@@ -54,7 +54,7 @@ pub(super) fn check_device(args: &CheckDeviceArgs) -> Result<()> {
         wcpu.rel_error,
         wcpu.name
     )?;
-    judge(&cpu32, &dev32, &dev64, args.tolerance, d).map_err(anyhow::Error::msg)?;
+    judge(&cpu32, &dev32, &dev64, args.tolerance, d)?;
     outln!(
         "ok: {d} agrees with the CPU engine (f64 within {F64_PARITY:.0e}, f32 within tolerance)"
     )?;

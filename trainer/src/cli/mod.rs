@@ -67,7 +67,7 @@ pub(super) fn require_extension(out: &Path, ext: &str, why: &str) -> Result<()> 
 pub(super) fn check_truncation(truncation: Option<f32>) -> Result<()> {
     match truncation {
         Some(psi) => {
-            wgan_models::latent::check_truncation(psi, "--truncation").map_err(anyhow::Error::msg)
+            wgan_models::latent::check_truncation(psi, "--truncation").map_err(anyhow::Error::from)
         }
         None => Ok(()),
     }

@@ -5,6 +5,7 @@
 use super::decode::decode_image;
 use super::folder::{has_image_extension, MAX_FILE_BYTES};
 use super::prepared::{SourceFile, SourceRecord};
+use super::source::Unreadable;
 use super::source::{channels_text, Decoder, Source};
 use anyhow::{bail, Context, Result};
 use std::fs::File;
@@ -83,15 +84,15 @@ impl Decoder for ZipDecoder<'_> {
         channels: usize,
         size: usize,
         out: &mut [u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), Unreadable> {
         let (index, _) = &self.source.entries[i];
         let mut entry = self.archive.by_index(*index).map_err(|e| e.to_string())?;
         if entry.size() > MAX_FILE_BYTES {
-            return Err(format!(
+            return Err(Unreadable(format!(
                 "entry is {} bytes uncompressed, more than the {} MiB read per image",
                 entry.size(),
                 MAX_FILE_BYTES >> 20
-            ));
+            )));
         }
         self.buf.clear();
         // The header's size can lie: never read more than the limit.
@@ -100,10 +101,10 @@ impl Decoder for ZipDecoder<'_> {
             .read_to_end(&mut self.buf)
             .map_err(|e| e.to_string())?;
         if self.buf.len() as u64 > MAX_FILE_BYTES {
-            return Err(format!(
+            return Err(Unreadable(format!(
                 "entry inflates to more than the {} MiB read per image",
                 MAX_FILE_BYTES >> 20
-            ));
+            )));
         }
         decode_image(&self.buf, channels, size, out)
     }

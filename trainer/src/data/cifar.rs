@@ -4,6 +4,7 @@
 use super::decode::planes_to_sample;
 use super::dir_file_names;
 use super::prepared::{SourceFile, SourceRecord};
+use super::source::Unreadable;
 use super::source::{channels_text, resize_text, Decoder, Source};
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
@@ -125,7 +126,7 @@ impl Decoder for CifarDecoder<'_> {
         channels: usize,
         size: usize,
         out: &mut [u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), Unreadable> {
         let px = &self.0.records[i * RECORD + 1..(i + 1) * RECORD];
         let planes = [&px[..PLANE], &px[PLANE..2 * PLANE], &px[2 * PLANE..]];
         planes_to_sample(SIDE, SIDE, planes, channels, size, out);

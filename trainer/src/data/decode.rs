@@ -10,6 +10,7 @@
 //! methods), so the decoders and the resampling run as compiled, optimised, in the `image`
 //! crate even in a debug build of this crate.
 
+use super::source::Unreadable;
 use image::imageops::FilterType;
 use image::{DynamicImage, ImageReader, Limits};
 
@@ -42,7 +43,7 @@ pub(crate) fn decode_image(
     channels: usize,
     size: usize,
     out: &mut [u8],
-) -> Result<(), String> {
+) -> Result<(), Unreadable> {
     let reader = || {
         ImageReader::new(std::io::Cursor::new(bytes))
             .with_guessed_format()
@@ -50,13 +51,13 @@ pub(crate) fn decode_image(
     };
     let (w, h) = reader()?.into_dimensions().map_err(|e| e.to_string())?;
     if w == 0 || h == 0 {
-        return Err("image has no pixels".to_string());
+        return Err("image has no pixels".into());
     }
     if w as u64 * h as u64 > MAX_PIXELS {
-        return Err(format!(
+        return Err(Unreadable(format!(
             "image claims {w}×{h} pixels, more than the {} megapixels decoded (a decompression bomb or a very large photo)",
             MAX_PIXELS >> 20
-        ));
+        )));
     }
     let mut limits = Limits::default();
     limits.max_image_width = Some(w);
@@ -289,9 +290,12 @@ mod tests {
         assert!(enc.len() < 1 << 20, "{} bytes", enc.len());
         let mut out = vec![0u8; 16];
         let e = decode_image(&enc, 1, 4, &mut out).unwrap_err();
-        assert!(e.contains("20000×20000") && e.contains("megapixels"), "{e}");
+        assert!(
+            e.0.contains("20000×20000") && e.0.contains("megapixels"),
+            "{e}"
+        );
         let e = decode_image(b"\x89PNG\r\n\x1a\nnot really", 1, 4, &mut out).unwrap_err();
-        assert!(!e.is_empty());
+        assert!(!e.0.is_empty());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use super::decode::decode_image;
 use super::prepared::{SourceFile, SourceRecord};
+use super::source::Unreadable;
 use super::source::{channels_text, Decoder, Source};
 use anyhow::{bail, Context, Result};
 use std::collections::HashSet;
@@ -118,14 +119,14 @@ impl Decoder for FolderDecoder<'_> {
         channels: usize,
         size: usize,
         out: &mut [u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), Unreadable> {
         let (path, record) = &self.0.files[i];
         if record.bytes > MAX_FILE_BYTES {
-            return Err(format!(
+            return Err(Unreadable(format!(
                 "file is {} bytes, more than the {} MiB read per image",
                 record.bytes,
                 MAX_FILE_BYTES >> 20
-            ));
+            )));
         }
         let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
         decode_image(&bytes, channels, size, out)

@@ -8,6 +8,7 @@ use super::decode::planes_to_sample;
 use super::dir_file_names;
 use super::idx::{be_u32, maybe_gunzip, read_file};
 use super::prepared::{SourceFile, SourceRecord};
+use super::source::Unreadable;
 use super::source::{channels_text, resize_text, Decoder, Source};
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
@@ -280,7 +281,7 @@ impl Decoder for IdxDecoder<'_> {
         channels: usize,
         size: usize,
         out: &mut [u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), Unreadable> {
         let s = self.0;
         let plane = s.rows * s.cols;
         let px = &s.pixels[i * plane..(i + 1) * plane];

@@ -5,6 +5,7 @@
 
 use super::prepared::Skipped;
 use super::source::Source;
+use super::source::Unreadable;
 use anyhow::{anyhow, Result};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -29,7 +30,7 @@ pub(crate) struct Decoded {
 struct Chunk {
     index: usize,
     samples: Vec<u8>,
-    outcomes: Vec<Result<(), String>>,
+    outcomes: Vec<Result<(), Unreadable>>,
 }
 
 /// Decodes every item of `source` to `channels` × `size`² on `threads` threads and hands each
@@ -137,7 +138,7 @@ pub(crate) fn decode_all(
                         }
                         Err(reason) => out.skipped.push(Skipped {
                             name: source.name(i),
-                            reason,
+                            reason: reason.to_string(),
                         }),
                     }
                 }
@@ -164,9 +165,15 @@ mod tests {
     struct NumbersDecoder;
 
     impl Decoder for NumbersDecoder {
-        fn decode(&mut self, i: usize, _: usize, _: usize, out: &mut [u8]) -> Result<(), String> {
+        fn decode(
+            &mut self,
+            i: usize,
+            _: usize,
+            _: usize,
+            out: &mut [u8],
+        ) -> Result<(), Unreadable> {
             if i.is_multiple_of(7) {
-                return Err(format!("{i} is a multiple of 7"));
+                return Err(format!("{i} is a multiple of 7").into());
             }
             // Uneven costs, so that chunks finish out of order.
             if i.is_multiple_of(5) {

@@ -5,6 +5,30 @@
 use super::prepared::{SourceFile, SourceRecord};
 use anyhow::Result;
 
+/// Why one item of a source is skipped: one line for the skipped-items report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unreadable(pub String);
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unreadable {}
+
+impl From<String> for Unreadable {
+    fn from(why: String) -> Self {
+        Unreadable(why)
+    }
+}
+
+impl From<&str> for Unreadable {
+    fn from(why: &str) -> Self {
+        Unreadable(why.to_string())
+    }
+}
+
 /// Decodes items of a [`Source`]; each worker thread has its own (a zip archive needs its own
 /// file handle, say).
 pub trait Decoder {
@@ -16,7 +40,7 @@ pub trait Decoder {
         channels: usize,
         size: usize,
         out: &mut [u8],
-    ) -> Result<(), String>;
+    ) -> Result<(), Unreadable>;
 }
 
 /// A listed set of images (see the module documentation).

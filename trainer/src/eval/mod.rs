@@ -499,7 +499,7 @@ fn generate_in(
 ) -> Result<Vec<f32>> {
     let mut z = wgan_models::latent::latents(seed, n, g.z_dim);
     if let Some(psi) = truncation {
-        wgan_models::latent::check_truncation(psi, "--truncation").map_err(anyhow::Error::msg)?;
+        wgan_models::latent::check_truncation(psi, "--truncation").map_err(anyhow::Error::from)?;
         wgan_models::latent::truncate(&mut z, seed, 0, g.z_dim, psi);
     }
     let mut images = Vec::new();
