@@ -186,9 +186,29 @@ pub fn png_bytes(img: &DynamicImage) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The PNG file name of image `index` in a set whose largest index is `last`: zero-padded to
+/// `last`'s width and at least five digits, so the names sort in index order (`00042.png`).
+/// `runtime gen --out` and the server's zip answers name their images with it.
+pub fn image_file_name(index: u64, last: u64) -> String {
+    let digits = last.to_string().len().max(5);
+    format!("{index:0digits$}.png")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn image_file_names_sort_in_index_order() {
+        assert_eq!(image_file_name(0, 0), "00000.png");
+        assert_eq!(image_file_name(42, 99_999), "00042.png");
+        assert_eq!(image_file_name(7, 100_000), "000007.png");
+        let names: Vec<String> = (0..=120_000u64)
+            .step_by(997)
+            .map(|i| image_file_name(i, 120_000))
+            .collect();
+        assert!(names.windows(2).all(|w| w[0] < w[1]));
+    }
 
     #[test]
     fn byte_mapping_clamps_and_rounds() {

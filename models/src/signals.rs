@@ -10,6 +10,10 @@
 //!   [`graceful_stop`]: the first of those signals then only sets a flag (the trainer saves a
 //!   checkpoint and exits 0); a second one exits at once as above.
 //!
+//! - A binary on an async runtime (`runtime serve`) receives those three itself
+//!   (`tokio::signal`) and calls [`leave_to_caller`]; it keeps the same policy: a graceful stop
+//!   on the first, [`exit_on_second`] on the second.
+//!
 //! The signals are received by a thread of their own (signal-hook's iterator), so the clean-up
 //! runs as ordinary code, not in a signal handler.
 
@@ -26,6 +30,9 @@ struct Graceful {
 }
 
 static GRACEFUL: OnceLock<Graceful> = OnceLock::new();
+
+/// Set by [`leave_to_caller`]: the signal thread then ignores SIGINT, SIGTERM and SIGHUP.
+static LEFT_TO_CALLER: AtomicBool = AtomicBool::new(false);
 
 /// Installs the policy of the module documentation. Called once by [`crate::cli::main`].
 pub fn install() {
@@ -47,6 +54,20 @@ pub fn graceful_stop(first: &'static str, second: &'static str) -> Arc<AtomicBoo
         .clone()
 }
 
+/// Leaves `SIGINT`, `SIGTERM` and `SIGHUP` to the caller, which has started receiving them
+/// itself (with `tokio::signal`, say; start receiving first, so that none is lost in between).
+/// The caller follows the policy of the module documentation.
+pub fn leave_to_caller() {
+    LEFT_TO_CALLER.store(true, Ordering::SeqCst);
+}
+
+/// The second stop signal's action: prints `second` after the signal's name, removes the
+/// temporary files and exits with 128 + `signal`.
+pub fn exit_on_second(signal: i32, second: &str) -> ! {
+    eprintln!("\nsecond signal, {}: {second}", name(signal));
+    crate::output::remove_temp_files_and_exit(128 + signal)
+}
+
 /// The conventional name of a signal number.
 pub fn name(signal: i32) -> &'static str {
     match signal {
@@ -59,12 +80,15 @@ pub fn name(signal: i32) -> &'static str {
 
 /// Reacts to `signal`: returns when it only set the graceful-stop flag, exits otherwise.
 fn on_signal(signal: i32) {
+    if LEFT_TO_CALLER.load(Ordering::SeqCst) {
+        return;
+    }
     if let Some(g) = GRACEFUL.get() {
         if !g.flag.swap(true, Ordering::SeqCst) {
             eprintln!("\n{}: {}", name(signal), g.first);
             return;
         }
-        eprintln!("\nsecond signal, {}: {}", name(signal), g.second);
+        exit_on_second(signal, g.second);
     }
     crate::output::remove_temp_files_and_exit(128 + signal);
 }

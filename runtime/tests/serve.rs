@@ -233,18 +233,40 @@ fn sigterm_answers_the_queued_requests_then_exits_0() {
     // SAFETY: kill(2) on our own child process.
     assert_eq!(unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) }, 0);
     assert_eq!(request.join().unwrap(), 200);
+    assert_eq!(s.wait_for_exit().code(), Some(0));
+    s.wait_for_stderr("SIGTERM: finishing the queued requests");
+}
+
+#[test]
+fn a_second_sigterm_exits_at_once_without_answering() {
+    // Batches of one image: the 1,024 queued images take far longer than the second signal.
+    let mut s = Server::start(&["--max-batch", "1"]);
+    let url = s.url("/v1/generate");
+    let request = std::thread::spawn(move || {
+        agent()
+            .post(&url)
+            .send_string(r#"{"n": 1024, "seed": 1}"#)
+            .map(|r| r.status())
+            .unwrap_or(0)
+    });
     let start = Instant::now();
-    let status = loop {
-        if let Some(st) = s.child.try_wait().unwrap() {
-            break st;
-        }
+    while metric(&get(&s, "/metrics").1, "wgan_queue_depth") == 0.0 {
         assert!(
             start.elapsed() < Duration::from_secs(30),
-            "the server did not exit"
+            "the request never queued"
         );
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert_eq!(status.code(), Some(0));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = s.child.id() as i32;
+    // SAFETY: kill(2) on our own child process.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    s.wait_for_stderr("SIGTERM: finishing the queued requests");
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert_eq!(s.wait_for_exit().code(), Some(128 + libc::SIGTERM));
+    s.wait_for_stderr("second signal, SIGTERM: exiting without answering the queued requests");
+    // The connection closed without an answer.
+    assert_eq!(request.join().unwrap(), 0);
 }
 
 /// `gen --save-raw` of `args` (run in `dir`), as f32 values.

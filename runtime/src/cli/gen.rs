@@ -6,7 +6,9 @@ use anyhow::{bail, ensure, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use wgan_models::outln;
-use wgan_runtime::images::{save_png, BatchShape, GifWriter, GridCanvas, MAX_GRID_IMAGES};
+use wgan_runtime::images::{
+    image_file_name, save_png, BatchShape, GifWriter, GridCanvas, MAX_GRID_IMAGES,
+};
 use wgan_runtime::npy::{self, NpyWriter};
 use wgan_runtime::onnx::{Contract, ModelInfo};
 use wgan_runtime::output::Destination;
@@ -108,14 +110,14 @@ pub(crate) fn gen(mut args: GenArgs) -> Result<()> {
         Some(p) => Some(GifWriter::create(p, [c, h, w], args.frame_ms)?),
         None => None,
     };
-    let digits = (n.saturating_sub(1).to_string().len()).max(5);
+    let last = n.saturating_sub(1) as u64;
     let progress = progress_bar(n, args.quiet || n <= args.batch_size);
     let started = Instant::now();
     let mut sink = |first: usize, batch: &wgan_runtime::Batch| -> Result<()> {
         for i in 0..batch.shape.n {
             let index = first + i;
             if let Some(dir) = &args.out {
-                let path = dir.join(format!("{index:0digits$}.png"));
+                let path = dir.join(image_file_name(index as u64, last));
                 save_png(&batch.picture(i)?, &path)?;
             }
             if let Some(g) = grid.as_mut() {

@@ -33,7 +33,7 @@ use wgan_models::kernels::{
     patches::{for_each_patch_chunk, patch_rows, scatter_patch_chunks},
     sized, Mat,
 };
-use wgan_models::spec::{Activation, LEAKY_SLOPE};
+use wgan_models::spec::Activation;
 
 pub(crate) struct NativeEngine {
     plan: Plan,
@@ -215,14 +215,7 @@ fn run_step(step: &Step, n: usize, x: &[f32], out: &mut Vec<f32>, cols: &mut Vec
 /// training engine's fused pass where it has the activation.
 fn epilogue(y: &mut [f32], c: usize, bias: &[f32], act: Act) {
     let bias = (!bias.is_empty()).then_some(bias);
-    let shared = match act {
-        Act::None => Some(Activation::None),
-        Act::Relu => Some(Activation::Relu),
-        Act::LeakyRelu(a) if a == LEAKY_SLOPE as f32 => Some(Activation::LeakyRelu),
-        Act::Tanh => Some(Activation::Tanh),
-        Act::LeakyRelu(_) | Act::Sigmoid => None,
-    };
-    if let Some(shared) = shared {
+    if let Act::Spec(shared) = act {
         bias_activation(y, c, bias, shared);
         return;
     }

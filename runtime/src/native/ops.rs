@@ -9,7 +9,7 @@ use super::error::Unsupported;
 use super::plan::{Act, ConvShape, Shape, Step};
 use crate::onnx_proto as proto;
 use std::collections::HashMap;
-use wgan_models::spec::batch_norm_affine;
+use wgan_models::spec::{batch_norm_affine, Activation, LEAKY_SLOPE};
 
 /// One node on the chain, as a lowering sees it.
 pub(super) struct Node<'a> {
@@ -151,14 +151,17 @@ fn add_or_mul(n: &mut Node<'_>, steps: &mut Vec<Step>) -> Result<Shape, Unsuppor
 
 fn activation(n: &mut Node<'_>, steps: &mut Vec<Step>) -> Result<Shape, Unsupported> {
     let act = match n.proto.op_type.as_str() {
-        "Relu" => Act::Relu,
-        "LeakyRelu" => Act::LeakyRelu(n.attrs.float("alpha", 0.01)),
-        "Tanh" => Act::Tanh,
+        "Relu" => Act::Spec(Activation::Relu),
+        "LeakyRelu" => match n.attrs.float("alpha", 0.01) {
+            a if a == LEAKY_SLOPE as f32 => Act::Spec(Activation::LeakyRelu),
+            a => Act::LeakyRelu(a),
+        },
+        "Tanh" => Act::Spec(Activation::Tanh),
         _ => Act::Sigmoid,
     };
     let c = n.shape.channels();
     match steps.last_mut().and_then(Step::act_mut) {
-        Some(slot) if *slot == Act::None => *slot = act,
+        Some(slot) if *slot == Act::Spec(Activation::None) => *slot = act,
         _ => steps.push(Step::Affine {
             c,
             scale: vec![1.0; c],
@@ -219,7 +222,7 @@ fn matrix_product(n: &mut Node<'_>, steps: &mut Vec<Step>) -> Result<Shape, Unsu
         m,
         w,
         bias,
-        act: Act::None,
+        act: Act::Spec(Activation::None),
     });
     Ok(Shape::Flat(m))
 }
@@ -264,7 +267,7 @@ fn affine(steps: &mut Vec<Step>, shape: Shape, scale: Vec<f32>, shift: Vec<f32>)
         c: shape.channels(),
         scale,
         shift,
-        act: Act::None,
+        act: Act::Spec(Activation::None),
     });
 }
 
@@ -459,7 +462,7 @@ fn lower_conv(
         stride,
         pad,
     };
-    let act = Act::None;
+    let act = Act::Spec(Activation::None);
     steps.push(if transposed {
         Step::Deconv {
             shape,

@@ -2,13 +2,15 @@
 //! the kernels' matrix layouts (what [`super::graph::lower`] produces and
 //! [`super::NativeEngine`] runs).
 
-/// An elementwise activation applied after a step.
+use wgan_models::spec::Activation;
+
+/// An elementwise activation applied after a step: one of the specs' (the training engine's
+/// kernels run it fused with the bias), or one that ONNX graphs may hold and the specs do not.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Act {
-    None,
-    Relu,
+    Spec(Activation),
+    /// Leaky ReLU with a slope other than the specs' [`wgan_models::spec::LEAKY_SLOPE`].
     LeakyRelu(f32),
-    Tanh,
     Sigmoid,
 }
 
@@ -116,26 +118,26 @@ impl Step {
                 shape,
                 w,
                 bias,
-                act: Act::None,
+                act: Act::Spec(Activation::None),
             } => (bias, Some(shape.cout), w),
             Step::Dense {
                 m,
                 w,
                 bias,
-                act: Act::None,
+                act: Act::Spec(Activation::None),
                 ..
             } => (bias, Some(*m), w),
             // Row-major [cout, k·k·cin]: output channel o is row o.
             Step::Conv {
                 w,
                 bias,
-                act: Act::None,
+                act: Act::Spec(Activation::None),
                 ..
             } => (bias, None, w),
             Step::Affine {
                 scale: own,
                 shift: bias,
-                act: Act::None,
+                act: Act::Spec(Activation::None),
                 ..
             } => (bias, None, own),
             _ => return false,

@@ -305,3 +305,39 @@ fn unsupported_operators_are_named() {
     let e = lower(&bytes, "x", "logits", 784).unwrap_err();
     assert!(matches!(e, LoadError::Unsupported(_)), "{e}");
 }
+
+/// The activations after a step against their formulas: the specs' set (run by the training
+/// engine's fused kernel) and what ONNX graphs add (another leaky slope, sigmoid).
+#[test]
+fn activations_match_their_formulas() {
+    use super::plan::Act;
+    use wgan_models::spec::{Activation, LEAKY_SLOPE};
+    let c = 3;
+    let x: Vec<f32> = (0..3 * 5000)
+        .map(|i| (i as f32 * 0.37).sin() * 4.0)
+        .collect();
+    let bias = [0.5f32, -0.25, 0.0];
+    let leaky = |a: f32| move |v: f32| if v < 0.0 { v * a } else { v };
+    type Formula = Box<dyn Fn(f32) -> f32>;
+    let cases: [(Act, Formula); 6] = [
+        (Act::Spec(Activation::None), Box::new(|v| v)),
+        (Act::Spec(Activation::Relu), Box::new(|v: f32| v.max(0.0))),
+        (
+            Act::Spec(Activation::LeakyRelu),
+            Box::new(leaky(LEAKY_SLOPE as f32)),
+        ),
+        (Act::Spec(Activation::Tanh), Box::new(f32::tanh)),
+        (Act::LeakyRelu(0.01), Box::new(leaky(0.01))),
+        (Act::Sigmoid, Box::new(|v: f32| 1.0 / (1.0 + (-v).exp()))),
+    ];
+    for (act, formula) in cases {
+        let mut y = x.clone();
+        super::epilogue(&mut y, c, &bias, act);
+        let want: Vec<f32> = x
+            .iter()
+            .enumerate()
+            .map(|(i, v)| formula(v + bias[i % c]))
+            .collect();
+        assert!(max_abs_diff(&y, &want) < 1e-6, "{act:?}");
+    }
+}

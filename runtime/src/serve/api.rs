@@ -2,13 +2,14 @@
 //! `{"error": "…"}` with a 4xx or 5xx status).
 
 use super::batcher::{Batcher, Refused};
+use super::bodies::{ImagesJson, ModelDescription, Source};
 pub use super::error::ApiError;
 use super::metrics::{Metrics, StatusLabel};
 use super::request::{format_of, Format, GenerateRequest, Images};
-use crate::images::{to_image, BatchShape, GridCanvas};
+use crate::images::{image_file_name, to_image, BatchShape, GridCanvas};
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -23,7 +24,7 @@ pub struct AppState {
     pub batcher: Batcher,
     pub metrics: Arc<Metrics>,
     /// The answer of `GET /v1/model`.
-    pub model: serde_json::Value,
+    pub model: ModelDescription,
     pub z_dim: usize,
     /// `[C, H, W]` of one image.
     pub image: [usize; 3],
@@ -75,13 +76,11 @@ async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Next) -
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let too_large = || ApiError {
-        status: StatusCode::PAYLOAD_TOO_LARGE,
-        message: format!(
+    let too_large = || {
+        ApiError::too_large(format!(
             "the request body is larger than this server's limit of {} bytes (--body-limit)",
             limits.bytes
-        ),
-        retry_after: None,
+        ))
     };
     if let Some(n) = declared.filter(|&n| n > limits.bytes as u64) {
         if n <= limits.bytes as u64 + DRAIN_LIMIT {
@@ -99,14 +98,10 @@ async fn read_body(State(limits): State<BodyLimits>, req: Request, next: Next) -
                 return ApiError::bad(format!("cannot read the request body: {e}")).into_response()
             }
             Err(_) => {
-                return ApiError {
-                    status: StatusCode::REQUEST_TIMEOUT,
-                    message: format!(
-                        "the request body did not arrive within {:.1} s (--body-timeout-s)",
-                        limits.time.as_secs_f64()
-                    ),
-                    retry_after: None,
-                }
+                return ApiError::timeout(format!(
+                    "the request body did not arrive within {:.1} s (--body-timeout-s)",
+                    limits.time.as_secs_f64()
+                ))
                 .into_response()
             }
         };
@@ -203,7 +198,7 @@ async fn generate(
     let images = Images::of(&mut req, state.z_dim, state.max_images)?;
     let n = images.n();
     check_request_memory(&state, n)?;
-    let (first, source) = (images.first(), images.describe());
+    let (first, source) = (images.first(), images.source());
     let z_dim = state.z_dim;
     let z = blocking(move || Ok(images.latents(z_dim))).await?;
     let rx = state.batcher.submit(z, n).map_err(|e| match e {
@@ -265,7 +260,7 @@ fn encode(
     shape: BatchShape,
     cols: Option<usize>,
     first: u64,
-    source: serde_json::Value,
+    source: Source,
 ) -> Result<Response, ApiError> {
     let (n, c, h, w) = (shape.n, shape.channels, shape.height, shape.width);
     Ok(match format {
@@ -289,14 +284,12 @@ fn encode(
         }
         Format::Zip => {
             let last = first + n as u64 - 1;
-            let digits = last.to_string().len().max(5);
             let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
             let stored = zip::write::SimpleFileOptions::default()
                 .compression_method(zip::CompressionMethod::Stored);
             for i in 0..n {
                 let png = image_png(values, shape, i)?;
-                let index = first + i as u64;
-                zip.start_file(format!("{index:0digits$}.png"), stored)
+                zip.start_file(image_file_name(first + i as u64, last), stored)
                     .and_then(|()| std::io::Write::write_all(&mut zip, &png).map_err(Into::into))
                     .map_err(|e| ApiError::internal(format!("writing the zip: {e}")))?;
             }
@@ -313,11 +306,13 @@ fn encode(
                     Ok(base64::engine::general_purpose::STANDARD.encode(png))
                 })
                 .collect::<Result<Vec<_>, ApiError>>()?;
-            let mut body = source;
-            body["n"] = n.into();
-            body["shape"] = serde_json::json!([c, h, w]);
-            body["images"] = images.into();
-            Json(body).into_response()
+            Json(ImagesJson {
+                source,
+                n,
+                shape: [c, h, w],
+                images,
+            })
+            .into_response()
         }
     })
 }
@@ -344,7 +339,7 @@ async fn page() -> Response {
         .into_response()
 }
 
-async fn model(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+async fn model(State(state): State<Arc<AppState>>) -> Json<ModelDescription> {
     Json(state.model.clone())
 }
 
@@ -368,28 +363,24 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
+/// What the 404 and 405 answers list.
+const ROUTES: &str =
+    "the routes are GET / (the page), POST /v1/generate, GET /v1/model, /healthz, /readyz, /metrics";
+
 async fn not_found(req: Request) -> ApiError {
-    ApiError {
-        status: StatusCode::NOT_FOUND,
-        message: format!(
-            "no route {} {}: the routes are GET / (the page), POST /v1/generate, GET /v1/model, /healthz, /readyz, /metrics",
-            req.method(),
-            req.uri().path()
-        ),
-        retry_after: None,
-    }
+    ApiError::not_found(format!(
+        "no route {} {}: {ROUTES}",
+        req.method(),
+        req.uri().path()
+    ))
 }
 
 async fn method_not_allowed(req: Request) -> ApiError {
-    ApiError {
-        status: StatusCode::METHOD_NOT_ALLOWED,
-        message: format!(
-            "{} is not allowed on {}: the routes are GET / (the page), POST /v1/generate, GET /v1/model, /healthz, /readyz, /metrics",
-            req.method(),
-            req.uri().path()
-        ),
-        retry_after: None,
-    }
+    ApiError::method_not_allowed(format!(
+        "{} is not allowed on {}: {ROUTES}",
+        req.method(),
+        req.uri().path()
+    ))
 }
 
 /// One log line and the counters per request.
@@ -421,6 +412,7 @@ async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
 
     #[test]
     fn a_request_that_does_not_fit_in_memory_now_gets_503_with_retry_after() {

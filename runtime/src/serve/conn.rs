@@ -15,7 +15,7 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -137,15 +137,22 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     }
 }
 
-/// Serves `app` on `listener` under `limits` until `stop` is set, then stops accepting, lets
-/// the connections finish their requests (closing idle ones at once) and returns.
-pub async fn serve(listener: TcpListener, app: Router, limits: ConnLimits, stop: Arc<AtomicBool>) {
+/// Serves `app` on `listener` under `limits` until `stop` turns true (or its sender is gone),
+/// then stops accepting, lets the connections finish their requests (closing idle ones at
+/// once) and returns.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnLimits,
+    stop: watch::Receiver<bool>,
+) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (closing_tx, closing_rx) = watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
-    let stopped = || async {
-        while !stop.load(Ordering::SeqCst) {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+    let stopped = || {
+        let mut stop = stop.clone();
+        async move {
+            let _ = stop.wait_for(|&s| s).await;
         }
     };
     loop {

@@ -18,11 +18,12 @@
 //!   free now gets 503. The server stays up.
 //! - Connections ([`conn`]): at most `--max-connections` at once; a header slower than
 //!   `--header-timeout-s` or a connection idle for `--idle-timeout-s` is closed.
-//! - SIGTERM or SIGINT: stop accepting, answer what is queued, exit 0 (a second signal exits at
+//! - SIGTERM, SIGINT or SIGHUP (through `tokio::signal`): stop accepting, answer what is queued, exit 0 (a second signal exits at
 //!   once). One log line per request on stderr (`--log-level`).
 
 pub mod api;
 pub mod batcher;
+pub mod bodies;
 pub mod conn;
 pub mod error;
 pub mod metrics;
@@ -36,6 +37,8 @@ use metrics::Metrics;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::sync::watch;
 
 /// How the server runs.
 #[derive(Clone, Debug)]
@@ -56,41 +59,36 @@ pub struct ServeOptions {
     pub log_level: tracing::Level,
 }
 
-/// The answer of `GET /v1/model`: the contract, the metadata, and the request limits a client
-/// (the page at `/`) sizes its requests by.
-fn model_json(generator: &Generator, name: &str, max_images: usize) -> serde_json::Value {
-    let contract = generator.contract();
-    let info = generator.info();
-    let batch = match contract.batch {
-        crate::onnx::BatchDim::Dynamic => serde_json::json!("dynamic"),
-        crate::onnx::BatchDim::Fixed(n) => serde_json::json!(n),
-    };
-    let metadata: serde_json::Map<String, serde_json::Value> = info
-        .metadata
-        .iter()
-        .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-        .collect();
-    serde_json::json!({
-        "model": name,
-        "input": contract.input,
-        "output": contract.output,
-        "batch": batch,
-        "z_dim": contract.z_dim,
-        "image": generator.image_shape(),
-        "parameters": info.parameters,
-        "backend": generator.describe(),
-        "metadata": metadata,
-        "limits": {
-            "max_images_per_request": max_images,
-            "max_image_index": request::MAX_IMAGE_INDEX - 1,
-            "max_walk_frames": crate::latent::MAX_FRAMES,
-            "max_walk_seeds": crate::walk::MAX_WALK_SEEDS,
-            "min_truncation": crate::latent::MIN_TRUNCATION,
-        },
-    })
+/// `SIGINT`, `SIGTERM` and `SIGHUP`, received through `tokio::signal` (the policy is
+/// `wgan_models::signals`').
+struct StopSignals {
+    int: Signal,
+    term: Signal,
+    hup: Signal,
 }
 
-/// Serves `generator` (loaded from `name`) until SIGTERM or SIGINT, then drains and returns.
+impl StopSignals {
+    /// Starts receiving the three; call it inside the runtime.
+    fn listen() -> std::io::Result<StopSignals> {
+        Ok(StopSignals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// The number of the next one to arrive.
+    async fn next(&mut self) -> i32 {
+        tokio::select! {
+            _ = self.int.recv() => libc::SIGINT,
+            _ = self.term.recv() => libc::SIGTERM,
+            _ = self.hup.recv() => libc::SIGHUP,
+        }
+    }
+}
+
+/// Serves `generator` (loaded from `name`) until SIGTERM, SIGINT or SIGHUP, then drains and
+/// returns.
 pub fn run(generator: Generator, name: &str, options: ServeOptions) -> Result<()> {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -98,12 +96,8 @@ pub fn run(generator: Generator, name: &str, options: ServeOptions) -> Result<()
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
-    let stop = wgan_models::signals::graceful_stop(
-        "finishing the queued requests, then exiting (send it again to quit now)",
-        "exiting without answering the queued requests",
-    );
     let metrics = Arc::new(Metrics::new(options.policy.max_batch));
-    let model = model_json(&generator, name, options.max_images_per_request);
+    let model = bodies::ModelDescription::of(&generator, name, options.max_images_per_request);
     let (z_dim, image) = (generator.z_dim(), generator.image_shape());
     let summary = format!("{name}, {}", generator.describe());
     let (batcher, worker) = Batcher::start(generator, options.policy, metrics.clone())
@@ -137,17 +131,27 @@ pub fn run(generator: Generator, name: &str, options: ServeOptions) -> Result<()
             p.queue_capacity
         );
         let app = router(state, options.body_limit, options.body_timeout);
-        let marked = {
-            let stop = stop.clone();
-            async move {
-                while !stop.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                shutting_down.store(true, Ordering::SeqCst);
-                tracing::info!("shutting down: no new connections; answering the queued requests");
-            }
-        };
-        tokio::join!(conn::serve(listener, app, options.connections, stop), marked);
+        // Receive the stop signals here before the signal thread leaves them to us.
+        let mut signals = StopSignals::listen().context("cannot receive signals")?;
+        wgan_models::signals::leave_to_caller();
+        let (stop, stopped) = watch::channel(false);
+        // Runs until the process exits: a second signal during the drain exits at once.
+        tokio::spawn(async move {
+            let first = signals.next().await;
+            eprintln!(
+                "\n{}: finishing the queued requests, then exiting (send it again to quit now)",
+                wgan_models::signals::name(first)
+            );
+            shutting_down.store(true, Ordering::SeqCst);
+            let _ = stop.send(true);
+            tracing::info!("shutting down: no new connections; answering the queued requests");
+            let second = signals.next().await;
+            wgan_models::signals::exit_on_second(
+                second,
+                "exiting without answering the queued requests",
+            );
+        });
+        conn::serve(listener, app, options.connections, stopped).await;
         anyhow::Ok(())
     });
     // The router (and its handle on the queue) is gone: the worker finishes and stops.

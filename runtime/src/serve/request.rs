@@ -1,10 +1,11 @@
 //! `POST /v1/generate`'s body and `Accept` header, checked: which images (a window of a seed's
 //! images, a window of a latent walk's frames, or explicit latents) and in which format.
 
+use super::bodies::{Source, WalkSource};
 use super::error::ApiError;
 use crate::latent;
 use crate::walk::Walk;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use serde::Deserialize;
 
 /// Images `0..MAX_IMAGE_INDEX` of a seed can be asked for (`first + n` at most this): reaching
@@ -188,23 +189,29 @@ impl Images {
         }
     }
 
-    /// Where the images come from, for the JSON answer: `seed`, `first` and `truncation`, or
-    /// `walk`, `first` and `truncation`; `seed` is null for explicit latents.
-    pub fn describe(&self) -> serde_json::Value {
+    /// Where the images come from, for the JSON answer.
+    pub fn source(&self) -> Source {
         match self {
             Images::Seed {
                 seed,
                 first,
                 truncation,
                 ..
-            } => serde_json::json!({"seed": seed, "first": first, "truncation": truncation}),
-            Images::Walk { walk, first, .. } => serde_json::json!({
-                "seed": null,
-                "walk": {"seeds": walk.seeds, "frames": walk.frames},
-                "first": first,
-                "truncation": walk.truncation,
-            }),
-            Images::Latents { .. } => serde_json::json!({"seed": null}),
+            } => Source::Seed {
+                seed: *seed,
+                first: *first,
+                truncation: *truncation,
+            },
+            Images::Walk { walk, first, .. } => Source::Walk {
+                seed: None,
+                walk: WalkSource {
+                    seeds: walk.seeds.clone(),
+                    frames: walk.frames,
+                },
+                first: *first,
+                truncation: walk.truncation,
+            },
+            Images::Latents { .. } => Source::Latents { seed: None },
         }
     }
 }
@@ -289,13 +296,9 @@ pub fn format_of(request: Option<&str>, headers: &HeaderMap) -> Result<Format, A
             _ => {}
         }
     }
-    Err(ApiError {
-        status: StatusCode::NOT_ACCEPTABLE,
-        message: format!(
-            "cannot answer with '{accept}': ask for image/png, application/x-npy, application/json or application/zip (or set \"format\")"
-        ),
-        retry_after: None,
-    })
+    Err(ApiError::not_acceptable(format!(
+        "cannot answer with '{accept}': ask for image/png, application/x-npy, application/json or application/zip (or set \"format\")"
+    )))
 }
 
 #[cfg(test)]
