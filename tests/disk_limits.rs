@@ -1,11 +1,9 @@
 //! Disks at the binaries' boundary (see docs/reliability.md): file-size limits during a
 //! checkpoint and an export, and a full disk, are write errors that keep the previous files.
 
-mod common;
-
-use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use wgan_gp::*;
 
 #[test]
 fn file_size_limits_are_write_errors_and_keep_the_previous_files() {

@@ -65,15 +65,7 @@ fn images(t: &mut Trainer) -> Vec<f32> {
 /// (β₁ = 0) move a weight by about lr·sign(g), so a gradient component within f32 rounding of
 /// zero can step either way in runs whose sums are ordered differently.
 fn relative(a: &[f32], b: &[f32]) -> f64 {
-    assert_eq!(a.len(), b.len());
-    let norm = b.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
-    let diff = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| ((x - y) as f64).powi(2))
-        .sum::<f64>()
-        .sqrt();
-    diff / norm.max(1e-30)
+    wgan_test_support::relative_l2(a, b)
 }
 
 fn one_process(cfg: TrainConfig, dir: &Path) -> Trainer {

@@ -4,11 +4,10 @@
 //! behind), damaged run files, two processes on one run, memory limits, decompression bombs
 //! and non-finite weights. Signals, disks and the server's limits have files of their own.
 
-mod common;
-
-use common::*;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use wgan_gp::*;
+use wgan_test_support::fixtures::{bomb_png, gzip};
 
 /// The bad-input table: (binary, arguments with `{placeholders}`, expected fragment of the
 /// error). Every case must exit 2.
@@ -130,9 +129,7 @@ fn bad_inputs_give_one_clear_line_and_exit_2() {
     // An MNIST file whose header says 10 images, then 64 MiB of zeros, gzipped (64 KiB).
     let mut idx = vec![0u8, 0, 8, 3, 0, 0, 0, 10, 0, 0, 0, 28, 0, 0, 0, 28];
     idx.resize(16 + (64 << 20), 0);
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    std::io::Write::write_all(&mut gz, &idx).unwrap();
-    std::fs::write(d.join("bomb-images-idx3-ubyte.gz"), gz.finish().unwrap()).unwrap();
+    std::fs::write(d.join("bomb-images-idx3-ubyte.gz"), gzip(&idx)).unwrap();
     let ckpt = wgan_models::checkpoint::resolve(&run_dir).unwrap();
     let before_ckpt: Vec<(String, Vec<u8>)> = checkpoint_bytes(&run_dir);
     let state_before = std::fs::read(ckpt.join("state.json")).unwrap();
@@ -331,7 +328,7 @@ fn out_of_memory_under_an_address_space_limit_is_an_error_line_not_an_abort() {
         d,
         limit,
     );
-    one_error_line(&o, "out of memory: the system refused");
+    assert_one_error_line(&o, "out of memory: the system refused");
     assert_eq!(leftovers(d), Vec::<PathBuf>::new());
     assert!(!d.join("raw.npy").exists());
     // The memory checks see what the limit leaves (not the machine's free memory).
@@ -349,7 +346,7 @@ fn out_of_memory_under_an_address_space_limit_is_an_error_line_not_an_abort() {
         d,
         limit,
     );
-    one_error_line(&o, "the address-space limit (ulimit -v) leaves");
+    assert_one_error_line(&o, "the address-space limit (ulimit -v) leaves");
     assert!(!d.join("r").exists());
     let o = run_with_address_limit(
         "trainer",
@@ -357,7 +354,7 @@ fn out_of_memory_under_an_address_space_limit_is_an_error_line_not_an_abort() {
         d,
         limit,
     );
-    one_error_line(&o, "memory");
+    assert_one_error_line(&o, "memory");
 }
 
 /// A folder of a few small PNGs and one 20000×20000 PNG of ~400 KB.
@@ -368,30 +365,7 @@ fn folder_with_a_bomb(dir: &Path) {
             image::GrayImage::from_fn(20, 20, |x, y| image::Luma([x as u8 * 10 + y as u8 + i]));
         img.save(dir.join(format!("{i}.png"))).unwrap();
     }
-    // 8-bit grey, 20000 rows of a filter byte and 20000 zeros, deflated.
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut crc = flate2::Crc::new();
-        crc.update(kind);
-        crc.update(data);
-        out.extend_from_slice(kind);
-        out.extend_from_slice(data);
-        out.extend_from_slice(&crc.sum().to_be_bytes());
-    }
-    let side = 20000u32;
-    let mut ihdr = side.to_be_bytes().to_vec();
-    ihdr.extend_from_slice(&side.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-    let row = vec![0u8; side as usize + 1];
-    for _ in 0..side {
-        std::io::Write::write_all(&mut z, &row).unwrap();
-    }
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    chunk(&mut png, b"IHDR", &ihdr);
-    chunk(&mut png, b"IDAT", &z.finish().unwrap());
-    chunk(&mut png, b"IEND", &[]);
-    std::fs::write(dir.join("bomb.png"), png).unwrap();
+    std::fs::write(dir.join("bomb.png"), bomb_png(20000)).unwrap();
 }
 
 #[test]
@@ -464,7 +438,7 @@ fn non_finite_weights_are_refused_everywhere_with_the_tensor_named() {
         ),
     ] {
         let o = run(bin, &args, d);
-        one_error_line(&o, "net.1.0.weight is NaN at index 5");
+        assert_one_error_line(&o, "net.1.0.weight is NaN at index 5");
     }
     assert!(!d.join("nan.onnx").exists() && !d.join("s.png").exists());
     // An ONNX file with a NaN weight (written from the generator in memory): every backend
@@ -507,7 +481,7 @@ fn non_finite_weights_are_refused_everywhere_with_the_tensor_named() {
             ],
             d,
         );
-        one_error_line(&o, "holds inf at index 3");
+        assert_one_error_line(&o, "holds inf at index 3");
     }
     assert!(!d.join("g.png").exists());
 }

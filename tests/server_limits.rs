@@ -1,12 +1,10 @@
 //! The server at its boundary (see docs/reliability.md): slow, idle and oversized clients
 //! cannot hold it.
 
-mod common;
-
-use common::*;
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
+use wgan_gp::*;
 
 /// A `runtime serve` on a free port with `extra` flags; returns the child and its address.
 fn serve(extra: &[&str], cwd: &Path) -> (Child, String) {

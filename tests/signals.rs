@@ -2,11 +2,9 @@
 //! resume equals an uninterrupted run), `kill -9` while checkpoints are written, SIGTERM during
 //! generation, signals at any moment, a second SIGTERM while a checkpoint is written.
 
-mod common;
-
-use common::*;
 use std::path::PathBuf;
 use std::time::Duration;
+use wgan_gp::*;
 
 #[test]
 fn sigterm_saves_a_checkpoint_and_resume_equals_an_uninterrupted_run() {

@@ -20,6 +20,7 @@ use wgan_models::engine::{
 };
 use wgan_models::spec::{Architecture, NetSpec, ParamRole};
 use wgan_models::{preset, Critic, Generator, Gradients, Mode, Params, Preset};
+use wgan_test_support::numbers::flat;
 use wgan_trainer::adam::{Adam, AdamConfig};
 use wgan_trainer::wgan;
 
@@ -113,18 +114,9 @@ fn sub(g: &HashMap<String, Tensor>, prefix: &str) -> HashMap<String, Tensor> {
         .collect()
 }
 
-fn to_f64(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap()
-}
-
 /// max|a − b| relative to max|b| (absolute below 1e-12 reference scale), at most `tol`.
 fn compare(tol: f64, what: &str, got: &Tensor, want: &Tensor) -> f64 {
-    let (a, b) = (to_f64(got), to_f64(want));
+    let (a, b) = (flat(got), flat(want));
     assert_eq!(a.len(), b.len(), "{what}: size");
     let scale = b.iter().fold(0f64, |m, v| m.max(v.abs()));
     let diff = a
@@ -285,10 +277,10 @@ fn engine_step_against_goldens<T: Real>(case: &Case, tol: f64) -> f64 {
     let dev = Device::Cpu;
     let (b, c, s) = (case.batch, p.channels, p.image_size);
     let hw = s * s;
-    let values = |k: &str| -> Vec<T> { to_f64(&g[k]).into_iter().map(T::of).collect() };
+    let values = |k: &str| -> Vec<T> { flat(&g[k]).into_iter().map(T::of).collect() };
     let tensor = |v: Vec<f64>, shape: &[usize]| Tensor::from_vec(v, shape, &dev).unwrap();
     let (mut generator, critic) = golden_nets(case, &g, dtype);
-    assert_eq!(to_f64(&g["in.eps"]).len(), b, "golden batch size");
+    assert_eq!(flat(&g["in.eps"]).len(), b, "golden batch size");
     let cfg = AdamConfig::default();
     let mut opt_c = Adam::new(cfg, &critic.params).unwrap();
     let mut opt_g = Adam::new(cfg, &generator.params).unwrap();

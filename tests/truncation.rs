@@ -1,24 +1,7 @@
 //! The latent contract's truncation across binaries: a checkpoint's `trainer sample
 //! --truncation` and its export's `runtime gen --truncation` draw the same images.
 
-use std::path::Path;
-use std::process::{Command, Output};
-use wgan_gp::binary;
-
-fn run(bin: &str, args: &[&str], cwd: &Path) -> Output {
-    let o = Command::new(binary(bin))
-        .args(args)
-        .current_dir(cwd)
-        .env_remove("ORT_DYLIB_PATH")
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "{bin} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
+use wgan_gp::run_ok as run;
 
 #[test]
 fn trainer_sample_and_runtime_gen_draw_the_same_truncated_images() {

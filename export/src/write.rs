@@ -125,8 +125,8 @@ mod tests {
         assert_eq!(std::fs::read(&file).unwrap(), encode_model(&model));
         // A FIFO: written through, still a FIFO, nothing staged beside it.
         let fifo = dir.path().join("pipe.onnx");
-        wgan_models::output::test_support::mkfifo(&fifo);
-        let reader = wgan_models::output::test_support::drain_fifo(&fifo);
+        wgan_test_support::fs::mkfifo(&fifo);
+        let reader = wgan_test_support::fs::drain_fifo(&fifo);
         let staged = stage(&fifo, &encode_model(&model)).unwrap();
         assert!(!staged.staged_path().unwrap().starts_with(dir.path()));
         staged.commit().unwrap();

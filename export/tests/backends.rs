@@ -14,14 +14,6 @@ use wgan_models::spec::Architecture;
 use wgan_models::{preset, Mode};
 use wgan_runtime::{Backend, Generator, Options};
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "lengths differ");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 #[test]
 fn every_backend_matches_candle_on_exported_generators() {
     let tmp = tempfile::tempdir().unwrap();

@@ -8,10 +8,10 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 #[cfg(unix)]
-use wgan_models::output::test_support::{drain_fifo, mkfifo};
+use wgan_test_support::fs::{drain_fifo, mkfifo};
 
-fn export_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_export")
+fn export_bin() -> PathBuf {
+    binary("export")
 }
 
 fn run(cwd: &Path, args: &[&str]) -> Output {
@@ -49,22 +49,14 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 fn fails(cwd: &Path, args: &[&str]) -> String {
     let before: Vec<PathBuf> = files(cwd);
     let o = run(cwd, args);
-    assert_eq!(o.status.code(), Some(2), "{args:?}\n{}", show(&o));
-    let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-    let lines: Vec<&str> = stderr.lines().collect();
-    // A usage error is clap's whole message (naming the argument, ending in a pointer to --help); any
-    // other error is one line.
-    assert!(
-        stderr.contains("try '--help'") || lines.len() == 1,
-        "{args:?}: expected one stderr line or a usage error\n{}",
-        show(&o)
-    );
-    assert!(lines[0].starts_with("error: "), "{}", show(&o));
+    assert_input_error(&o, "");
+    let stderr = stderr(&o);
+    let line = stderr.lines().next().unwrap_or_default().to_string();
     let after = files(cwd);
     let new: Vec<&PathBuf> = after.iter().filter(|p| !before.contains(p)).collect();
     assert!(new.is_empty(), "{args:?} left files behind: {new:?}");
     assert!(o.stdout.is_empty(), "{}", show(&o));
-    lines[0].to_string()
+    line
 }
 
 #[test]
@@ -143,11 +135,11 @@ fn exports_a_run_directory_with_verify_and_test_data() {
 
 #[test]
 fn both_binary_names_work_and_help_explains_the_flags() {
-    for bin in [
-        env!("CARGO_BIN_EXE_export"),
-        env!("CARGO_BIN_EXE_wgan-export"),
-    ] {
-        let o = Command::new(bin).args(["onnx", "--help"]).output().unwrap();
+    for bin in [binary("export"), binary("wgan-export")] {
+        let o = Command::new(&bin)
+            .args(["onnx", "--help"])
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", show(&o));
         let help = String::from_utf8_lossy(&o.stdout);
         for flag in [
@@ -162,13 +154,17 @@ fn both_binary_names_work_and_help_explains_the_flags() {
             "--seed",
             "--samples",
         ] {
-            assert!(help.contains(flag), "{bin}: {flag} missing from\n{help}");
+            assert!(
+                help.contains(flag),
+                "{}: {flag} missing from\n{help}",
+                bin.display()
+            );
         }
         assert!(
             help.contains("shell builtin") && help.contains("wgan-export"),
             "{help}"
         );
-        let o = Command::new(bin).arg("--version").output().unwrap();
+        let o = Command::new(&bin).arg("--version").output().unwrap();
         assert!(
             o.status.success()
                 && String::from_utf8_lossy(&o.stdout).contains(env!("CARGO_PKG_VERSION"))
@@ -360,10 +356,7 @@ fn bad_inputs_fail_cleanly() {
 #[test]
 fn usage_errors_name_the_argument_for_both_names() {
     let tmp = tempfile::tempdir().unwrap();
-    for bin in [
-        env!("CARGO_BIN_EXE_export"),
-        env!("CARGO_BIN_EXE_wgan-export"),
-    ] {
+    for bin in [binary("export"), binary("wgan-export")] {
         let cases: [(&[&str], &[&str]); 5] = [
             (
                 &["onnx", "--out", "x.onnx"],
@@ -387,25 +380,38 @@ fn usage_errors_name_the_argument_for_both_names() {
             (&["frobnicate"], &["unrecognized subcommand 'frobnicate'"]),
         ];
         for (args, needles) in cases {
-            let o = Command::new(bin)
+            let o = Command::new(&bin)
                 .current_dir(tmp.path())
                 .args(args)
                 .output()
                 .unwrap();
-            assert_eq!(o.status.code(), Some(2), "{bin} {args:?}\n{}", show(&o));
+            assert_eq!(
+                o.status.code(),
+                Some(2),
+                "{} {args:?}\n{}",
+                bin.display(),
+                show(&o)
+            );
             let stderr = String::from_utf8_lossy(&o.stderr);
             assert!(
                 stderr.starts_with("error: ")
                     && needles.iter().all(|n| stderr.contains(n))
                     && stderr.contains("try '--help'"),
-                "{bin} {args:?}: {needles:?}\n{}",
+                "{} {args:?}: {needles:?}\n{}",
+                bin.display(),
                 show(&o)
             );
             assert!(o.stdout.is_empty(), "{}", show(&o));
         }
         for args in [&["--help"][..], &["onnx", "--help"], &["--version"]] {
-            let o = Command::new(bin).args(args).output().unwrap();
-            assert_eq!(o.status.code(), Some(0), "{bin} {args:?}\n{}", show(&o));
+            let o = Command::new(&bin).args(args).output().unwrap();
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{} {args:?}\n{}",
+                bin.display(),
+                show(&o)
+            );
             assert!(!o.stdout.is_empty() && o.stderr.is_empty(), "{}", show(&o));
         }
     }

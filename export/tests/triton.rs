@@ -44,7 +44,7 @@ print("ok", name, list(ci.dims), list(co.dims))
 "#;
 
 fn export(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_export"))
+    Command::new(binary("export"))
         .arg("triton")
         .args(args)
         .output()

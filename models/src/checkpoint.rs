@@ -173,15 +173,20 @@ pub enum GeneratorWeights {
     Raw,
 }
 
-impl std::str::FromStr for GeneratorWeights {
-    type Err = String;
+/// A `--weights` value that names none of [`GeneratorWeights`].
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("unknown weights '{0}': use auto, ema or raw")]
+pub struct UnknownWeights(pub String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl std::str::FromStr for GeneratorWeights {
+    type Err = UnknownWeights;
+
+    fn from_str(s: &str) -> Result<Self, UnknownWeights> {
         match s {
             "auto" => Ok(Self::Auto),
             "ema" => Ok(Self::Ema),
             "raw" => Ok(Self::Raw),
-            other => Err(format!("unknown weights '{other}': use auto, ema or raw")),
+            other => Err(UnknownWeights(other.to_string())),
         }
     }
 }

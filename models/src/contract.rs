@@ -61,18 +61,27 @@ pub enum BatchDim {
     Fixed(usize),
 }
 
+/// A batch dimension that is neither `dynamic` nor a batch size of at least 1.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum BadBatchDim {
+    #[error("the batch size must be at least 1")]
+    Zero,
+    #[error("'{0}' is neither 'dynamic' nor a batch size")]
+    NotABatchSize(String),
+}
+
 impl FromStr for BatchDim {
-    type Err = String;
+    type Err = BadBatchDim;
 
     /// `dynamic` or a batch size of at least 1.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, BadBatchDim> {
         if s.eq_ignore_ascii_case("dynamic") {
             return Ok(BatchDim::Dynamic);
         }
         match s.parse::<usize>() {
-            Ok(0) => Err("the batch size must be at least 1".into()),
+            Ok(0) => Err(BadBatchDim::Zero),
             Ok(n) => Ok(BatchDim::Fixed(n)),
-            Err(_) => Err(format!("'{s}' is neither 'dynamic' nor a batch size")),
+            Err(_) => Err(BadBatchDim::NotABatchSize(s.to_string())),
         }
     }
 }

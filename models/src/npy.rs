@@ -301,7 +301,7 @@ impl NpyWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::test_support::*;
+    use wgan_test_support::fs::*;
 
     #[test]
     fn round_trip_and_header_alignment() {

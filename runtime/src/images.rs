@@ -110,18 +110,7 @@ impl GifWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The frames of a GIF as RGBA, with each frame's delay, and its repeat setting.
-    fn decode_gif(path: &Path) -> (Vec<(Vec<u8>, u16)>, gif::Repeat) {
-        let mut d = gif::DecodeOptions::new();
-        d.set_color_output(gif::ColorOutput::RGBA);
-        let mut d = d.read_info(std::fs::File::open(path).unwrap()).unwrap();
-        let mut frames = Vec::new();
-        while let Some(f) = d.read_next_frame().unwrap() {
-            frames.push((f.buffer.to_vec(), f.delay));
-        }
-        (frames, d.repeat())
-    }
+    use wgan_test_support::fixtures::decode_gif;
 
     #[test]
     fn gifs_hold_the_exact_pixels_loop_and_keep_their_timing() {
@@ -142,13 +131,13 @@ mod tests {
             }
             assert!(!path.exists(), "written only when finished");
             g.finish().unwrap();
-            let (frames, repeat) = decode_gif(&path);
-            assert_eq!(repeat, gif::Repeat::Infinite);
-            assert_eq!(frames.len(), 3);
-            for (im, (rgba, delay)) in images.iter().zip(&frames) {
-                assert_eq!(*delay, 12);
+            let gif = decode_gif(&path);
+            assert_eq!(gif.repeat, gif::Repeat::Infinite);
+            assert_eq!(gif.frames.len(), 3);
+            for (im, frame) in images.iter().zip(&gif.frames) {
+                assert_eq!(frame.delay, 12);
                 let want = to_image(im, channels, h, w).unwrap().to_rgba8().into_raw();
-                assert_eq!(rgba, &want, "{channels} channels");
+                assert_eq!(frame.rgba, want, "{channels} channels");
             }
         }
         assert!(GifWriter::create(&dir.path().join("x.gif"), [1, 4, 4], 10).is_err());

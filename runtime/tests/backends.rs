@@ -4,19 +4,12 @@
 use std::path::{Path, PathBuf};
 use wgan_runtime::onnx::BatchDim;
 use wgan_runtime::{npy, Backend, Generator, Options};
+use wgan_test_support::max_abs_diff;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len(), "lengths differ");
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 #[allow(dead_code)]

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use wgan_runtime::npy;
 
@@ -158,36 +158,11 @@ fn gen_without_output_flags_writes_generated_png() {
 }
 
 #[cfg(all(unix, feature = "tract"))]
-use wgan_models::output::test_support::{drain_fifo, mkfifo};
+use wgan_test_support::fs::{device_like, drain_fifo, mkfifo};
 
 #[cfg(all(unix, feature = "tract"))]
 fn file_type(path: &Path) -> std::fs::FileType {
     std::fs::symlink_metadata(path).unwrap().file_type()
-}
-
-#[cfg(all(unix, feature = "tract"))]
-/// A private copy of the character device `real` in `dir`, made with `mknod` where that is
-/// allowed (as root, on a file system without `nodev`), so a broken writer replaces the copy
-/// rather than the system's node; otherwise `real` itself, which a writer without root's
-/// rights cannot replace.
-fn device_like(dir: &Path, real: &str) -> PathBuf {
-    use std::os::unix::fs::MetadataExt;
-    let rdev = std::fs::metadata(real).unwrap().rdev();
-    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
-    let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
-    let copy = dir.join(Path::new(real).file_name().unwrap());
-    let made = Command::new("mknod")
-        .arg(&copy)
-        .args(["c", &major.to_string(), &minor.to_string()])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if made && std::fs::OpenOptions::new().write(true).open(&copy).is_ok() {
-        copy
-    } else {
-        let _ = std::fs::remove_file(&copy);
-        PathBuf::from(real)
-    }
 }
 
 /// Devices and FIFOs given as --grid or --save-raw are written in place, never replaced by a
@@ -757,7 +732,7 @@ fn usage_errors_help_and_closed_pipes_follow_the_conventions() {
         );
     }
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runtime"))
+    let mut child = Command::new(binary("runtime"))
         .arg("info")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

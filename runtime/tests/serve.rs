@@ -9,6 +9,7 @@ use common::server::*;
 use std::io::Read;
 use std::process::Command;
 use std::time::{Duration, Instant};
+use wgan_test_support::binary;
 
 #[test]
 fn images_equal_gen_and_bad_requests_get_a_4xx_naming_the_problem() {
@@ -16,7 +17,7 @@ fn images_equal_gen_and_bad_requests_get_a_4xx_naming_the_problem() {
     let s = Server::start(&["--body-limit", "20000", "--max-images-per-request", "100"]);
     // Identical to `runtime gen` for the same seed: the PNG grid and the raw values.
     let (grid, raw) = (dir.path().join("g.png"), dir.path().join("r.npy"));
-    let gen = Command::new(env!("CARGO_BIN_EXE_runtime"))
+    let gen = Command::new(binary("runtime"))
         .args(["gen", "--n", "6", "--seed", "42", "--grid"])
         .arg(&grid)
         .arg("--save-raw")
@@ -37,7 +38,7 @@ fn images_equal_gen_and_bad_requests_get_a_4xx_naming_the_problem() {
     assert_eq!(json["shape"], serde_json::json!([1, 32, 32]));
     // A zip of PNGs holds what `gen --out DIR` writes, file for file.
     let out = dir.path().join("out");
-    let gen = Command::new(env!("CARGO_BIN_EXE_runtime"))
+    let gen = Command::new(binary("runtime"))
         .args(["gen", "--n", "3", "--seed", "9", "--out"])
         .arg(&out)
         .output()
@@ -210,26 +211,33 @@ fn overload_gets_503_with_retry_after_and_the_server_recovers() {
     assert_eq!(status, 200);
 }
 
-#[test]
-fn sigterm_answers_the_queued_requests_then_exits_0() {
-    let mut s = Server::start(&["--max-batch", "8"]);
+/// Sends a request for `n` images of seed 1 on a thread and returns once it is queued; join
+/// for its status (0 when the connection closed without an answer).
+fn queued(s: &Server, n: usize) -> std::thread::JoinHandle<u16> {
     let url = s.url("/v1/generate");
     let request = std::thread::spawn(move || {
         agent()
             .post(&url)
-            .send_string(r#"{"n": 512, "seed": 1}"#)
+            .send_string(&format!(r#"{{"n": {n}, "seed": 1}}"#))
             .map(|r| r.status())
             .unwrap_or(0)
     });
-    // Wait until the request is queued, then ask the server to stop.
     let start = Instant::now();
-    while metric(&get(&s, "/metrics").1, "wgan_queue_depth") == 0.0 {
+    while metric(&get(s, "/metrics").1, "wgan_queue_depth") == 0.0 {
         assert!(
             start.elapsed() < Duration::from_secs(30),
             "the request never queued"
         );
         std::thread::sleep(Duration::from_millis(10));
     }
+    request
+}
+
+#[test]
+fn sigterm_answers_the_queued_requests_then_exits_0() {
+    let mut s = Server::start(&["--max-batch", "8"]);
+    // Queue a request, then ask the server to stop.
+    let request = queued(&s, 512);
     // SAFETY: kill(2) on our own child process.
     assert_eq!(unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) }, 0);
     assert_eq!(request.join().unwrap(), 200);
@@ -241,22 +249,7 @@ fn sigterm_answers_the_queued_requests_then_exits_0() {
 fn a_second_sigterm_exits_at_once_without_answering() {
     // Batches of one image: the 1,024 queued images take far longer than the second signal.
     let mut s = Server::start(&["--max-batch", "1"]);
-    let url = s.url("/v1/generate");
-    let request = std::thread::spawn(move || {
-        agent()
-            .post(&url)
-            .send_string(r#"{"n": 1024, "seed": 1}"#)
-            .map(|r| r.status())
-            .unwrap_or(0)
-    });
-    let start = Instant::now();
-    while metric(&get(&s, "/metrics").1, "wgan_queue_depth") == 0.0 {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the request never queued"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let request = queued(&s, 1024);
     let pid = s.child.id() as i32;
     // SAFETY: kill(2) on our own child process.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
@@ -272,7 +265,7 @@ fn a_second_sigterm_exits_at_once_without_answering() {
 /// `gen --save-raw` of `args` (run in `dir`), as f32 values.
 fn gen_raw(dir: &std::path::Path, args: &[&str]) -> Vec<f32> {
     let out = dir.join("gen.npy");
-    let o = Command::new(env!("CARGO_BIN_EXE_runtime"))
+    let o = Command::new(binary("runtime"))
         .arg("gen")
         .args(args)
         .arg("--save-raw")
@@ -350,7 +343,7 @@ fn windows_truncation_and_walks_are_the_images_gen_makes() {
     assert!(json["seed"].is_null(), "{json}");
     // A zip window is named by image index, as `gen --out` names the same images.
     let out = d.join("out");
-    let o = Command::new(env!("CARGO_BIN_EXE_runtime"))
+    let o = Command::new(binary("runtime"))
         .args(["gen", "--n", "3", "--seed", "9", "--out"])
         .arg(&out)
         .output()

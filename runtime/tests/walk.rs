@@ -7,22 +7,21 @@ mod common;
 use common::*;
 use std::path::Path;
 use wgan_runtime::{latent, npy};
+use wgan_test_support::fixtures;
 
-/// A GIF's frames as RGBA, each frame's delay in hundredths of a second, and its repeat setting.
+/// A walk GIF of the shipped 32×32 model: its frames as RGBA, each frame's delay in hundredths
+/// of a second, and its repeat setting.
 fn decode_gif(path: &Path) -> (Vec<Vec<u8>>, Vec<u16>, gif::Repeat) {
-    let mut options = gif::DecodeOptions::new();
-    options.set_color_output(gif::ColorOutput::RGBA);
-    let mut d = options
-        .read_info(std::fs::File::open(path).unwrap())
-        .unwrap();
-    assert_eq!((d.width(), d.height()), (32, 32));
-    let (mut frames, mut delays) = (Vec::new(), Vec::new());
-    while let Some(f) = d.read_next_frame().unwrap() {
-        assert_eq!((f.width, f.height, f.left, f.top), (32, 32, 0, 0));
-        frames.push(f.buffer.to_vec());
+    let gif = fixtures::decode_gif(path);
+    assert_eq!((gif.width, gif.height), (32, 32));
+    let mut frames = Vec::new();
+    let mut delays = Vec::new();
+    for f in gif.frames {
+        assert_eq!(f.rect, (0, 0, 32, 32));
+        frames.push(f.rgba);
         delays.push(f.delay);
     }
-    (frames, delays, d.repeat())
+    (frames, delays, gif.repeat)
 }
 
 fn raw(dir: &Path, name: &str) -> npy::Array {

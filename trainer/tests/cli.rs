@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_input_error, stderr, trainer, TINY};
+use common::{assert_input_error, binary, stderr, trainer, TINY};
 use std::path::Path;
 use std::process::Command;
 
@@ -326,7 +326,7 @@ fn runs_started_together_get_their_own_directories() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let spawn = |seed: &str| {
-        Command::new(env!("CARGO_BIN_EXE_trainer"))
+        Command::new(binary("trainer"))
             .args([TINY, &["--steps", "1", "--seed", seed]].concat())
             .current_dir(d)
             .env_remove("CANDLE_GRAD_DO_NOT_DETACH")

@@ -4,11 +4,12 @@
 
 mod common;
 
-use common::{stderr, trainer};
+use common::{binary, stderr, trainer};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use wgan_test_support::fixtures::bomb_png;
 
 fn ok(o: Output) -> Output {
     assert!(o.status.success(), "{}", stderr(&o));
@@ -58,32 +59,6 @@ fn picture_folder(dir: &Path, n: usize) -> PathBuf {
     std::fs::write(root.join("broken.png"), b"\x89PNG\r\n\x1a\nnot an image").unwrap();
     std::fs::write(root.join("bomb.png"), bomb_png(20000)).unwrap();
     root
-}
-
-/// A grey PNG of side×side black pixels (a few hundred KB for 20000).
-fn bomb_png(side: u32) -> Vec<u8> {
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut crc = flate2::Crc::new();
-        crc.update(kind);
-        crc.update(data);
-        out.extend_from_slice(kind);
-        out.extend_from_slice(data);
-        out.extend_from_slice(&crc.sum().to_be_bytes());
-    }
-    let mut ihdr = side.to_be_bytes().to_vec();
-    ihdr.extend_from_slice(&side.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
-    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-    let row = vec![0u8; side as usize + 1];
-    for _ in 0..side {
-        z.write_all(&row).unwrap();
-    }
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    chunk(&mut png, b"IHDR", &ihdr);
-    chunk(&mut png, b"IDAT", &z.finish().unwrap());
-    chunk(&mut png, b"IEND", &[]);
-    png
 }
 
 /// The folder's files as a zip archive, under the same relative names.
@@ -421,7 +396,7 @@ fn a_prepared_file_truncated_or_replaced_while_training_ends_the_run_with_exit_2
             "5",
         ];
         args.extend_from_slice(TINY);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_trainer"))
+        let mut child = Command::new(binary("trainer"))
             .args(&args)
             .current_dir(d)
             .env_remove("CANDLE_GRAD_DO_NOT_DETACH")

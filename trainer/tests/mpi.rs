@@ -7,10 +7,11 @@
 mod common;
 
 use candle_core::Device;
-use common::stderr;
+use common::{binary, stderr};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use wgan_test_support::relative_l2;
 
 /// `mpirun -n ranks trainer args…` in `dir` (as root, oversubscribed, unbound: this may be a
 /// 2-core machine where the test runs as root).
@@ -23,7 +24,7 @@ fn mpirun(ranks: usize, args: &[&str], dir: &Path) -> Command {
         "none",
         "--oversubscribe",
     ])
-    .arg(env!("CARGO_BIN_EXE_trainer"))
+    .arg(binary("trainer"))
     .args(args)
     .current_dir(dir)
     .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
@@ -53,17 +54,6 @@ fn generator(run: &Path) -> Vec<f32> {
         .collect()
 }
 
-fn relative(a: &[f32], b: &[f32]) -> f64 {
-    let norm = b.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
-    let diff = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| ((x - y) as f64).powi(2))
-        .sum::<f64>()
-        .sqrt();
-    diff / norm
-}
-
 const TINY: &[&str] = &[
     "train",
     "--preset",
@@ -86,7 +76,7 @@ fn two_mpi_ranks_give_the_one_process_run() {
     assert_eq!(err.matches("done: 3 steps").count(), 1, "{err}");
     let o = common::trainer(d, &[TINY, &["--steps", "3", "--out", "R1"]].concat());
     assert!(o.status.success(), "{}", stderr(&o));
-    let diff = relative(&generator(&d.join("R2")), &generator(&d.join("R1")));
+    let diff = relative_l2(&generator(&d.join("R2")), &generator(&d.join("R1")));
     eprintln!("mpirun -n 2 against one process: {diff:.2e}");
     assert!(diff <= 1e-5, "{diff:e}");
     // A 2-rank checkpoint resumes on one process, and a 1-process one on 2 ranks.
@@ -94,7 +84,7 @@ fn two_mpi_ranks_give_the_one_process_run() {
     assert!(o.status.success(), "{}", stderr(&o));
     let o = run(2, &["resume", "R1", "--steps", "4"], d);
     assert!(o.status.success(), "{}", stderr(&o));
-    let diff = relative(&generator(&d.join("R2")), &generator(&d.join("R1")));
+    let diff = relative_l2(&generator(&d.join("R2")), &generator(&d.join("R1")));
     assert!(diff <= 1e-5, "{diff:e}");
 }
 
@@ -135,10 +125,12 @@ fn bad_launches_are_one_error_line_on_every_rank() {
     // Ranks started with different flags (MPMD launch).
     let mut cmd = Command::new("mpirun");
     cmd.args(["--bind-to", "none", "--oversubscribe"])
-        .args(["-n", "1", env!("CARGO_BIN_EXE_trainer")])
+        .args(["-n", "1"])
+        .arg(binary("trainer"))
         .args(TINY)
         .args(["--seed", "1", "--out", "mixed", ":"])
-        .args(["-n", "1", env!("CARGO_BIN_EXE_trainer")])
+        .args(["-n", "1"])
+        .arg(binary("trainer"))
         .args(TINY)
         .args(["--seed", "2", "--out", "mixed"])
         .current_dir(d)

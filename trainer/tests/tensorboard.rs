@@ -11,31 +11,9 @@ use std::sync::atomic::AtomicBool;
 use wgan_trainer::config::TrainConfig;
 use wgan_trainer::train::{ResumeOptions, Trainer};
 
-/// The Python with `tensorboard`: `WGAN_TEST_PYTHON`, else the workspace's `.venv`. Panics
-/// (never skips) when neither has it.
+/// The Python with `tensorboard` (`wgan_test_support::python`).
 fn python() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let candidates: Vec<PathBuf> = std::env::var_os("WGAN_TEST_PYTHON")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([workspace.join(".venv/bin/python")])
-        .collect();
-    for p in &candidates {
-        let ok = Command::new(p)
-            .args([
-                "-c",
-                "import tensorboard.backend.event_processing.event_accumulator",
-            ])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return p.clone();
-        }
-    }
-    panic!(
-        "no Python with tensorboard (tried {candidates:?}); run `eval \"$(scripts/test-env.sh)\"` \
-         from the workspace root"
-    );
+    wgan_test_support::python::python("tensorboard.backend.event_processing.event_accumulator")
 }
 
 /// What TensorBoard's `EventAccumulator` reads from `dir`: `{"scalars": {tag: [[step, value]]},

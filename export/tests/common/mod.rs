@@ -1,5 +1,6 @@
-//! Shared test helpers: checkpoints made in code, Python discovery.
-#![allow(dead_code)]
+//! Helpers of the exporter's tests: checkpoints made in code, raw f32 files, and the
+//! workspace's shared test helpers (`wgan_test_support`) re-exported.
+#![allow(dead_code, unused_imports)] // each test file uses its own subset
 
 use candle_core::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
@@ -8,6 +9,9 @@ use wgan_models::checkpoint::{GENERATOR_FILE, STATE_FILE};
 use wgan_models::latent::{latents, Rng};
 use wgan_models::spec::ParamRole;
 use wgan_models::{preset, Generator, Mode, Preset};
+#[cfg(unix)]
+pub use wgan_test_support::fs::{device_like, is_char_device};
+pub use wgan_test_support::{assert_input_error, binary, max_abs_diff, mean_std, stderr};
 
 /// A generator of `preset_name` as a trained one looks to the exporter: DCGAN-initialised
 /// convolutions, γ ≈ 1 ± 0.3, β ≈ ±0.2, conv biases ≈ ±0.05, and running statistics near the
@@ -121,29 +125,9 @@ pub fn make_run_dir(
     (run, g)
 }
 
-/// The Python interpreter with `onnx`, `onnxruntime` and `numpy`: `WGAN_TEST_PYTHON`, else the
-/// workspace's `.venv/bin/python`. Panics (never skips) when neither works.
+/// The Python with `onnx`, `onnxruntime` and `numpy` (`wgan_test_support::python`).
 pub fn python() -> PathBuf {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let candidates: Vec<PathBuf> = std::env::var_os("WGAN_TEST_PYTHON")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([workspace.join(".venv/bin/python")])
-        .collect();
-    for p in &candidates {
-        let ok = std::process::Command::new(p)
-            .args(["-c", "import onnx, onnxruntime, numpy"])
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if ok {
-            return p.clone();
-        }
-    }
-    panic!(
-        "no Python with onnx, onnxruntime and numpy (tried {candidates:?}); run `eval \"$(scripts/test-env.sh)\"` \
-         from the workspace root to create .venv and set WGAN_TEST_PYTHON"
-    );
+    wgan_test_support::python::python("onnx, onnxruntime, numpy")
 }
 
 pub fn write_f32(path: &Path, values: &[f32]) {
@@ -163,47 +147,4 @@ pub fn read_f32(path: &Path) -> Vec<f32> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect()
-}
-
-/// Mean and standard deviation, to check that images are not trivial.
-pub fn mean_std(v: &[f32]) -> (f32, f32) {
-    let n = v.len() as f64;
-    let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
-    let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
-    (mean as f32, var.sqrt() as f32)
-}
-
-/// Whether `path` is (still) a character device, not followed through links.
-#[cfg(unix)]
-pub fn is_char_device(path: &Path) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    std::fs::symlink_metadata(path)
-        .map(|m| m.file_type().is_char_device())
-        .unwrap_or(false)
-}
-
-/// A private copy of the character device `real` (e.g. `/dev/full`) in `dir`, made with
-/// `mknod` where that is allowed (as root, on a file system without `nodev`), so a broken writer
-/// replaces the copy rather than the system's node. Otherwise `real` itself, which a writer
-/// without root's rights cannot replace.
-#[cfg(unix)]
-pub fn device_like(dir: &Path, real: &str) -> PathBuf {
-    use std::os::unix::fs::MetadataExt;
-    let rdev = std::fs::metadata(real).unwrap().rdev();
-    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
-    let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
-    let copy = dir.join(Path::new(real).file_name().unwrap());
-    let made = std::process::Command::new("mknod")
-        .arg(&copy)
-        .args(["c", &major.to_string(), &minor.to_string()])
-        .stderr(std::process::Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if made && std::fs::OpenOptions::new().write(true).open(&copy).is_ok() {
-        copy
-    } else {
-        let _ = std::fs::remove_file(&copy);
-        PathBuf::from(real)
-    }
 }

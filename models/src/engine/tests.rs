@@ -8,20 +8,12 @@ use crate::params::Gradients;
 use crate::spec::{preset, ParamRole, Preset};
 use crate::Mode;
 use candle_core::{DType, Device, Tensor};
+use wgan_test_support::numbers::flat;
 
 fn randn<T: Real>(rng: &mut Rng, n: usize, scale: f64, shift: f64) -> Vec<T> {
     (0..n)
         .map(|_| T::of(shift + scale * rng.normal_f32() as f64))
         .collect()
-}
-
-fn flat(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap()
 }
 
 /// max |a − b| / max |b|.

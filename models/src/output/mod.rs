@@ -331,55 +331,10 @@ pub fn check_not_an_input(flag: &str, out: &Path, inputs: &[&Path]) -> Result<()
     Ok(())
 }
 
-/// Temporary folders and FIFOs for unit tests (this crate's, and others' through the
-/// `test-support` feature).
-#[cfg(any(test, feature = "test-support"))]
-pub mod test_support {
-    use std::path::{Path, PathBuf};
-
-    /// A new, empty folder under the system's temporary directory (the test removes it).
-    pub fn tempdir() -> PathBuf {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let d = std::env::temp_dir().join(format!(
-            "wgan-output-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
-    /// Makes a FIFO at `path`.
-    #[cfg(unix)]
-    pub fn mkfifo(path: &Path) {
-        let made = std::process::Command::new("mkfifo")
-            .arg(path)
-            .status()
-            .expect("runs mkfifo");
-        assert!(made.success(), "mkfifo {}", path.display());
-    }
-
-    /// Reads the FIFO at `path` to its end on a thread; join for the bytes.
-    #[cfg(unix)]
-    pub fn drain_fifo(path: &Path) -> std::thread::JoinHandle<Vec<u8>> {
-        use std::io::Read;
-        let path = path.to_path_buf();
-        std::thread::spawn(move || {
-            let mut got = Vec::new();
-            std::fs::File::open(path)
-                .unwrap()
-                .read_to_end(&mut got)
-                .unwrap();
-            got
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::test_support::*;
     use super::*;
+    use wgan_test_support::fs::*;
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp() {

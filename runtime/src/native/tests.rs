@@ -7,6 +7,7 @@ use super::LoadError;
 use crate::engine::{Backend, Options};
 use crate::Generator;
 use std::path::{Path, PathBuf};
+use wgan_test_support::max_abs_diff;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -20,14 +21,6 @@ fn native() -> Options {
         threads: Some(2),
         ..Options::default()
     }
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// onnxruntime's committed outputs (native and tract, 1e-5), for a generator with explicit

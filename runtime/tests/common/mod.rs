@@ -1,11 +1,12 @@
 //! Helpers for the tests that run the `runtime` binary: fixtures, running it in a folder, and
-//! asserting success or a one-line error with exit 2.
-#![allow(dead_code)] // each test file uses its own subset
+//! asserting success or a one-line error with exit 2 (`wgan_test_support`'s contract).
+#![allow(dead_code, unused_imports)] // each test file uses its own subset
 
 pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+pub use wgan_test_support::{assert_input_error, binary, max_abs_diff, text};
 
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -15,16 +16,12 @@ pub fn fixture(name: &str) -> PathBuf {
 
 /// Runs the binary in `dir` without ORT_DYLIB_PATH unless `env` sets it.
 pub fn runtime(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runtime"));
+    let mut cmd = Command::new(binary("runtime"));
     cmd.args(args).current_dir(dir).env_remove("ORT_DYLIB_PATH");
     for (k, v) in env {
         cmd.env(k, v);
     }
     cmd.output().expect("runs the runtime binary")
-}
-
-pub fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 pub fn ok(dir: &Path, args: &[&str]) -> String {
@@ -49,37 +46,7 @@ pub fn fails(dir: &Path, args: &[&str], needle: &str) {
 }
 
 pub fn fails_env(dir: &Path, args: &[&str], env: &[(&str, &str)], needle: &str) {
-    let out = runtime(dir, args, env);
-    let err = text(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "runtime {args:?}: expected exit 2\nstderr: {err}"
-    );
-    assert!(
-        !err.contains("panicked"),
-        "runtime {args:?} panicked: {err}"
-    );
-    let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("warning:")).collect();
-    // A usage error is clap's whole message (naming the argument, ending in a pointer to --help); any
-    // other error is one line.
-    assert!(
-        err.contains("try '--help'") || lines.len() == 1,
-        "runtime {args:?}: expected one error line or a usage error, got:\n{err}"
-    );
-    assert!(lines[0].starts_with("error: "), "runtime {args:?}: {err}");
-    assert!(
-        err.contains(needle),
-        "runtime {args:?}: expected {needle:?} in:\n{err}"
-    );
-}
-
-pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    assert_input_error(&runtime(dir, args, env), needle);
 }
 
 pub fn tiny() -> String {

@@ -4,6 +4,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use wgan_test_support::binary;
 
 pub struct Server {
     pub child: Child,
@@ -15,7 +16,7 @@ pub struct Server {
 impl Server {
     /// Starts `runtime serve --port 0 ARGS` and waits for its "listening on" line.
     pub fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_runtime"))
+        let mut child = Command::new(binary("runtime"))
             .args(["serve", "--port", "0", "--log-level", "warn"])
             .args(args)
             .stdout(Stdio::null())

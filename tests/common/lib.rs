@@ -1,12 +1,14 @@
-//! Helpers of the workspace's reliability tests: running the binaries, signals, limits, and
-//! what a run leaves behind.
-#![allow(dead_code)] // each test file uses its own subset
+//! Helpers of the workspace-level tests (`tests/*.rs`): running the binaries in a folder,
+//! signals, resource limits, tiny runs and what they leave behind. The helpers every package
+//! shares (finding the binaries, the exit-2 assertions, numbers, fixtures) are
+//! `wgan_test_support`'s, re-exported here.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use wgan_gp::binary;
+pub use wgan_test_support::{assert_input_error, assert_one_error_line, binary, stderr, text};
 
+/// Runs `bin args` in `cwd` and waits for it.
 pub fn run(bin: &str, args: &[&str], cwd: &Path) -> Output {
     Command::new(binary(bin))
         .args(args)
@@ -15,8 +17,11 @@ pub fn run(bin: &str, args: &[&str], cwd: &Path) -> Output {
         .unwrap()
 }
 
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+/// Runs `bin args` in `cwd` and asserts that it succeeded.
+pub fn run_ok(bin: &str, args: &[&str], cwd: &Path) -> Output {
+    let o = run(bin, args, cwd);
+    assert!(o.status.success(), "{bin} {args:?}: {}", stderr(&o));
+    o
 }
 
 /// A tiny run of `steps` steps with a checkpoint every step, in `dir`.
@@ -71,6 +76,7 @@ pub fn leftovers(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Starts `bin args` in `cwd` with stdout and stderr piped.
 pub fn spawn(bin: &str, args: &[&str], cwd: &Path) -> Child {
     Command::new(binary(bin))
         .args(args)
@@ -81,6 +87,7 @@ pub fn spawn(bin: &str, args: &[&str], cwd: &Path) -> Child {
         .unwrap()
 }
 
+/// Sends `sig` to `child`.
 pub fn signal(child: &Child, sig: i32) {
     // SAFETY: kill(2) on a child we spawned and have not reaped.
     assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
@@ -95,11 +102,13 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// The step `checkpoints/latest` of `run` names.
 pub fn latest_step(run: &Path) -> Option<u64> {
     let latest = std::fs::read_to_string(run.join("checkpoints/latest")).ok()?;
     latest.trim().strip_prefix("step_")?.parse().ok()
 }
 
+/// The bytes of the files of `run`'s latest checkpoint.
 pub fn checkpoint_bytes(run: &Path) -> Vec<(String, Vec<u8>)> {
     let ck = wgan_models::checkpoint::resolve(run).unwrap();
     [
@@ -112,6 +121,7 @@ pub fn checkpoint_bytes(run: &Path) -> Vec<(String, Vec<u8>)> {
     .collect()
 }
 
+/// `trainer train` of the `tiny` preset, seed 3, without samples.
 pub const TRAIN: &[&str] = &[
     "train",
     "--preset",
@@ -157,17 +167,4 @@ fn run_with_limit(
         });
     }
     cmd.output().unwrap()
-}
-
-/// Exit 2, exactly one `error:` line containing `needle`, no panic and no abort.
-pub fn one_error_line(o: &Output, needle: &str) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(
-        !err.contains("panicked") && !err.contains("memory allocation of"),
-        "{err}"
-    );
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(lines.len(), 1, "{err}");
-    assert!(lines[0].contains(needle), "expected {needle:?} in {err}");
 }
