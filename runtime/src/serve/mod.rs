@@ -119,6 +119,10 @@ pub fn run(generator: Generator, name: &str, options: ServeOptions) -> Result<()
         .build()
         .context("cannot start the async runtime")?;
     let served = rt.block_on(async {
+        // Receive the stop signals here before the signal thread leaves them to us (a signal
+        // in between would be lost), and before "listening on" tells a client it may begin.
+        let mut signals = StopSignals::listen().context("cannot receive signals")?;
+        wgan_models::signals::leave_to_caller();
         let listener = tokio::net::TcpListener::bind((options.host.as_str(), options.port))
             .await
             .with_context(|| format!("cannot listen on {}:{}", options.host, options.port))?;
@@ -131,9 +135,6 @@ pub fn run(generator: Generator, name: &str, options: ServeOptions) -> Result<()
             p.queue_capacity
         );
         let app = router(state, options.body_limit, options.body_timeout);
-        // Receive the stop signals here before the signal thread leaves them to us.
-        let mut signals = StopSignals::listen().context("cannot receive signals")?;
-        wgan_models::signals::leave_to_caller();
         let (stop, stopped) = watch::channel(false);
         // Runs until the process exits: a second signal during the drain exits at once.
         tokio::spawn(async move {
