@@ -140,23 +140,12 @@ pub const MIN_TRUNCATION: f32 = 0.01;
 pub const MAX_FRAMES: usize = 10_000;
 
 /// A truncation ψ outside `[MIN_TRUNCATION, ∞)`, with the flag or field that gave it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{what} is {psi}; truncation keeps latent components within ±ψ, so ψ must be at least {MIN_TRUNCATION} (values from 1 to 2 are usual)")]
 pub struct BadTruncation {
     pub what: String,
     pub psi: f32,
 }
-
-impl std::fmt::Display for BadTruncation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} is {}; truncation keeps latent components within ±ψ, so ψ must be at least {MIN_TRUNCATION} (values from 1 to 2 are usual)",
-            self.what, self.psi
-        )
-    }
-}
-
-impl std::error::Error for BadTruncation {}
 
 /// Checks a truncation ψ, naming `what` (the flag or field) in the error.
 pub fn check_truncation(psi: f32, what: &str) -> Result<(), BadTruncation> {

@@ -20,8 +20,13 @@ use wgan_models::contract::{
     OUTPUT_RANGE_VALUE, Z_DIM,
 };
 
-/// ONNX `TensorProto.DataType` value for f32.
-pub const FLOAT: i32 = 1;
+/// ONNX `TensorProto.DataType` codes the runtime reads ([`elem_type_name`] names them all).
+pub mod elem {
+    pub const FLOAT: i32 = 1;
+    pub const INT32: i32 = 6;
+    pub const INT64: i32 = 7;
+    pub const DOUBLE: i32 = 11;
+}
 
 /// One dimension of a value's declared shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,27 +141,25 @@ pub fn check_finite_weights(bytes: &[u8]) -> Result<()> {
     };
     for t in &graph.initializer {
         let bad = match t.data_type {
-            // FLOAT
-            1 if !t.raw_data.is_empty() => t
+            elem::FLOAT if !t.raw_data.is_empty() => t
                 .raw_data
                 .chunks_exact(4)
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64)
                 .enumerate()
                 .find(|(_, v)| !v.is_finite()),
-            1 => t
+            elem::FLOAT => t
                 .float_data
                 .iter()
                 .map(|&v| v as f64)
                 .enumerate()
                 .find(|(_, v)| !v.is_finite()),
-            // DOUBLE
-            11 if !t.raw_data.is_empty() => t
+            elem::DOUBLE if !t.raw_data.is_empty() => t
                 .raw_data
                 .chunks_exact(8)
                 .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
                 .enumerate()
                 .find(|(_, v)| !v.is_finite()),
-            11 => t
+            elem::DOUBLE => t
                 .double_data
                 .iter()
                 .copied()
@@ -312,7 +315,7 @@ impl Contract {
         };
         let mut notes = Vec::new();
         ensure!(
-            input.elem_type == FLOAT,
+            input.elem_type == elem::FLOAT,
             "model input '{}' is {} {}; a generator takes z as [N, z_dim, 1, 1] f32",
             input.name,
             input.type_name(),
@@ -335,7 +338,7 @@ impl Contract {
             ),
         };
         ensure!(
-            output.elem_type == FLOAT,
+            output.elem_type == elem::FLOAT,
             "model output '{}' is {} {}; a generator's output is image as [N, C, H, W] f32",
             output.name,
             output.type_name(),

@@ -18,41 +18,28 @@ pub struct Walk {
 }
 
 /// Why a walk was refused.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum BadWalk {
     /// Fewer than two seeds (how many were given).
+    #[error("a walk goes between at least two seeds and {0} {verb} given", verb = was_were(.0))]
     TooFewSeeds(usize),
     /// More than [`MAX_WALK_SEEDS`] seeds.
+    #[error("a walk goes through at most {MAX_WALK_SEEDS} seeds and {0} were given")]
     TooManySeeds(usize),
     /// A frame count outside `2..=MAX_FRAMES`.
+    #[error("a walk has from 2 to {MAX_FRAMES} frames, and {0} {verb} asked for", verb = was_were(.0))]
     Frames(usize),
+    #[error(transparent)]
     Truncation(latent::BadTruncation),
 }
 
-impl std::fmt::Display for BadWalk {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let verb = |n: usize| if n == 1 { "was" } else { "were" };
-        match self {
-            BadWalk::TooFewSeeds(n) => write!(
-                f,
-                "a walk goes between at least two seeds and {n} {} given",
-                verb(*n)
-            ),
-            BadWalk::TooManySeeds(n) => write!(
-                f,
-                "a walk goes through at most {MAX_WALK_SEEDS} seeds and {n} were given"
-            ),
-            BadWalk::Frames(n) => write!(
-                f,
-                "a walk has from 2 to {MAX_FRAMES} frames, and {n} {} asked for",
-                verb(*n)
-            ),
-            BadWalk::Truncation(t) => t.fmt(f),
-        }
+fn was_were(n: &usize) -> &'static str {
+    if *n == 1 {
+        "was"
+    } else {
+        "were"
     }
 }
-
-impl std::error::Error for BadWalk {}
 
 impl Walk {
     /// A checked walk. The errors say what is wrong in words a flag or a JSON field can both

@@ -16,16 +16,9 @@ pub fn parse_device(spec: &str) -> Result<Device> {
 }
 
 /// A device spec that is none of `cpu`, `cuda`, `cuda:N`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("unknown device '{0}': use cpu, cuda or cuda:N")]
 pub struct UnknownDevice(pub String);
-
-impl std::fmt::Display for UnknownDevice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "unknown device '{}': use cpu, cuda or cuda:N", self.0)
-    }
-}
-
-impl std::error::Error for UnknownDevice {}
 
 /// The CUDA device a device spec names: `cpu` → `None`, `cuda` → 0, `cuda:N` → N; anything
 /// else is an error naming the spec and the accepted forms.

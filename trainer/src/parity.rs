@@ -374,15 +374,17 @@ pub fn worst(rows: &[Comparison]) -> Comparison {
 }
 
 /// Why [`judge`] fails a device: the first quantity beyond its bound.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum Disagreement {
     /// In f64 the device's autograd and the CPU engine differ: the implementations disagree.
+    #[error("in f64, {quantity} on {device} differs from the CPU engine by {rel_error:.1e} (relative), above {F64_PARITY:.0e}: the two implementations disagree")]
     F64 {
         quantity: String,
         device: String,
         rel_error: f64,
     },
     /// In f32 beyond `--tolerance` and beyond 10× the CPU engine's own f32 error.
+    #[error("in f32, {quantity} on {device} differs by {rel_error:.1e} (relative), above --tolerance {tolerance:.0e} and 10× the CPU engine's f32 error ({cpu_rel_error:.1e})")]
     F32 {
         quantity: String,
         device: String,
@@ -391,33 +393,6 @@ pub enum Disagreement {
         cpu_rel_error: f64,
     },
 }
-
-impl std::fmt::Display for Disagreement {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Disagreement::F64 {
-                quantity,
-                device,
-                rel_error,
-            } => write!(
-                f,
-                "in f64, {quantity} on {device} differs from the CPU engine by {rel_error:.1e} (relative), above {F64_PARITY:.0e}: the two implementations disagree"
-            ),
-            Disagreement::F32 {
-                quantity,
-                device,
-                rel_error,
-                tolerance,
-                cpu_rel_error,
-            } => write!(
-                f,
-                "in f32, {quantity} on {device} differs by {rel_error:.1e} (relative), above --tolerance {tolerance:.0e} and 10× the CPU engine's f32 error ({cpu_rel_error:.1e})"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for Disagreement {}
 
 /// `check-device`'s rule on one step's comparisons (`cpu32`: the CPU engine in f32; `dev32`,
 /// `dev64`: autograd on `device`; each against the CPU engine in f64): every f64 quantity

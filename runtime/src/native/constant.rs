@@ -3,6 +3,7 @@
 
 use super::error::Unsupported;
 use super::plan::Shape;
+pub(super) use crate::onnx::elem;
 use crate::onnx_proto as proto;
 use std::collections::HashMap;
 
@@ -47,6 +48,23 @@ pub(super) struct Constant {
 }
 
 impl Constant {
+    /// A rank-0 tensor of one value.
+    pub fn scalar(values: Values) -> Constant {
+        debug_assert_eq!(values.len(), 1);
+        Constant {
+            dims: vec![],
+            values,
+        }
+    }
+
+    /// A rank-1 tensor of `values`.
+    pub fn vector(values: Values) -> Constant {
+        Constant {
+            dims: vec![values.len()],
+            values,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.dims.iter().product()
     }
@@ -66,12 +84,9 @@ impl Constant {
     }
 }
 
-/// ONNX `TensorProto.DataType` codes the native backend reads.
-pub(super) mod elem {
-    pub const FLOAT: i32 = 1;
-    pub const INT32: i32 = 6;
-    pub const INT64: i32 = 7;
-    pub const DOUBLE: i32 = 11;
+/// The number of values of a tensor of `dims`, `None` when it overflows.
+pub(super) fn checked_len(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
 }
 
 /// Decodes an initializer or a Constant node's tensor.
@@ -85,10 +100,8 @@ pub(super) fn constant(t: &proto::TensorProto) -> Result<Constant, Unsupported> 
         .iter()
         .map(|&d| usize::try_from(d).map_err(|_| fail(format!("has dimension {d}"))))
         .collect::<Result<_, _>>()?;
-    let len = dims
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| fail(format!("has shape {dims:?}, too many values")))?;
+    let len =
+        checked_len(&dims).ok_or_else(|| fail(format!("has shape {dims:?}, too many values")))?;
     let raw = |size: usize| -> Result<Option<&[u8]>, Unsupported> {
         if t.raw_data.is_empty() {
             return Ok(None);

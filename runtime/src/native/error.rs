@@ -6,7 +6,8 @@ use std::fmt;
 
 /// Why a graph is not for the native backend: the node (name and operator) and the reason,
 /// as one sentence.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct Unsupported(String);
 
 impl Unsupported {
@@ -21,37 +22,14 @@ impl Unsupported {
     }
 }
 
-impl fmt::Display for Unsupported {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Unsupported {}
-
 /// Why the native backend did not load a model.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The graph is outside the native set; another backend may run it.
-    Unsupported(Unsupported),
+    #[error(transparent)]
+    Unsupported(#[from] Unsupported),
     /// The file or the machine failed (an undecodable file, no threads): no backend will do
     /// better.
+    #[error("{0:#}")]
     Failed(anyhow::Error),
-}
-
-impl fmt::Display for LoadError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LoadError::Unsupported(u) => u.fmt(f),
-            LoadError::Failed(e) => write!(f, "{e:#}"),
-        }
-    }
-}
-
-impl std::error::Error for LoadError {}
-
-impl From<Unsupported> for LoadError {
-    fn from(u: Unsupported) -> Self {
-        LoadError::Unsupported(u)
-    }
 }

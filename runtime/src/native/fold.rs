@@ -7,7 +7,7 @@
 //! operators folded, one `(operator, fold)` entry each; any other all-constant node is
 //! [`Unsupported`], naming it.
 
-use super::constant::{constant, elem, Attrs, Constant, Values};
+use super::constant::{checked_len, constant, elem, Attrs, Constant, Values};
 use super::error::Unsupported;
 
 /// A node with constant inputs, as a fold sees it.
@@ -103,8 +103,7 @@ const MAX_VALUES: usize = 1 << 29;
 
 /// The number of values of `dims`, or a refusal when it is above [`MAX_VALUES`].
 fn count(n: &FoldNode<'_>, dims: &[usize]) -> Result<usize, Unsupported> {
-    dims.iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
+    checked_len(dims)
         .filter(|&v| v <= MAX_VALUES)
         .ok_or_else(|| n.refuse(format!("output shape {dims:?} is too large")))
 }
@@ -121,31 +120,12 @@ fn constant_node(n: &mut FoldNode<'_>) -> Result<Constant, Unsupported> {
     if let Some(t) = tensor {
         return constant(t);
     }
-    if let Some(v) = float {
-        return Ok(Constant {
-            dims: vec![],
-            values: Values::F32(vec![v]),
-        });
-    }
-    if let Some(v) = floats {
-        return Ok(Constant {
-            dims: vec![v.len()],
-            values: Values::F32(v),
-        });
-    }
-    if let Some(v) = int {
-        return Ok(Constant {
-            dims: vec![],
-            values: Values::I64(vec![v]),
-        });
-    }
-    if let Some(v) = ints {
-        return Ok(Constant {
-            dims: vec![v.len()],
-            values: Values::I64(v),
-        });
-    }
-    Err(n.refuse("only tensor and number constants are implemented"))
+    let number = float
+        .map(|v| Constant::scalar(Values::F32(vec![v])))
+        .or_else(|| floats.map(|v| Constant::vector(Values::F32(v))))
+        .or_else(|| int.map(|v| Constant::scalar(Values::I64(vec![v]))))
+        .or_else(|| ints.map(|v| Constant::vector(Values::I64(v))));
+    number.ok_or_else(|| n.refuse("only tensor and number constants are implemented"))
 }
 
 fn cast(n: &mut FoldNode<'_>) -> Result<Constant, Unsupported> {
@@ -346,10 +326,7 @@ fn shape(n: &mut FoldNode<'_>) -> Result<Constant, Unsupported> {
     let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
     let (s, e) = (clamp(start), clamp(end.unwrap_or(r)));
     let dims: Vec<i64> = x.dims[s..e.max(s)].iter().map(|&d| d as i64).collect();
-    Ok(Constant {
-        dims: vec![dims.len()],
-        values: Values::I64(dims),
-    })
+    Ok(Constant::vector(Values::I64(dims)))
 }
 
 /// Row-major strides of `dims`.

@@ -17,16 +17,9 @@ use tokio::sync::oneshot;
 pub type Reply = Result<Vec<f32>, GenerationFailed>;
 
 /// The generator's error on a batch, shared by every request with images in it.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("generation failed: {0:#}")]
 pub struct GenerationFailed(Arc<anyhow::Error>);
-
-impl std::fmt::Display for GenerationFailed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "generation failed: {:#}", self.0)
-    }
-}
-
-impl std::error::Error for GenerationFailed {}
 
 /// A queued request: its latents and where its images go.
 struct Job {

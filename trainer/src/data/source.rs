@@ -6,16 +6,9 @@ use super::prepared::{SourceFile, SourceRecord};
 use anyhow::Result;
 
 /// Why one item of a source is skipped: one line for the skipped-items report.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct Unreadable(pub String);
-
-impl std::fmt::Display for Unreadable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Unreadable {}
 
 impl From<String> for Unreadable {
     fn from(why: String) -> Self {
