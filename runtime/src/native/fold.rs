@@ -172,6 +172,11 @@ fn axis(n: &FoldNode<'_>, a: i64, rank: usize) -> Result<usize, Unsupported> {
     Ok(a.rem_euclid(r.max(1)) as usize)
 }
 
+/// [`axis`] of each of `axes`.
+fn axes_of(n: &FoldNode<'_>, axes: &[i64], rank: usize) -> Result<Vec<usize>, Unsupported> {
+    axes.iter().map(|&a| axis(n, a, rank)).collect()
+}
+
 fn reshape(n: &mut FoldNode<'_>) -> Result<Constant, Unsupported> {
     let allow_zero = n.attrs.int_opt("allowzero").unwrap_or(0) != 0;
     let x = n.input(0, "data")?;
@@ -225,10 +230,7 @@ fn unsqueeze(n: &mut FoldNode<'_>) -> Result<Constant, Unsupported> {
     let axes = axes(n)?.ok_or_else(|| n.refuse("needs axes"))?;
     let x = n.input(0, "data")?;
     let rank = x.dims.len() + axes.len();
-    let mut at: Vec<usize> = axes
-        .iter()
-        .map(|&a| axis(n, a, rank))
-        .collect::<Result<_, _>>()?;
+    let mut at = axes_of(n, &axes, rank)?;
     at.sort_unstable();
     if at.windows(2).any(|w| w[0] == w[1]) {
         return Err(n.refuse(format!("axes {axes:?} repeat")));
@@ -245,10 +247,7 @@ fn squeeze(n: &mut FoldNode<'_>) -> Result<Constant, Unsupported> {
     let x = n.input(0, "data")?;
     let rank = x.dims.len();
     let drop: Vec<usize> = match axes {
-        Some(axes) => axes
-            .iter()
-            .map(|&a| axis(n, a, rank))
-            .collect::<Result<_, _>>()?,
+        Some(axes) => axes_of(n, &axes, rank)?,
         None => (0..rank).filter(|&i| x.dims[i] == 1).collect(),
     };
     if let Some(&a) = drop.iter().find(|&&a| x.dims[a] != 1) {
@@ -381,10 +380,7 @@ fn transpose(n: &mut FoldNode<'_>) -> Result<Constant, Unsupported> {
     let x = n.input(0, "data")?;
     let rank = x.dims.len();
     let perm: Vec<usize> = match perm {
-        Some(p) => p
-            .iter()
-            .map(|&a| axis(n, a, rank))
-            .collect::<Result<_, _>>()?,
+        Some(p) => axes_of(n, &p, rank)?,
         None => (0..rank).rev().collect(),
     };
     let mut seen = perm.clone();
