@@ -362,12 +362,11 @@ fn golden_nets(case: &Case, g: &HashMap<String, Tensor>, dtype: DType) -> (Gener
         true => formula_init(spec),
         false => sub(g, prefix),
     };
-    let generator = Generator {
-        spec: p.generator.clone(),
-        z_dim: p.z_dim,
-        params: Params::from_tensors(&p.generator, init(&p.generator, "init.G."), 0, dtype, &dev)
-            .unwrap(),
-    };
+    let generator = Generator::from_params(
+        p.generator.clone(),
+        p.z_dim,
+        Params::from_tensors(&p.generator, init(&p.generator, "init.G."), 0, dtype, &dev).unwrap(),
+    );
     let critic = Critic {
         spec: p.critic.clone(),
         params: Params::from_tensors(&p.critic, init(&p.critic, "init.C."), 0, dtype, &dev)

@@ -3,6 +3,7 @@
 //! so the critic's gradient penalty can be back-propagated (second order).
 
 use crate::conv;
+use crate::rank_sum::RankSum;
 use crate::reduce::{expand_mid, sum_mid};
 use crate::spec::{Activation, LayerKind, LayerSpec, BN_MOMENTUM, LEAKY_SLOPE, NORM_EPS};
 use candle_core::{Result, Tensor};
@@ -47,12 +48,19 @@ fn channel_affine(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
 }
 
 /// Normalises `x` `[A, M, C]` over `M` with the biased variance: returns the normalised
-/// tensor, the mean `[A, 1, C]` and the variance `[A, 1, C]`.
-fn normalise_mid(x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+/// tensor, the mean `[A, 1, C]` and the variance `[A, 1, C]`. With `across`, the `M` rows are
+/// this rank's equal part of a group spread over the ranks, and the statistics are the whole
+/// group's (two sums over the ranks: the mean, then the squared deviations from it).
+fn normalise_mid(x: &Tensor, across: Option<&RankSum>) -> Result<(Tensor, Tensor, Tensor)> {
     let (_, m, _) = x.dims3()?;
-    let mean = (sum_mid(x)? / m as f64)?;
+    let over_ranks = |t: Tensor| match across {
+        Some(r) => r.sum(&t),
+        None => Ok(t),
+    };
+    let count = (m * across.map_or(1, RankSum::ranks)) as f64;
+    let mean = (over_ranks(sum_mid(x)?)? / count)?;
     let centred = (x - expand_mid(&mean, m)?)?;
-    let var = (sum_mid(&centred.sqr()?)? / m as f64)?;
+    let var = (over_ranks(sum_mid(&centred.sqr()?)?)? / count)?;
     let inv_std = (var.clone() + NORM_EPS)?.sqrt()?.recip()?;
     Ok(((centred * expand_mid(&inv_std, m)?)?, mean, var))
 }
@@ -65,11 +73,18 @@ pub struct BatchStats {
     pub var_unbiased: Tensor,
 }
 
-/// BatchNorm over (N, H, W) with the biased batch variance, as PyTorch does in training.
-pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<(Tensor, BatchStats)> {
+/// BatchNorm over (N, H, W) with the biased batch variance, as PyTorch does in training. With
+/// `across`, over the rows of every rank (PyTorch's SyncBatchNorm; each rank holds an equal
+/// part of the batch), and the statistics returned are the whole batch's.
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    across: Option<&RankSum>,
+) -> Result<(Tensor, BatchStats)> {
     let (n, h, w, c) = x.dims4()?;
-    let (y, mean, var) = normalise_mid(&x.reshape((1, n * h * w, c))?)?;
-    let count = (n * h * w) as f64;
+    let (y, mean, var) = normalise_mid(&x.reshape((1, n * h * w, c))?, across)?;
+    let count = (n * h * w * across.map_or(1, RankSum::ranks)) as f64;
     let stats = BatchStats {
         mean: mean.flatten_all()?.detach(),
         var_unbiased: (var.flatten_all()?.detach() * (count / (count - 1.0).max(1.0)))?,
@@ -102,7 +117,7 @@ pub fn running_update(running: &Tensor, batch: &Tensor) -> Result<Tensor> {
 /// InstanceNorm (per sample and channel over H, W, biased variance) with affine γ, β.
 pub fn instance_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<Tensor> {
     let (n, h, w, c) = x.dims4()?;
-    let (y, _, _) = normalise_mid(&x.reshape((n, h * w, c))?)?;
+    let (y, _, _) = normalise_mid(&x.reshape((n, h * w, c))?, None)?;
     channel_affine(&y.reshape((n, h, w, c))?, gamma, beta)
 }
 

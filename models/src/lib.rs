@@ -25,6 +25,8 @@
 //! - [`nets`]: the `Generator` and `Critic` built from a preset.
 //! - [`engine`]: explicit CPU forward/backward passes of both, second order included (the fast
 //!   training path; checked against the candle modules' autograd).
+//! - [`rank_sum`]: a differentiable sum over the ranks of a data-parallel run (SyncBatchNorm and
+//!   gradient averaging on candle's autograd, host buffers or NCCL).
 
 pub mod checkpoint;
 #[cfg(feature = "cli")]
@@ -53,6 +55,8 @@ pub mod layers;
 pub mod nets;
 #[cfg(feature = "candle")]
 pub mod params;
+#[cfg(feature = "candle")]
+pub mod rank_sum;
 #[cfg(feature = "candle")]
 pub mod reduce;
 

@@ -4,6 +4,7 @@ use crate::engine::BatchStats;
 use crate::latent::Rng;
 use crate::layers::{self, Mode};
 use crate::params::{Param, Params};
+use crate::rank_sum::RankSum;
 use crate::spec::{LayerTensors, NetSpec, Norm, Preset};
 use anyhow::{bail, Result};
 use candle_core::{DType, Device, Tensor};
@@ -14,6 +15,9 @@ pub struct Generator {
     pub spec: NetSpec,
     pub z_dim: usize,
     pub params: Params,
+    /// The ranks over which BatchNorm in training mode takes its statistics (`None`: this
+    /// process's batch), see [`Generator::synchronise_batchnorm`].
+    batch_norm_ranks: Option<RankSum>,
 }
 
 /// The critic: image `[N, C, H, W]` → score `[N]`.
@@ -34,21 +38,38 @@ impl Generator {
     /// A freshly initialised generator (DCGAN initialisation, deterministic in `rng`).
     pub fn new(preset: &Preset, rng: &mut Rng, dtype: DType, device: &Device) -> Result<Self> {
         let params = Params::init(&preset.generator, rng, dtype, device)?;
-        Ok(Self {
-            spec: preset.generator.clone(),
-            z_dim: preset.z_dim,
+        Ok(Self::from_params(
+            preset.generator.clone(),
+            preset.z_dim,
             params,
-        })
+        ))
     }
 
     /// Loads weights saved by [`Params::save`] (or a PyTorch `state_dict` in safetensors).
     pub fn load(preset: &Preset, path: &Path, dtype: DType, device: &Device) -> Result<Self> {
         let params = Params::load(&preset.generator, path, dtype, device)?;
-        Ok(Self {
-            spec: preset.generator.clone(),
-            z_dim: preset.z_dim,
+        Ok(Self::from_params(
+            preset.generator.clone(),
+            preset.z_dim,
             params,
-        })
+        ))
+    }
+
+    /// A generator of `spec` with these weights (BatchNorm on this process's batch).
+    pub fn from_params(spec: NetSpec, z_dim: usize, params: Params) -> Self {
+        Self {
+            spec,
+            z_dim,
+            params,
+            batch_norm_ranks: None,
+        }
+    }
+
+    /// Makes BatchNorm in training mode normalise with the statistics of the whole batch of a
+    /// data-parallel run, whose ranks each hold an equal part (PyTorch's SyncBatchNorm), or
+    /// again with this process's batch (`None`). The running statistics follow the same.
+    pub fn synchronise_batchnorm(&mut self, ranks: Option<RankSum>) {
+        self.batch_norm_ranks = ranks;
     }
 
     /// Runs the generator. In [`Mode::Train`] BatchNorm normalises with batch statistics and
@@ -76,7 +97,8 @@ impl Generator {
                 let (rm, rv) = (&running.mean.var, &running.var.var);
                 x = match mode {
                     Mode::Train => {
-                        let (y, stats) = layers::batch_norm_train(&x, g, beta)?;
+                        let (y, stats) =
+                            layers::batch_norm_train(&x, g, beta, self.batch_norm_ranks.as_ref())?;
                         rm.set(&layers::running_update(rm.as_tensor(), &stats.mean)?)?;
                         rv.set(&layers::running_update(
                             rv.as_tensor(),

@@ -15,6 +15,17 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     Device::new_cuda(ordinal).with_context(|| format!("cannot open CUDA device {ordinal}"))
 }
 
+/// The device one rank of a data-parallel run trains on: as [`parse_device`], except that a
+/// plain `cuda` is the GPU of the rank's place on its machine (`cuda:<local rank>`), one GPU
+/// per rank as `mpirun` or `srun` place them. `cuda:N` is taken as given (as with
+/// `CUDA_VISIBLE_DEVICES` set per rank).
+pub fn parse_rank_device(spec: &str, local_rank: usize) -> Result<Device> {
+    match spec {
+        "cuda" => parse_device(&format!("cuda:{local_rank}")),
+        _ => parse_device(spec),
+    }
+}
+
 /// A device spec that is none of `cpu`, `cuda`, `cuda:N`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("unknown device '{0}': use cpu, cuda or cuda:N")]

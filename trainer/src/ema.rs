@@ -38,11 +38,7 @@ impl Ema {
         )?;
         Ok(Self {
             decay,
-            generator: Generator {
-                spec: g.spec.clone(),
-                z_dim: g.z_dim,
-                params,
-            },
+            generator: Generator::from_params(g.spec.clone(), g.z_dim, params),
         })
     }
 

@@ -204,17 +204,11 @@ impl Setup {
     fn networks(&self, dtype: DType, device: &Device) -> Result<(Generator, Critic)> {
         let p = &self.preset;
         Ok((
-            Generator {
-                spec: p.generator.clone(),
-                z_dim: p.z_dim,
-                params: Params::from_tensors(
-                    &p.generator,
-                    self.generator.clone(),
-                    0,
-                    dtype,
-                    device,
-                )?,
-            },
+            Generator::from_params(
+                p.generator.clone(),
+                p.z_dim,
+                Params::from_tensors(&p.generator, self.generator.clone(), 0, dtype, device)?,
+            ),
             Critic {
                 spec: p.critic.clone(),
                 params: Params::from_tensors(&p.critic, self.critic.clone(), 0, dtype, device)?,

@@ -8,15 +8,21 @@
 //!
 //! The trainer's data parallelism (see ARCHITECTURE.md, "Data-parallel training") needs only
 //! these; every rank calls each operation in the same order. The BatchNorm statistics go
-//! through [`BatchNormSync`], the kernels' [`CrossRank`].
+//! through [`BatchNormSync`], the kernels' [`CrossRank`]; candle's autograd path sums tensors
+//! through a [`RankSum`] ([`rank_sum`]): host tensors on the collective, GPU tensors on NCCL
+//! (`nccl.rs`, cargo feature `nccl`), whose communicator is set up over the collective.
 
 pub mod local;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+#[cfg(feature = "nccl")]
+pub mod nccl;
 
 use anyhow::{bail, Result};
+use candle_core::Device;
 use std::sync::Arc;
 use wgan_models::kernels::CrossRank;
+use wgan_models::rank_sum::RankSum;
 
 /// The ranks of a run (see the module documentation). Every method is collective: all ranks
 /// call it, in the same order, and get the same answer.
@@ -75,6 +81,29 @@ impl CrossRank for BatchNormSync {
     fn sum(&self, values: &mut [f64]) {
         self.0.sum_f64(values)
     }
+}
+
+/// The sums over `ranks` that candle's autograd path needs on `device` (`None` for one
+/// process): host tensors through the collective; on a GPU, NCCL in a build with the `nccl`
+/// feature (its communicator is set up here, collectively), else an error.
+pub fn rank_sum(ranks: &Arc<dyn Collective>, device: &Device) -> Result<Option<RankSum>> {
+    if ranks.size() == 1 {
+        return Ok(None);
+    }
+    let host = RankSum::on_host(Arc::new(BatchNormSync(ranks.clone())));
+    if device.is_cpu() {
+        return Ok(Some(host));
+    }
+    #[cfg(feature = "nccl")]
+    {
+        let nccl = agree(ranks.as_ref(), nccl::Nccl::new(ranks.as_ref(), device))?;
+        Ok(Some(host.with_device(Arc::new(nccl))))
+    }
+    #[cfg(not(feature = "nccl"))]
+    bail!(
+        "data-parallel training over {} on {device:?} needs NCCL: build the trainer with `--features nccl` (scripts/gpu/build-cuda.sh does), or train on --device cpu",
+        ranks.describe()
+    )
 }
 
 /// The same `result` on every rank: an error on any rank becomes the error of every rank (the

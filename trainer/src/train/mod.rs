@@ -23,6 +23,7 @@ use wgan_models::engine::{
 };
 use wgan_models::images::{grid, png_bytes, BatchShape};
 use wgan_models::latent::{latents, Rng};
+use wgan_models::rank_sum::RankSum;
 use wgan_models::{Critic, Generator, Gradients, Mode, Preset};
 
 mod persist;
@@ -31,7 +32,7 @@ pub use persist::ResumeOptions;
 use setup::*;
 pub use setup::{check_batch_memory, check_weights_memory};
 
-pub use crate::device::{cuda_ordinal, parse_device};
+pub use crate::device::{cuda_ordinal, parse_device, parse_rank_device};
 use crate::run_dir::{
     claim_default_run_dir, claim_run_dir, older_checkpoints, run_dir_of, usable_checkpoints,
     RunLock,
@@ -91,6 +92,8 @@ pub struct Trainer {
     pub warnings: Vec<String>,
     /// The ranks of a data-parallel run ([`Single`] for one process).
     ranks: Arc<dyn Collective>,
+    /// Sums over the ranks of candle tensors, for the autograd path (`None`: one process).
+    rank_sum: Option<RankSum>,
     /// Held while the run is open (by rank 0): no second process trains in the same directory.
     _lock: Option<RunLock>,
     /// This session's TensorBoard event file (rank 0, opened by [`Trainer::run`]).
@@ -158,12 +161,10 @@ impl Trainer {
         Ok(Tensor::from_vec(v, shape, &self.device)?)
     }
 
+    /// This rank's part of the next real batch, `[B/K, C, H, W]`.
     fn real_batch(&mut self) -> Result<Tensor> {
-        let (b, c, s) = (
-            self.config.batch_size,
-            self.preset.channels,
-            self.preset.image_size,
-        );
+        let (_, b) = self.my_part(self.config.batch_size);
+        let (c, s) = (self.preset.channels, self.preset.image_size);
         Ok(Tensor::from_vec(
             self.loader.next_batch()?,
             (b, c, s, s),
@@ -296,12 +297,14 @@ impl Trainer {
 
     fn critic_step_autograd(&mut self) -> Result<wgan::CriticValues> {
         second_order::check_current_thread()?;
-        let (b, z) = (self.config.batch_size, self.preset.z_dim);
+        let (b_all, z) = (self.config.batch_size, self.preset.z_dim);
+        let (first, b) = self.my_part(b_all);
         let real = self.real_batch()?;
-        let noise = self.normal(&[b, z, 1, 1])?;
+        // As on the explicit path: the whole global batch's latents and ε, and this rank's part.
+        let noise = self.normal(&[b_all, z, 1, 1])?.narrow(0, first, b)?;
         let fake = self.generator.forward(&noise, Mode::Train)?.detach();
-        let eps: Vec<f32> = (0..b).map(|_| self.rng.uniform_f32()).collect();
-        let eps = Tensor::from_vec(eps, (b, 1, 1, 1), &self.device)?;
+        let eps: Vec<f32> = (0..b_all).map(|_| self.rng.uniform_f32()).collect();
+        let eps = Tensor::from_vec(eps[first..first + b].to_vec(), (b, 1, 1, 1), &self.device)?;
         let critic = &self.critic;
         let obj = wgan::critic_objective(
             |x| critic.forward(x),
@@ -311,13 +314,36 @@ impl Trainer {
             self.config.lambda_gp,
         )?;
         let grads = Gradients::from_grad_store(&self.critic.params, &obj.loss.backward()?)?;
+        let grads = self.average_tensor_gradients(grads)?;
         self.opt_c.step(&self.critic.params, &grads)?;
-        Ok(wgan::CriticValues {
+        Ok(self.average_values(wgan::CriticValues {
             loss: obj.loss.to_scalar::<f32>()? as f64,
             penalty: obj.penalty.to_scalar::<f32>()? as f64,
             wasserstein: obj.wasserstein.to_scalar::<f32>()? as f64,
             grad_norm_mean: obj.grad_norms.mean_all()?.to_scalar::<f32>()? as f64,
-        })
+        }))
+    }
+
+    /// [`Trainer::average_gradients`] for candle's autograd: each rank's gradients (of the
+    /// mean over its part) averaged over the ranks in one sum over the ranks of all of them.
+    fn average_tensor_gradients(&self, grads: Gradients) -> Result<Gradients> {
+        let Some(sum) = &self.rank_sum else {
+            return Ok(grads);
+        };
+        let flat = grads
+            .0
+            .iter()
+            .map(Tensor::flatten_all)
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let total = (sum.sum(&Tensor::cat(&flat, 0)?)? / sum.ranks() as f64)?;
+        let mut offset = 0;
+        let mut averaged = Vec::with_capacity(grads.0.len());
+        for g in &grads.0 {
+            let n = g.elem_count();
+            averaged.push(total.narrow(0, offset, n)?.reshape(g.shape())?);
+            offset += n;
+        }
+        Ok(Gradients(averaged))
     }
 
     /// The generator step: fresh latents, loss `−mean C(G(z))`, one Adam step.
@@ -327,14 +353,23 @@ impl Trainer {
             self.engines = Some(engines);
             return r;
         }
-        let (b, z) = (self.config.batch_size, self.preset.z_dim);
-        let noise = self.normal(&[b, z, 1, 1])?;
+        let (b_all, z) = (self.config.batch_size, self.preset.z_dim);
+        let (first, b) = self.my_part(b_all);
+        let noise = self.normal(&[b_all, z, 1, 1])?.narrow(0, first, b)?;
         let fake = self.generator.forward(&noise, Mode::Train)?;
         let critic = &self.critic;
         let loss = wgan::generator_loss(|x| critic.forward(x), &fake)?;
         let grads = Gradients::from_grad_store(&self.generator.params, &loss.backward()?)?;
+        let grads = self.average_tensor_gradients(grads)?;
         self.opt_g.step(&self.generator.params, &grads)?;
-        Ok(loss.to_scalar::<f32>()? as f64)
+        self.average_loss(loss.to_scalar::<f32>()? as f64)
+    }
+
+    /// The global batch's mean loss from each rank's mean over its equal part.
+    fn average_loss(&self, loss: f64) -> Result<f64> {
+        let mut loss = [loss];
+        self.ranks.sum_f64(&mut loss);
+        Ok(loss[0] / self.ranks.size() as f64)
     }
 
     fn generator_step_explicit(&mut self, e: &mut Engines) -> Result<f64> {
@@ -352,9 +387,7 @@ impl Trainer {
         let grads = to_gradients(&self.generator.spec, &grads, &self.device)?;
         e.generator_weights = None;
         self.opt_g.step(&self.generator.params, &grads)?;
-        let mut loss = [loss];
-        self.ranks.sum_f64(&mut loss);
-        Ok(loss[0] / self.ranks.size() as f64)
+        self.average_loss(loss)
     }
 
     /// One iteration: `n_critic` critic steps and one generator step. On the CPU both run on
@@ -508,5 +541,13 @@ impl Trainer {
         if let Some(e) = self.engines.as_mut() {
             e.generator.synchronise_batchnorm(None);
         }
+        self.generator.synchronise_batchnorm(None);
+    }
+
+    /// Test-only: the steps run on candle's autograd (the GPU's path) on the CPU too, in
+    /// place of the explicit engines, so that its data parallelism can be checked here.
+    #[doc(hidden)]
+    pub fn use_autograd_for_tests(&mut self) {
+        self.engines = None;
     }
 }

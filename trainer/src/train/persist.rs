@@ -73,7 +73,7 @@ impl Trainer {
     ) -> Result<Self> {
         let c = ranks.as_ref();
         let lead = c.rank() == 0;
-        let opened = agree(c, Self::reopen_checkpoint(run_dir, options, lead));
+        let opened = agree(c, Self::reopen_checkpoint(run_dir, options, c));
         let opened = opened?;
         let Reopened {
             root,
@@ -127,7 +127,9 @@ impl Trainer {
             };
             Ok((generator, critic, opt_g, opt_c, rng, ema))
         };
-        let (generator, critic, opt_g, opt_c, rng, ema) = agree(c, load().map_err(damaged))?;
+        let (mut generator, critic, opt_g, opt_c, rng, ema) = agree(c, load().map_err(damaged))?;
+        let rank_sum = crate::collective::rank_sum(&ranks, &device)?;
+        generator.synchronise_batchnorm(rank_sum.clone());
         // The data: rank 0 first (it may decode the source again into the run folder), then
         // the others read what rank 0 opened; every rank checks the checkpoint's fingerprint.
         let reopen = |on_change| {
@@ -197,6 +199,7 @@ impl Trainer {
             elapsed_secs: state.elapsed_secs,
             metrics,
             engines,
+            rank_sum,
             warnings,
             ranks,
             _lock: lock,
@@ -206,7 +209,12 @@ impl Trainer {
 
     /// The checkpoint a resume starts from, its configuration with `options` applied, and (on
     /// the `lead` rank) the run's lock, with what an interrupted run left removed.
-    fn reopen_checkpoint(run_dir: &Path, options: &ResumeOptions, lead: bool) -> Result<Reopened> {
+    fn reopen_checkpoint(
+        run_dir: &Path,
+        options: &ResumeOptions,
+        c: &dyn Collective,
+    ) -> Result<Reopened> {
+        let lead = c.rank() == 0;
         let (steps, device) = (options.steps, options.device.as_deref());
         let resolve = || {
             ckpt::resolve(run_dir)
@@ -275,7 +283,7 @@ impl Trainer {
             );
         }
         let preset = header.preset()?;
-        let device = parse_device(&config.device)?;
+        let device = parse_rank_device(&config.device, c.local_rank())?;
         super::check_weights_memory(&preset)?;
         super::check_batch_memory(config.batch_size, &preset, &device)?;
         Ok(Reopened {

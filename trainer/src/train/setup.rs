@@ -48,7 +48,7 @@ impl Trainer {
                 let preset = config.preset()?;
                 config.set_architecture(&preset);
                 config.threads = Some(config.threads.unwrap_or_else(crate::data::default_threads));
-                let device = parse_device(&config.device)?;
+                let device = parse_rank_device(&config.device, c.local_rank())?;
                 check_ranks(&config, &device, c)?;
                 check_weights_memory(&preset)?;
                 check_batch_memory(config.batch_size / c.size(), &preset, &device)?;
@@ -86,8 +86,10 @@ impl Trainer {
             .into_owned(),
         );
         let data = open_run_data(plan, &config, &preset, &run_dir, c)?;
+        let rank_sum = crate::collective::rank_sum(&ranks, &device)?;
         let mut rng = Rng::new(config.seed);
-        let generator = Generator::new(&preset, &mut rng, DType::F32, &device)?;
+        let mut generator = Generator::new(&preset, &mut rng, DType::F32, &device)?;
+        generator.synchronise_batchnorm(rank_sum.clone());
         let critic = Critic::new(&preset, &mut rng, DType::F32, &device)?;
         let opt_g = Adam::new(config.adam, &generator.params)?;
         let opt_c = Adam::new(config.adam, &critic.params)?;
@@ -142,6 +144,7 @@ impl Trainer {
             elapsed_secs: 0.0,
             metrics: Vec::new(),
             engines,
+            rank_sum,
             warnings: Vec::new(),
             ranks,
             _lock: lock,
@@ -239,7 +242,7 @@ impl Drop for ClaimedRunDir {
 }
 
 /// Checks that `config` can run on the ranks of `c`: the global batch splits evenly, and
-/// several ranks train on the CPU engine (the GPU path needs NCCL, see ARCHITECTURE.md).
+/// GPU ranks have NCCL (see ARCHITECTURE.md, "Data-parallel training").
 pub(super) fn check_ranks(config: &TrainConfig, device: &Device, c: &dyn Collective) -> Result<()> {
     let k = c.size();
     if k == 1 {
@@ -251,9 +254,9 @@ pub(super) fn check_ranks(config: &TrainConfig, device: &Device, c: &dyn Collect
             config.batch_size
         );
     }
-    if !device.is_cpu() {
+    if !device.is_cpu() && !cfg!(feature = "nccl") {
         bail!(
-            "data-parallel training over {} runs on the CPU engine; GPU ranks need the NCCL build, which this binary does not have",
+            "data-parallel training over {} on a GPU needs NCCL, which this binary is built without: build it with `--features nccl` (scripts/gpu/build-cuda.sh does), or train on --device cpu",
             c.describe()
         );
     }
