@@ -104,6 +104,7 @@ impl CustomOp1 for AllReduce {
         s: &candle_core::CudaStorage,
         l: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
         use candle_core::{CudaStorage, DType};
         let Some(sum) = &self.0.device else {
             candle_core::bail!(

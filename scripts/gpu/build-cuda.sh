@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Builds the CUDA trainer on a machine without a GPU: nvcc and the CUDA 13 libraries come from
-# PyPI wheels installed into the project-local .cuda/ (no system CUDA needed). The build goes
-# to target/cuda/ (the CPU build in target/release/ is left alone). Output:
-# target/cuda-bundle/ with the stripped `trainer` (CUDA), `runtime` (ort only, with CUDA and
-# TensorRT provider options, no tract) and `export` binaries plus the check scripts, and
-# target/cuda-bundle.tar.xz, the same compressed (about 19 MB), ready to carry to a GPU
-# machine and run with `bash checks.sh` there.
+# PyPI wheels installed into the project-local .cuda/ (no system CUDA needed), NCCL from the
+# nvidia-nccl-cu13 wheel. The build goes to target/cuda/ (the CPU build in target/release/ is
+# left alone). Output: target/cuda-bundle/ with the stripped `trainer` (CUDA), `trainer-nccl`
+# (CUDA with NCCL and MPI, for data-parallel GPU ranks), `runtime` (ort only, with CUDA and
+# TensorRT provider options, no tract) and `export` binaries, the OpenMPI libraries
+# `trainer-nccl` loads (lib/), and the check scripts; and target/cuda-bundle.tar.xz, the same
+# compressed, ready to carry to a GPU machine and run with `bash checks.sh` there.
+#
+# Needs OpenMPI's development files for `trainer-nccl` (Debian: openmpi-bin libopenmpi-dev
+# libclang-dev, as scripts/test-env.sh installs them).
 #
 # Usage: scripts/gpu/build-cuda.sh [COMPUTE_CAP]   (default 90: H100/H200)
 #
@@ -18,9 +22,12 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 cap="${1:-90}"
 release="${CUDA_RELEASE:-13.0}"
+# The NCCL the `nccl` build links (cudarc's bindings are NCCL 2.30's API; later 2.x releases
+# keep it). On the GPU machine PyTorch's own nvidia-nccl wheel provides libnccl.so.2.
+NCCL_RELEASE="${NCCL_RELEASE:-2.32}"
 venv=.cuda
 # A folder filled for another release is rebuilt: wheels of two releases must not mix.
-if [[ -d "$venv" && "$(cat "$venv/release" 2>/dev/null)" != "$release" ]]; then
+if [[ -d "$venv" && "$(cat "$venv/release" 2>/dev/null)" != "$release+nccl$NCCL_RELEASE" ]]; then
   rm -rf "$venv"
 fi
 if [[ ! -x "$venv/bin/python" ]]; then
@@ -29,22 +36,23 @@ fi
 "$venv/bin/pip" install --quiet --disable-pip-version-check \
   "nvidia-cuda-nvcc==$release.*" "nvidia-nvvm==$release.*" "nvidia-cuda-crt==$release.*" \
   "nvidia-cuda-runtime==$release.*" "nvidia-cuda-nvrtc==$release.*" \
-  "nvidia-cuda-cccl==$release.*" "nvidia-cublas==$release.*" nvidia-curand
-echo "$release" >"$venv/release"
+  "nvidia-cuda-cccl==$release.*" "nvidia-cublas==$release.*" nvidia-curand \
+  "nvidia-nccl-cu13==$NCCL_RELEASE.*"
+echo "$release+nccl$NCCL_RELEASE" >"$venv/release"
 site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 cuda_root="$site/nvidia/cu13"
 [[ -d "$cuda_root" ]] || cuda_root="$(dirname "$(find "$site/nvidia" -name nvcc -type f | head -n1)")/.."
 export CUDA_ROOT="$(cd "$cuda_root" && pwd)"
 export PATH="$CUDA_ROOT/bin:$PATH"
 # candle links its CUDA libraries at build time (cudarc's dynamic-linking: -lcuda -lcublas
-# -lcublasLt -lcurand -lnvrtc -lcudart). The wheels ship only versioned names
+# -lcublasLt -lcurand -lnvrtc -lcudart; and -lnccl in the nccl build). The wheels ship only versioned names
 # (libcublas.so.13), so .cuda/link/ gets the unversioned names the linker looks for. The
 # driver's libcuda.so.1 exists only on GPU machines: here the linker gets a stub with its
 # soname that defines every driver entry point cudarc declares; at run time the real driver
 # library is loaded in its place.
 link="$venv/link"
 mkdir -p "$link"
-for lib in cudart cublas cublasLt curand nvrtc; do
+for lib in cudart cublas cublasLt curand nvrtc nccl; do
   f="$(find "$site/nvidia" -name "lib$lib.so.*" ! -name '*alt*' | sort | head -n1)"
   [[ -n "$f" ]] || { echo "error: lib$lib.so.* not found under $site/nvidia" >&2; exit 1; }
   ln -sf "$(cd "$(dirname "$f")" && pwd)/$(basename "$f")" "$link/lib$lib.so"
@@ -62,14 +70,26 @@ cc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$link/libcuda.so" "$link/cuda_stub
 export LIBRARY_PATH="$(cd "$link" && pwd)${LIBRARY_PATH:+:$LIBRARY_PATH}"
 export CUDA_COMPUTE_CAP="$cap"
 nvcc --version
+# The NCCL build first (its binary is set aside: the plain CUDA build replaces it; both share
+# the compiled kernels).
+cargo build --release --target-dir target/cuda -p wgan-trainer --features nccl
+cp target/cuda/release/trainer target/cuda/trainer-nccl
 cargo build --release --target-dir target/cuda -p wgan-trainer --features cuda
 cargo build --release --target-dir target/cuda -p wgan-runtime --no-default-features --features cli,cuda
 cargo build --release -p wgan-export
 bundle=target/cuda-bundle
 mkdir -p "$bundle"
 cp target/cuda/release/trainer target/cuda/release/runtime target/release/export "$bundle/"
-strip "$bundle/trainer" "$bundle/runtime" "$bundle/export"
-cp scripts/gpu/checks.sh scripts/torch_goldens.py scripts/bench_training.py "$bundle/"
+cp target/cuda/trainer-nccl "$bundle/trainer-nccl"
+strip "$bundle/trainer" "$bundle/trainer-nccl" "$bundle/runtime" "$bundle/export"
+# OpenMPI's libraries for trainer-nccl on a machine without them (checks.sh puts lib/ on the
+# loader's path): everything it links that is neither the C runtime nor a CUDA library.
+mkdir -p "$bundle/lib"
+ldd target/cuda/trainer-nccl | awk '/=> \// {print $3}' |
+  grep -Ev '/(libc|libm|libdl|librt|libpthread|libgcc_s|libstdc\+\+|libz|ld-linux[^/]*)\.so|/libcuda|/libcu(blas|rand)|/libnvrtc|/libnccl|/libcudart' |
+  xargs -r cp -L -t "$bundle/lib/"
+ls "$bundle/lib"
+cp scripts/gpu/checks.sh scripts/torch_goldens.py scripts/bench_training.py scripts/compare_generators.py "$bundle/"
 ls -lh "$bundle"
 # One compressed file to carry (the bundle itself is larger than it compresses to).
 tar -C "$bundle" -cf - . | xz -T0 -6 >target/cuda-bundle.tar.xz.tmp

@@ -11,6 +11,10 @@
 #      the same GPU, side by side (bench_training.py)
 #   5. trainer sample --device cuda at batch 1, 64 and 1024 (wall time each)
 #   6. runtime gen through ONNX Runtime's CUDA provider, where the machine's onnxruntime has it
+#   7. trainer-nccl (the data-parallel GPU build): one rank alone in an NCCL communicator, the
+#      generator's synchronised BatchNorm forward and backward through NCCL against the same
+#      without it (`check-device --nccl`); with two GPUs and mpirun, 2 ranks × 8 against
+#      1 process × 16 on the GPUs (compare_generators.py)
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here"
@@ -63,11 +67,26 @@ else
   [[ -n "$ort_lib" ]] && step ort-cpu-bench env ORT_DYLIB_PATH="$ort_lib" ./runtime bench --model "$out/gpu-run.onnx" --backend ort --batch-sizes 1,64
 fi
 
+# trainer-nccl loads NCCL (PyTorch's nvidia-nccl wheel, on the path above) and OpenMPI (from
+# the bundle's lib/ where the machine has none).
+nccl_env=(env LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$here/lib")
+step nccl-1-rank "${nccl_env[@]}" ./trainer-nccl check-device --device cuda --preset small --batch-size 8 --nccl
+gpus="$(nvidia-smi --list-gpus 2>/dev/null | wc -l)"
+if [[ "$gpus" -ge 2 ]] && command -v mpirun >/dev/null; then
+  mpi=(mpirun -n 2 --bind-to none --oversubscribe -x LD_LIBRARY_PATH)
+  step nccl-1x16 "${nccl_env[@]}" ./trainer-nccl train --device cuda --preset small --batch-size 16 --steps 3 --out "$out/nccl-1x16"
+  step nccl-2x8 "${nccl_env[@]}" "${mpi[@]}" ./trainer-nccl train --device cuda --preset small --batch-size 16 --steps 3 --out "$out/nccl-2x8"
+  step nccl-compare "$py" compare_generators.py "$out/nccl-2x8" "$out/nccl-1x16"
+else
+  results+=("| nccl-2x8 | skipped: needs 2 GPUs and mpirun (this machine: $gpus GPU) | - |")
+fi
+
 echo
 for f in parity-dcgan64 parity-small; do echo "## $f"; tail -n 40 "$out/$f.log"; echo; done
 echo "## train-cuda-dcgan64 (last lines)"; tail -n 3 "$out/train-cuda-dcgan64.log"
 echo "## metrics (step, s/iter)"; cut -d, -f1,7 "$out/gpu-run/metrics.csv" | tail -n 5
 echo "## bench-vs-pytorch"; tail -n 6 "$out/bench-vs-pytorch.log"
+for f in nccl-1-rank nccl-compare; do [[ -f "$out/$f.log" ]] && { echo "## $f"; tail -n 4 "$out/$f.log"; }; done
 for f in ort-cuda-bench ort-cpu-bench; do [[ -f "$out/$f.log" ]] && { echo "## $f"; cat "$out/$f.log"; }; done
 echo
 echo "| check | result | wall |"

@@ -398,6 +398,11 @@ fn check_device_on_the_cpu_agrees_with_the_engine() {
         &trainer(tmp.path(), &["check-device", "--batch-size", "0"]),
         "--batch-size",
     );
+    // The NCCL check needs the `nccl` build (and a GPU); this one is neither.
+    assert_input_error(
+        &trainer(tmp.path(), &["check-device", "--preset", "tiny", "--nccl"]),
+        "--features nccl",
+    );
 }
 
 /// The workspace's CLI conventions: a missing required argument is named (clap's whole

@@ -84,6 +84,12 @@ pub struct CheckDeviceArgs {
     /// code a GPU runs, minus its kernels), to check that path on a machine without a GPU.
     #[arg(long)]
     pub generic_ops: bool,
+    /// Also check the sums over the ranks that data-parallel GPU training runs on: this
+    /// process alone in an NCCL communicator on the device, the generator's training forward
+    /// and backward with synchronised BatchNorm against the same without it. Needs a GPU and a
+    /// trainer built with `--features nccl`.
+    #[arg(long)]
+    pub nccl: bool,
 }
 
 #[derive(Args, Debug)]
