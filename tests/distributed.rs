@@ -123,7 +123,7 @@ fn ranks(cfg: TrainConfig, dir: &Path, k: usize, synchronised: bool, steps: Step
 /// sign (so a step of ±1e-4) follows the order of those sums, which a split batch changes in
 /// candle's GEMMs (the CPU engine's sums happen to keep it). The gradients themselves agree
 /// to f32 rounding (about 1e-6; `trainer check-device --preset small`). With ε = 1e-5 the step
-/// is a smooth function of such gradients and the runs agree to 2e-6 (2.6e-4 with 1e-8).
+/// is a smooth function of such gradients and the runs agree to 2e-6 (2.1e-4 with 1e-8).
 fn two_ranks_of_eight_against_one_process_of_sixteen(steps: Steps) {
     let tmp = tempfile::tempdir().unwrap();
     for preset in ["tiny", "small"] {

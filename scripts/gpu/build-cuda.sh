@@ -22,9 +22,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 cap="${1:-90}"
 release="${CUDA_RELEASE:-13.0}"
-# The NCCL the `nccl` build links (cudarc's bindings are NCCL 2.30's API; later 2.x releases
-# keep it). On the GPU machine PyTorch's own nvidia-nccl wheel provides libnccl.so.2.
-NCCL_RELEASE="${NCCL_RELEASE:-2.32}"
+# The NCCL the `nccl` build links: the release of cudarc's bindings (NCCL 2.30's API). Its
+# wheel is compiled with a later CUDA 13 (13.3) and relies on CUDA's minor-version
+# compatibility to run on a 13.0 driver. On the GPU machine PyTorch's own nvidia-nccl wheel
+# provides libnccl.so.2.
+NCCL_RELEASE="${NCCL_RELEASE:-2.30}"
 venv=.cuda
 # A folder filled for another release is rebuilt: wheels of two releases must not mix.
 if [[ -d "$venv" && "$(cat "$venv/release" 2>/dev/null)" != "$release+nccl$NCCL_RELEASE" ]]; then
@@ -78,6 +80,7 @@ cargo build --release --target-dir target/cuda -p wgan-trainer --features cuda
 cargo build --release --target-dir target/cuda -p wgan-runtime --no-default-features --features cli,cuda
 cargo build --release -p wgan-export
 bundle=target/cuda-bundle
+rm -rf "$bundle"
 mkdir -p "$bundle"
 cp target/cuda/release/trainer target/cuda/release/runtime target/release/export "$bundle/"
 cp target/cuda/trainer-nccl "$bundle/trainer-nccl"

@@ -67,15 +67,18 @@ else
   [[ -n "$ort_lib" ]] && step ort-cpu-bench env ORT_DYLIB_PATH="$ort_lib" ./runtime bench --model "$out/gpu-run.onnx" --backend ort --batch-sizes 1,64
 fi
 
-# trainer-nccl loads NCCL (PyTorch's nvidia-nccl wheel, on the path above) and OpenMPI (from
-# the bundle's lib/ where the machine has none).
-nccl_env=(env LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$here/lib")
+# trainer-nccl loads NCCL (PyTorch's nvidia-nccl wheel, on the path above) and OpenMPI's
+# libmpi.so.40: the machine's own where it has one (its mpirun needs its own), else the
+# bundle's lib/.
+mpi_libs="$LD_LIBRARY_PATH"
+ldconfig -p 2>/dev/null | grep -q 'libmpi\.so\.40 ' || mpi_libs="$LD_LIBRARY_PATH:$here/lib"
+nccl_env=(env LD_LIBRARY_PATH="$mpi_libs" OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1)
 step nccl-1-rank "${nccl_env[@]}" ./trainer-nccl check-device --device cuda --preset small --batch-size 8 --nccl
 gpus="$(nvidia-smi --list-gpus 2>/dev/null | wc -l)"
 if [[ "$gpus" -ge 2 ]] && command -v mpirun >/dev/null; then
   mpi=(mpirun -n 2 --bind-to none --oversubscribe -x LD_LIBRARY_PATH)
-  step nccl-1x16 "${nccl_env[@]}" ./trainer-nccl train --device cuda --preset small --batch-size 16 --steps 3 --out "$out/nccl-1x16"
-  step nccl-2x8 "${nccl_env[@]}" "${mpi[@]}" ./trainer-nccl train --device cuda --preset small --batch-size 16 --steps 3 --out "$out/nccl-2x8"
+  step nccl-1x16 "${nccl_env[@]}" ./trainer-nccl train --device cuda --preset tiny --batch-size 16 --steps 3 --out "$out/nccl-1x16"
+  step nccl-2x8 "${nccl_env[@]}" "${mpi[@]}" ./trainer-nccl train --device cuda --preset tiny --batch-size 16 --steps 3 --out "$out/nccl-2x8"
   step nccl-compare "$py" compare_generators.py "$out/nccl-2x8" "$out/nccl-1x16"
 else
   results+=("| nccl-2x8 | skipped: needs 2 GPUs and mpirun (this machine: $gpus GPU) | - |")

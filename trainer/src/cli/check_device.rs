@@ -67,7 +67,7 @@ pub(super) fn check_device(args: &CheckDeviceArgs) -> Result<()> {
     )?;
     #[cfg(feature = "nccl")]
     if args.nccl {
-        check_nccl(&preset, args.batch_size, args.seed, &device)?;
+        check_nccl(&preset, args.batch_size, args.seed, &device, &args.device)?;
     }
     Ok(())
 }
@@ -81,6 +81,7 @@ fn check_nccl(
     batch: usize,
     seed: u64,
     device: &candle_core::Device,
+    name: &str,
 ) -> Result<()> {
     use crate::collective::{nccl::Nccl, BatchNormSync, Single};
     use candle_core::Tensor;
@@ -117,7 +118,7 @@ fn check_nccl(
         .map(|(a, b)| ((a - b).abs() / a.abs().max(1e-3)) as f64)
         .fold(0.0, f64::max);
     outln!(
-        "NCCL, 1 rank on {device:?}: a sum over the ranks is exact; synchronised BatchNorm's forward and backward against the unsynchronised: {worst:.1e} (relative)"
+        "NCCL, 1 rank on {name}: a sum over the ranks is exact; synchronised BatchNorm's forward and backward against the unsynchronised: {worst:.1e} (relative)"
     )?;
     if worst > 1e-6 {
         bail!("synchronised BatchNorm through NCCL differs from BatchNorm without it by {worst:e}");

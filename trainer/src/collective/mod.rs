@@ -101,7 +101,7 @@ pub fn rank_sum(ranks: &Arc<dyn Collective>, device: &Device) -> Result<Option<R
     }
     #[cfg(not(feature = "nccl"))]
     bail!(
-        "data-parallel training over {} on {device:?} needs NCCL: build the trainer with `--features nccl` (scripts/gpu/build-cuda.sh does), or train on --device cpu",
+        "data-parallel training over {} on a GPU needs NCCL: build the trainer with `--features nccl` (scripts/gpu/build-cuda.sh does), or train on --device cpu",
         ranks.describe()
     )
 }
