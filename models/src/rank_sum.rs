@@ -66,6 +66,25 @@ impl RankSum {
     }
 }
 
+/// A fresh copy of `s`'s elements `start..end`, summed over the ranks by `sum`.
+#[cfg(feature = "cuda")]
+fn summed_copy<T>(
+    s: &candle_core::CudaStorage,
+    (start, end): (usize, usize),
+    sum: impl FnOnce(&mut candle_core::cuda::cudarc::driver::CudaSlice<T>) -> Result<()>,
+) -> Result<candle_core::CudaStorage>
+where
+    T: candle_core::cuda::CudaDType + candle_core::cuda::cudarc::driver::DeviceRepr,
+{
+    let dev = s.device.clone();
+    let src = s.as_cuda_slice::<T>()?.slice(start..end);
+    // SAFETY: every element is written by the copy below before it is read.
+    let mut dst = unsafe { dev.alloc::<T>(end - start) }?;
+    dev.memcpy_dtod(&src, &mut dst)?;
+    sum(&mut dst)?;
+    Ok(candle_core::CudaStorage::wrap_cuda_slice(dst, dev))
+}
+
 /// The candle op behind [`RankSum::sum`].
 struct AllReduce(RankSum);
 
@@ -105,31 +124,16 @@ impl CustomOp1 for AllReduce {
         l: &Layout,
     ) -> Result<(candle_core::CudaStorage, Shape)> {
         use candle_core::backend::BackendStorage;
-        use candle_core::{CudaStorage, DType};
+        use candle_core::DType;
         let Some(sum) = &self.0.device else {
             candle_core::bail!(
                 "GPU tensors are summed over the ranks by NCCL, which this run has not set up"
             )
         };
-        let (start, end) = contiguous(l)?;
-        let dev = s.device.clone();
+        let range = contiguous(l)?;
         let out = match s.dtype() {
-            DType::F32 => {
-                let src = s.as_cuda_slice::<f32>()?.slice(start..end);
-                // SAFETY: every element is written by the copy below before it is read.
-                let mut dst = unsafe { dev.alloc::<f32>(end - start) }?;
-                dev.memcpy_dtod(&src, &mut dst)?;
-                sum.sum_f32(&mut dst)?;
-                CudaStorage::wrap_cuda_slice(dst, dev)
-            }
-            DType::F64 => {
-                let src = s.as_cuda_slice::<f64>()?.slice(start..end);
-                // SAFETY: as above.
-                let mut dst = unsafe { dev.alloc::<f64>(end - start) }?;
-                dev.memcpy_dtod(&src, &mut dst)?;
-                sum.sum_f64(&mut dst)?;
-                CudaStorage::wrap_cuda_slice(dst, dev)
-            }
+            DType::F32 => summed_copy::<f32>(s, range, |v| sum.sum_f32(v))?,
+            DType::F64 => summed_copy::<f64>(s, range, |v| sum.sum_f64(v))?,
             d => candle_core::bail!("a sum over the ranks supports f32 and f64, not {d:?}"),
         };
         Ok((out, l.shape().clone()))
